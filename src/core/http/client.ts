@@ -1,0 +1,330 @@
+import { Agent, Dispatcher, request as undiciRequest } from "undici";
+import { Clock, systemClock } from "../clock";
+import { PipelineError } from "../errors";
+import { describeUrl, redact } from "../redact";
+import { RateLimiter } from "./limiter";
+import {
+  BackoffOptions,
+  DEFAULT_BACKOFF,
+  backoffDelay,
+  isIdempotent,
+  isRetryableNetworkError,
+  isRetryableStatus,
+  parseResetTimestamp,
+  serverRetryDelay,
+} from "./retry";
+
+/** Where a client gets its bearer token, and how it asks for a new one after a 401. */
+export interface TokenSource {
+  getAccessToken(): Promise<string>;
+  /** The API refused `rejected`: return a fresh token (one forced refresh at most). */
+  invalidate(rejected: string): Promise<string>;
+}
+
+export type QueryValue = string | number | boolean | undefined | null | ReadonlyArray<string | number>;
+
+export interface HttpRequest {
+  method?: string;
+  /** A path relative to the client's base URL, or an absolute URL. */
+  path: string;
+  query?: Record<string, QueryValue>;
+  headers?: Record<string, string>;
+  /** Sent as JSON. */
+  json?: unknown;
+  /** Sent as application/x-www-form-urlencoded. */
+  form?: Record<string, string>;
+  body?: string | Buffer;
+  /** Overrides the method's own idempotency (Teamleader's list calls are POSTs that read). */
+  idempotent?: boolean;
+  /** Set to false to send no Authorization header even though the client has a token source. */
+  auth?: boolean;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface HttpResponse<T = unknown> {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: T;
+  text: string;
+}
+
+export interface HttpClientOptions {
+  /** The provider's name as a user knows it ("GoTo", "Teamleader"): it starts every error message. */
+  name: string;
+  baseUrl: string;
+  timeoutMs?: number;
+  /** Retries after a network error or a 5xx, for idempotent requests. */
+  maxRetries?: number;
+  /** How many 429s one request may wait out before giving up. */
+  maxRateLimitWaits?: number;
+  /** A server asking for a longer pause than this fails the request instead. */
+  maxServerDelayMs?: number;
+  backoff?: BackoffOptions;
+  limiter?: RateLimiter;
+  auth?: TokenSource;
+  /** Reads the provider's error body into one line; the generic reader knows the common shapes. */
+  describeError?: (status: number, body: unknown) => string | undefined;
+  /** Feed `X-RateLimit-Remaining`/`-Reset` into the limiter. */
+  readQuotaHeaders?: boolean;
+  headers?: Record<string, string>;
+  log?: (line: string) => void;
+  clock?: Clock;
+  random?: () => number;
+  dispatcher?: Dispatcher;
+}
+
+/** The provider answered with an error status. */
+export class HttpError extends PipelineError {
+  readonly statusCode: number;
+  readonly body: unknown;
+  readonly providerCode?: string;
+
+  constructor(message: string, init: { statusCode: number; body: unknown; providerCode?: string; status?: string; code?: string }) {
+    super(message, {
+      status: init.status ?? `HTTP ${init.statusCode}`,
+      code: init.code ?? `GW_HTTP_${init.statusCode}`,
+      httpStatus: init.statusCode,
+    });
+    this.statusCode = init.statusCode;
+    this.body = init.body;
+    this.providerCode = init.providerCode;
+  }
+}
+
+/** The provider could not be reached or did not answer in time. */
+export class NetworkError extends PipelineError {}
+
+const DEFAULTS = {
+  timeoutMs: 30_000,
+  maxRetries: 4,
+  maxRateLimitWaits: 8,
+  maxServerDelayMs: 120_000,
+};
+
+/**
+ * A small HTTP client on undici with a fixed pipeline: limiter → bearer token → timeout → retry
+ * loop (server's `Retry-After` first, then backoff with jitter) → redacted debug log.
+ */
+export class HttpClient {
+  private readonly opts: HttpClientOptions & typeof DEFAULTS;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+
+  constructor(options: HttpClientOptions) {
+    this.opts = { ...DEFAULTS, ...stripUndefined(options) };
+    this.ownsDispatcher = !options.dispatcher;
+    this.dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 10_000, connections: 16 });
+    this.clock = options.clock ?? systemClock;
+    this.random = options.random ?? Math.random;
+  }
+
+  get name(): string {
+    return this.opts.name;
+  }
+
+  async json<T = unknown>(req: HttpRequest): Promise<T> {
+    return (await this.request<T>(req)).body;
+  }
+
+  async request<T = unknown>(req: HttpRequest): Promise<HttpResponse<T>> {
+    const method = (req.method ?? "GET").toUpperCase();
+    const url = this.buildUrl(req);
+    const idempotent = req.idempotent ?? isIdempotent(method);
+    const useAuth = this.opts.auth !== undefined && req.auth !== false;
+    let token = useAuth ? await this.opts.auth!.getAccessToken() : undefined;
+    let retries = 0;
+    let rateLimitWaits = 0;
+    let refreshedAfter401 = false;
+
+    for (;;) {
+      req.signal?.throwIfAborted();
+      let res: HttpResponse<T>;
+      await this.opts.limiter?.acquire();
+      try {
+        res = await this.send<T>(method, url, req, token);
+      } catch (err) {
+        if (idempotent && retries < this.opts.maxRetries && isRetryableNetworkError(err)) {
+          await this.clock.sleep(backoffDelay(retries++, this.random(), this.opts.backoff ?? DEFAULT_BACKOFF), req.signal);
+          continue;
+        }
+        throw this.networkError(method, url, err);
+      } finally {
+        this.opts.limiter?.release();
+      }
+
+      if (this.opts.readQuotaHeaders) this.observeQuota(res.headers);
+
+      if (res.status === 401 && useAuth && !refreshedAfter401) {
+        refreshedAfter401 = true;
+        token = await this.opts.auth!.invalidate(token!);
+        continue;
+      }
+      if (res.status === 429) {
+        const wait = serverRetryDelay(res.headers, this.clock.now()) ?? backoffDelay(rateLimitWaits, this.random(), this.opts.backoff);
+        if (rateLimitWaits < this.opts.maxRateLimitWaits && wait <= this.opts.maxServerDelayMs) {
+          rateLimitWaits++;
+          this.opts.limiter?.pauseUntil(this.clock.now() + wait);
+          this.opts.log?.(`${method} ${describeUrl(url)} rate limited: waiting ${wait} ms`);
+          await this.clock.sleep(wait, req.signal);
+          continue;
+        }
+        throw this.httpError(method, url, res, "rate limited");
+      }
+      if (isRetryableStatus(res.status) && idempotent && retries < this.opts.maxRetries) {
+        const wait = serverRetryDelay(res.headers, this.clock.now()) ?? backoffDelay(retries, this.random(), this.opts.backoff);
+        retries++;
+        await this.clock.sleep(Math.min(wait, this.opts.maxServerDelayMs), req.signal);
+        continue;
+      }
+      if (res.status >= 400) throw this.httpError(method, url, res);
+      return res;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  private buildUrl(req: HttpRequest): URL {
+    const url = /^https?:\/\//i.test(req.path) ? new URL(req.path) : new URL(req.path.replace(/^\//, ""), withSlash(this.opts.baseUrl));
+    for (const [key, value] of Object.entries(req.query ?? {})) {
+      if (value === undefined || value === null) continue;
+      if (Array.isArray(value)) for (const v of value) url.searchParams.append(key, String(v));
+      else url.searchParams.set(key, String(value));
+    }
+    return url;
+  }
+
+  private async send<T>(method: string, url: URL, req: HttpRequest, token: string | undefined): Promise<HttpResponse<T>> {
+    const headers: Record<string, string> = { accept: "application/json", ...this.opts.headers, ...req.headers };
+    let body: string | Buffer | undefined = req.body;
+    if (req.json !== undefined) {
+      body = JSON.stringify(req.json);
+      headers["content-type"] ??= "application/json";
+    } else if (req.form) {
+      body = new URLSearchParams(req.form).toString();
+      headers["content-type"] ??= "application/x-www-form-urlencoded";
+    }
+    if (token) headers.authorization = `Bearer ${token}`;
+
+    const timeoutMs = req.timeoutMs ?? this.opts.timeoutMs;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new TimeoutError(timeoutMs)), timeoutMs);
+    const onAbort = () => controller.abort(req.signal?.reason);
+    req.signal?.addEventListener("abort", onAbort, { once: true });
+    const started = Date.now();
+    try {
+      const res = await undiciRequest(url, { method: method as Dispatcher.HttpMethod, headers, body, dispatcher: this.dispatcher, signal: controller.signal });
+      const text = await res.body.text();
+      this.opts.log?.(`${method} ${describeUrl(url)} → ${res.statusCode} in ${Date.now() - started} ms`);
+      return { status: res.statusCode, headers: res.headers, text, body: parseBody(text, res.headers["content-type"]) as T };
+    } catch (err) {
+      if (controller.signal.aborted && controller.signal.reason instanceof TimeoutError) throw controller.signal.reason;
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      req.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  private observeQuota(headers: HttpResponse["headers"]): void {
+    const remaining = Number(first(headers["x-ratelimit-remaining"]));
+    const reset = first(headers["x-ratelimit-reset"]);
+    const resetAt = reset ? parseResetTimestamp(reset) : undefined;
+    this.opts.limiter?.observeQuota(Number.isFinite(remaining) ? remaining : undefined, resetAt);
+  }
+
+  private httpError(method: string, url: URL, res: HttpResponse<unknown>, status?: string): HttpError {
+    const detail = (this.opts.describeError ?? describeProviderError)(res.status, res.body) ?? describeProviderError(res.status, res.body);
+    const where = `${method} ${url.pathname}`;
+    const message = `${this.opts.name} answered ${res.status}${statusText(res.status)} to ${where}${detail ? `: ${detail}` : ""}`;
+    return new HttpError(message, { statusCode: res.status, body: res.body, providerCode: providerCode(res.body), status });
+  }
+
+  private networkError(method: string, url: URL, err: unknown): NetworkError {
+    const reason = err instanceof TimeoutError ? `no answer within ${err.timeoutMs} ms` : (err as Error)?.message ?? String(err);
+    const code = err instanceof TimeoutError ? "GW_HTTP_TIMEOUT" : ((err as { code?: string })?.code ?? "GW_NETWORK");
+    return new NetworkError(`${this.opts.name} could not be reached (${method} ${describeUrl(url)}): ${reason}`, {
+      status: err instanceof TimeoutError ? "timeout" : "unreachable",
+      code,
+      cause: err,
+      httpStatus: 502,
+    });
+  }
+}
+
+class TimeoutError extends Error {
+  readonly code = "GW_HTTP_TIMEOUT";
+  constructor(readonly timeoutMs: number) {
+    super(`timed out after ${timeoutMs} ms`);
+  }
+}
+
+/** One line from the error bodies of the providers we know: OAuth, Graph, Teamleader, GoTo and generic. */
+export function describeProviderError(_status: number, body: unknown): string | undefined {
+  if (!body || typeof body !== "object") {
+    return typeof body === "string" && body.trim() ? redact(body.trim().slice(0, 300)) : undefined;
+  }
+  const b = body as Record<string, any>;
+  if (typeof b.error === "string") return [b.error, b.error_description].filter(Boolean).join(": ");
+  if (b.error && typeof b.error === "object") return [b.error.code, b.error.message].filter(Boolean).join(": ");
+  if (Array.isArray(b.errors) && b.errors.length) {
+    return b.errors
+      .map((e: any) => [e?.title ?? e?.message, e?.meta?.hint ?? e?.detail].filter(Boolean).join(" (") + (e?.meta?.hint ?? e?.detail ? ")" : ""))
+      .join("; ");
+  }
+  const message = b.message ?? b.errorMessage ?? b.description;
+  const code = b.errorCode ?? b.code ?? b.int_err_code;
+  if (message || code) return [code, message].filter(Boolean).join(": ");
+  return undefined;
+}
+
+function providerCode(body: unknown): string | undefined {
+  if (!body || typeof body !== "object") return undefined;
+  const b = body as Record<string, any>;
+  const code = typeof b.error === "string" ? b.error : (b.error?.code ?? b.errors?.[0]?.code ?? b.errorCode ?? b.code);
+  return code === undefined ? undefined : String(code);
+}
+
+function parseBody(text: string, contentType: string | string[] | undefined): unknown {
+  const type = String(first(contentType) ?? "");
+  if (text && (type.includes("json") || /^\s*[[{]/.test(text))) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  }
+  return text;
+}
+
+function statusText(status: number): string {
+  const texts: Record<number, string> = {
+    400: " Bad Request",
+    401: " Unauthorized",
+    403: " Forbidden",
+    404: " Not Found",
+    409: " Conflict",
+    429: " Too Many Requests",
+    500: " Internal Server Error",
+    502: " Bad Gateway",
+    503: " Service Unavailable",
+    504: " Gateway Timeout",
+  };
+  return texts[status] ?? "";
+}
+
+function first(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function withSlash(base: string): string {
+  return base.endsWith("/") ? base : `${base}/`;
+}
+
+function stripUndefined<T extends object>(obj: T): T {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as T;
+}
