@@ -1,0 +1,63 @@
+import { OAuthServer } from "./oauth-server";
+import { SandboxReply, SandboxServer } from "./server";
+
+/** The demo and test OAuth client of the GoTo sandbox. */
+export const GOTO_DEMO_CLIENT = { clientId: "goto-demo-client", clientSecret: "goto-demo-secret-0123456789" };
+
+export interface GoToSandboxOptions {
+  /** Rotate the refresh token on every Nth refresh (GoTo rotates "sometimes", see goto-apis.md §1.4). */
+  rotateEvery?: number;
+  accountKey?: string;
+}
+
+/**
+ * GoTo's authentication server (authentication.logmeininc.com) under /goto/auth and its APIs
+ * (api.goto.com and api.getgo.com share one prefix here) under /goto/api.
+ */
+export class GoToSandbox {
+  readonly oauth: OAuthServer;
+  readonly accountKey: string;
+
+  constructor(
+    readonly server: SandboxServer,
+    options: GoToSandboxOptions = {},
+  ) {
+    this.accountKey = options.accountKey ?? "7288486601101397288";
+    this.oauth = new OAuthServer(server, {
+      name: "goto",
+      prefix: "/goto/auth",
+      authorizePath: "/oauth/authorize",
+      tokenPath: "/oauth/token",
+      clientAuth: "basic",
+      singleUseRefreshTokens: false,
+      rotateEvery: options.rotateEvery ?? 5,
+      tokenExtras: () => ({ scope: "cr.v1.read identity:", principal: "admin@example.com" }),
+      errors: {
+        // Verified for the old host (goto-apis.md §1.5).
+        invalidClient: () => ({ status: 401, json: { error: "invalid_client", error_description: "Client authentication failed." } }),
+        // Unverified: RFC 6749's answer, which GoTo's token server is expected to give.
+        invalidRefreshToken: () => ({ status: 400, json: { error: "invalid_grant", error_description: "Invalid refresh token" } }),
+        invalidCode: () => ({ status: 400, json: { error: "invalid_grant", error_description: "Invalid authorization code" } }),
+      },
+    });
+    this.oauth.registerClient(GOTO_DEMO_CLIENT.clientId, GOTO_DEMO_CLIENT.clientSecret);
+
+    // The Admin API's `me`: where the account key is found when a user leaves it blank.
+    server.route("GET", "/goto/api/admin/rest/v1/me", (req) =>
+      this.authorized(req, () => ({
+        json: { key: "1000000000000000001", accountKey: this.accountKey, email: "admin@example.com", adminRoles: ["SUPER_USER"], products: ["JIVE", "G2M"] },
+      })),
+    );
+  }
+
+  /** Answers `ok()` for a valid bearer token, GoTo's 401 otherwise. */
+  authorized(req: Parameters<OAuthServer["authenticate"]>[0], ok: (clientId: string) => SandboxReply | Promise<SandboxReply>): SandboxReply | Promise<SandboxReply> {
+    const clientId = this.oauth.authenticate(req);
+    if (!clientId) {
+      this.server.count("goto api 401");
+      // Unverified body: GoTo Connect APIs answer 401 for an expired token (goto-apis.md §1.5).
+      return { status: 401, json: { errorCode: "AUTHN_INVALID_TOKEN", message: "Invalid or expired access token" } };
+    }
+    return ok(clientId);
+  }
+}

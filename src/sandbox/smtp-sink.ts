@@ -1,0 +1,105 @@
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { SMTPServer, SMTPServerOptions } from "smtp-server";
+
+export interface ReceivedMail {
+  id: string;
+  from: string;
+  to: string[];
+  raw: string;
+  receivedAt: number;
+}
+
+export interface SmtpSinkOptions {
+  /** Keep each message as an .eml file here (the demo); in memory only when absent (tests). */
+  dir?: string;
+  /** Offer STARTTLS with this key and certificate (PEM). */
+  tls?: { key: string; cert: string };
+  /** Require AUTH with these credentials. */
+  auth?: { user: string; pass: string };
+  /** Refuse more than this many simultaneous connections (421), as strict MTAs do. */
+  maxClients?: number;
+  /** Further smtp-server options (tests make failure modes with them). */
+  serverOptions?: Partial<SMTPServerOptions>;
+}
+
+/**
+ * A local SMTP server that keeps what it receives: the demo's mail server and the tests' inbox.
+ * It is smtp-server, so it greets each new connection only after 100 ms (its early-talker check).
+ */
+export class SmtpSink {
+  readonly received: ReceivedMail[] = [];
+  private server?: SMTPServer;
+  private listeners: Array<(mail: ReceivedMail) => void> = [];
+  port = 0;
+
+  constructor(private readonly options: SmtpSinkOptions = {}) {}
+
+  async listen(port = 0, host = "127.0.0.1"): Promise<number> {
+    const { tls, auth, dir, maxClients } = this.options;
+    if (dir) await fs.mkdir(dir, { recursive: true });
+    this.server = new SMTPServer({
+      secure: false,
+      disableReverseLookup: true,
+      logger: false,
+      hideSTARTTLS: !tls,
+      ...(tls ? { key: tls.key, cert: tls.cert } : {}),
+      authOptional: !auth,
+      ...(auth ? { authMethods: ["PLAIN", "LOGIN"], allowInsecureAuth: false } : { disabledCommands: tls ? [] : ["STARTTLS", "AUTH"] }),
+      maxClients,
+      size: 25 * 1024 * 1024,
+      onAuth: (a, _session, callback) => {
+        if (auth && a.username === auth.user && a.password === auth.pass) return callback(null, { user: a.username });
+        return callback(new Error("Invalid username or password"));
+      },
+      onData: (stream, session, callback) => {
+        const chunks: Buffer[] = [];
+        stream.on("data", (c: Buffer) => chunks.push(c));
+        stream.on("error", callback);
+        stream.on("end", () => {
+          const mail: ReceivedMail = {
+            id: `${Date.now()}-${randomBytes(4).toString("hex")}`,
+            from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+            to: session.envelope.rcptTo.map((r) => r.address),
+            raw: Buffer.concat(chunks).toString("utf8"),
+            receivedAt: Date.now(),
+          };
+          this.store(mail).then(
+            () => callback(),
+            (err: Error) => callback(err),
+          );
+        });
+      },
+      ...this.options.serverOptions,
+    });
+    this.server.on("error", () => undefined); // a client's broken connection is not the sink's failure
+    await new Promise<void>((resolve, reject) => {
+      this.server!.server.once("error", reject);
+      this.server!.listen(port, host, () => resolve());
+    });
+    this.port = (this.server.server.address() as AddressInfo).port;
+    return this.port;
+  }
+
+  /** Calls `listener` for every mail from now on. */
+  onMail(listener: (mail: ReceivedMail) => void): () => void {
+    this.listeners.push(listener);
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener);
+    };
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private async store(mail: ReceivedMail): Promise<void> {
+    if (this.options.dir) await fs.writeFile(path.join(this.options.dir, `${mail.id}.eml`), mail.raw);
+    this.received.push(mail);
+    for (const listener of this.listeners) listener(mail);
+  }
+}
