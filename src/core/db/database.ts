@@ -1,0 +1,218 @@
+import { EventEmitter } from "node:events";
+import pg from "pg";
+import { PipelineError, errorMessage } from "../errors";
+import { redact } from "../redact";
+import { EmbeddedHandle, acquireEmbedded } from "./embedded";
+
+export type DatabaseConfig =
+  | { kind: "server"; connection: pg.PoolConfig }
+  | { kind: "embedded"; dataDir: string; keepAliveMs?: number };
+
+export interface Migration {
+  /** Increasing whole numbers per component; never reuse or edit an applied one. */
+  id: number;
+  description: string;
+  sql: string;
+}
+
+export interface DatabaseLog {
+  warn(message: string): void;
+  debug?(message: string): void;
+}
+
+const MIGRATION_LOCK = 7_260_601_001; // any constant: one advisory lock for every component's migrations
+
+/**
+ * One PostgreSQL pool and what every pipeline needs from it: queries, transactions, idempotent
+ * migrations and notifications. The same code path serves a real server and the embedded
+ * default (PGlite behind its socket server, in a child process).
+ */
+export class Database {
+  private listenClient?: pg.Client;
+  private readonly channels = new Map<string, EventEmitter>();
+  private closed = false;
+
+  private constructor(
+    readonly kind: "server" | "embedded",
+    readonly pool: pg.Pool,
+    private readonly log: DatabaseLog,
+    private readonly connection: pg.PoolConfig,
+    private readonly embedded?: EmbeddedHandle,
+  ) {
+    // An idle client that loses its server emits 'error' on the pool; unheard, it ends the process.
+    pool.on("error", (err) => this.log.warn(`database connection lost: ${errorMessage(err)}`));
+  }
+
+  static async open(config: DatabaseConfig, log: DatabaseLog): Promise<Database> {
+    if (config.kind === "server") {
+      const pool = new pg.Pool({ max: 10, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000, ...config.connection });
+      const db = new Database("server", pool, log, config.connection);
+      await db.ping();
+      return db;
+    }
+    const handle = await acquireEmbedded(config.dataDir, { keepAliveMs: config.keepAliveMs, log });
+    const connection: pg.PoolConfig = { host: "127.0.0.1", port: handle.port, user: "postgres", database: "postgres" };
+    // The embedded server multiplexes its connections onto one backend; a few are plenty.
+    const pool = new pg.Pool({ ...connection, max: Math.min(4, handle.maxConnections), idleTimeoutMillis: 30_000, connectionTimeoutMillis: 30_000 });
+    const db = new Database("embedded", pool, log, connection, handle);
+    try {
+      await db.ping();
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+    return db;
+  }
+
+  async query<R extends pg.QueryResultRow = any>(text: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(text, params as any[]);
+    } catch (err) {
+      throw databaseError(err);
+    }
+  }
+
+  /** Runs `work` in one transaction on one connection; any throw rolls it back. */
+  async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.connect();
+    try {
+      await client.query("BEGIN");
+      const result = await work(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err instanceof PipelineError ? err : databaseError(err);
+    } finally {
+      client.release();
+    }
+  }
+
+  async connect(): Promise<pg.PoolClient> {
+    try {
+      const client = await this.pool.connect();
+      return client;
+    } catch (err) {
+      throw databaseError(err);
+    }
+  }
+
+  /**
+   * Applies a component's missing migrations in order, in one transaction under an advisory lock,
+   * so that two processes starting together apply each migration exactly once.
+   */
+  async migrate(component: string, migrations: readonly Migration[]): Promise<number[]> {
+    const sorted = [...migrations].sort((a, b) => a.id - b.id);
+    return this.transaction(async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+      await client.query(`CREATE TABLE IF NOT EXISTS gluework_migrations (
+        component text NOT NULL,
+        id integer NOT NULL,
+        description text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (component, id))`);
+      const { rows } = await client.query<{ id: number }>("SELECT id FROM gluework_migrations WHERE component = $1", [component]);
+      const applied = new Set(rows.map((r) => r.id));
+      const ran: number[] = [];
+      for (const m of sorted) {
+        if (applied.has(m.id)) continue;
+        try {
+          await client.query(m.sql);
+        } catch (err) {
+          throw new PipelineError(`migration ${component} #${m.id} (${m.description}) failed: ${errorMessage(err)}`, { cause: err, code: "GW_DB_MIGRATION" });
+        }
+        await client.query("INSERT INTO gluework_migrations (component, id, description) VALUES ($1, $2, $3)", [component, m.id, m.description]);
+        ran.push(m.id);
+      }
+      return ran;
+    });
+  }
+
+  /** Sends `payload` to every subscriber of `channel`, in this process and (on a server) in others. */
+  async notify(channel: string, payload: string): Promise<void> {
+    if (this.kind === "embedded") {
+      // LISTEN/NOTIFY does not cross the embedded server's connections; one process owns it anyway.
+      this.channels.get(channel)?.emit("message", payload);
+      return;
+    }
+    await this.query("SELECT pg_notify($1, $2)", [channel, payload]);
+  }
+
+  /** Calls `handler` for every notification on `channel`; returns a function that stops it. */
+  async subscribe(channel: string, handler: (payload: string) => void): Promise<() => void> {
+    let emitter = this.channels.get(channel);
+    if (!emitter) {
+      emitter = new EventEmitter();
+      this.channels.set(channel, emitter);
+      if (this.kind === "server") await this.listen(channel);
+    }
+    const safe = (payload: string) => {
+      try {
+        handler(payload);
+      } catch (err) {
+        this.log.warn(`a notification handler on ${channel} failed: ${errorMessage(err)}`);
+      }
+    };
+    emitter.on("message", safe);
+    return () => emitter!.off("message", safe);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const listener = this.listenClient;
+    this.listenClient = undefined;
+    await listener?.end().catch(() => undefined);
+    await this.pool.end().catch(() => undefined);
+    await this.embedded?.release();
+  }
+
+  private async ping(): Promise<void> {
+    await this.query("SELECT 1");
+  }
+
+  private async listen(channel: string): Promise<void> {
+    const client = await this.listener();
+    await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+  }
+
+  private async listener(): Promise<pg.Client> {
+    if (this.listenClient) return this.listenClient;
+    const client = new pg.Client(this.connection);
+    client.on("notification", (n) => this.channels.get(n.channel)?.emit("message", n.payload ?? ""));
+    client.on("error", (err) => {
+      this.log.warn(`the notification connection was lost (${errorMessage(err)}); reconnecting`);
+      if (this.listenClient === client) this.listenClient = undefined;
+      void this.relisten();
+    });
+    await client.connect();
+    this.listenClient = client;
+    return client;
+  }
+
+  private async relisten(): Promise<void> {
+    for (let attempt = 0; !this.closed; attempt++) {
+      try {
+        const client = await this.listener();
+        for (const channel of this.channels.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+        return;
+      } catch (err) {
+        this.log.debug?.(`listen reconnect failed: ${errorMessage(err)}`);
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
+      }
+    }
+  }
+}
+
+/** A database failure as a user reads it, with PostgreSQL's own code kept. */
+export function databaseError(err: unknown): PipelineError {
+  if (err instanceof PipelineError) return err;
+  const e = err as { message?: string; code?: string };
+  const code = typeof e?.code === "string" ? e.code : undefined;
+  const unreachable = code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "ETIMEDOUT" || /timeout|terminated/i.test(e?.message ?? "");
+  return new PipelineError(redact(`database ${unreachable ? "unreachable" : "error"}: ${e?.message ?? String(err)}`), {
+    cause: err,
+    code: code ? `GW_DB_${code}` : "GW_DB",
+    status: unreachable ? "database unreachable" : "database error",
+  });
+}
