@@ -1,0 +1,126 @@
+import { randomBytes } from "node:crypto";
+import { errorMessage } from "../errors";
+import { HttpClient } from "../http/client";
+import { OAuthGrant, OAuthProfile } from "../tokens/oauth-grant";
+import type { NodeAPI } from "./types";
+
+/**
+ * The "Authorize" button of a config node's dialog: the authorization-code flow run through the
+ * editor. The editor asks an admin route (guarded by the node type's write permission) to start;
+ * the route keeps a random `state` bound to the node and the client for ten minutes and answers
+ * with the provider's authorize URL. The provider sends the browser back to a callback route,
+ * which cannot carry the editor's token and is guarded by that state alone (single use); it
+ * exchanges the code. The editor then fetches the resulting refresh token (guarded again) and puts
+ * it in the node's credentials, where a deploy stores it and seeds the token store.
+ */
+
+const CALLBACK_PATH = "/gluework/oauth/callback";
+const STATE_LIFETIME_MS = 10 * 60_000;
+
+interface Pending {
+  type: string;
+  nodeId: string;
+  grant: OAuthGrant;
+  redirectUri: string;
+  expiresAt: number;
+  result?: { refreshToken?: string; error?: string };
+}
+
+const pending = new Map<string, Pending>();
+// Per admin app: a runtime has one for its life, but a test runtime makes a new one per flow load.
+const registered = new WeakMap<object, Set<string>>();
+
+export interface AuthorizeRouteOptions {
+  /** The config node type, e.g. "goto-credentials": its permission guards the routes. */
+  type: string;
+  /** The provider's OAuth profile, given the auth host override from the dialog. */
+  profile(authHost: string | undefined): OAuthProfile;
+}
+
+export function registerAuthorizeRoutes(RED: NodeAPI, options: AuthorizeRouteOptions): void {
+  let types = registered.get(RED.httpAdmin);
+  const firstOnThisApp = !types;
+  if (!types) registered.set(RED.httpAdmin, (types = new Set()));
+  if (types.has(options.type)) return;
+  types.add(options.type);
+  const permission = RED.auth.needsPermission(`${options.type}.write`);
+  const http = new HttpClient({ name: options.profile(undefined).name, baseUrl: "http://127.0.0.1/", timeoutMs: 20_000 });
+
+  RED.httpAdmin.post(`/gluework/oauth/${options.type}/start`, permission, (req: any, res: any) => {
+    forgetExpired();
+    const body = (req.body ?? {}) as Record<string, string | undefined>;
+    const nodeId = body.nodeId;
+    const stored = nodeId ? ((RED.nodes as any).getCredentials?.(nodeId) as Record<string, string> | undefined) : undefined;
+    const clientId = body.clientId || stored?.clientId;
+    const clientSecret = body.clientSecret || stored?.clientSecret;
+    if (!nodeId || !clientId || !clientSecret || !body.redirectUri) {
+      res.status(400).json({ error: "the client id, the client secret and the redirect URI are needed to authorize" });
+      return;
+    }
+    const profile = options.profile(body.authHost || undefined);
+    const state = randomBytes(24).toString("base64url");
+    const grant = new OAuthGrant(profile, { clientId, clientSecret }, http);
+    pending.set(state, { type: options.type, nodeId, grant, redirectUri: body.redirectUri, expiresAt: Date.now() + STATE_LIFETIME_MS });
+    res.json({ state, authorizeUrl: grant.authorizeUrl(state, body.redirectUri) });
+  });
+
+  RED.httpAdmin.get(`/gluework/oauth/${options.type}/result/:state`, permission, (req: any, res: any) => {
+    const entry = pending.get(String(req.params.state));
+    if (!entry || entry.type !== options.type) {
+      res.status(404).json({ status: "unknown" });
+      return;
+    }
+    if (!entry.result) {
+      res.json({ status: "pending" });
+      return;
+    }
+    pending.delete(String(req.params.state));
+    if (entry.result.error) res.json({ status: "error", message: entry.result.error });
+    else res.json({ status: "done", refreshToken: entry.result.refreshToken });
+  });
+
+  if (!firstOnThisApp) return;
+  RED.httpAdmin.get(CALLBACK_PATH, (req: any, res: any) => {
+    void handleCallback(req.query ?? {}).then(({ status, message }) => {
+      res.status(status).type("html").send(page(message));
+    });
+  });
+}
+
+async function handleCallback(query: Record<string, string | undefined>): Promise<{ status: number; message: string }> {
+  forgetExpired();
+  const state = query.state;
+  const entry = state ? pending.get(state) : undefined;
+  if (!entry) return { status: 400, message: "This authorization is unknown or expired. Start again with Authorize in the Node-RED editor." };
+  if (entry.result) return { status: 400, message: "This authorization was already used. Start again with Authorize in the Node-RED editor." };
+  if (query.error) {
+    entry.result = { error: `the provider refused: ${query.error}` };
+    return { status: 401, message: `Authorization was refused (${escapeHtml(query.error)}). Nothing was changed.` };
+  }
+  if (!query.code) {
+    entry.result = { error: "the provider sent no code" };
+    return { status: 400, message: "The provider sent no authorization code." };
+  }
+  try {
+    const tokens = await entry.grant.exchangeCode(query.code, entry.redirectUri);
+    if (!tokens.refreshToken) throw new Error("the provider gave no refresh token");
+    entry.result = { refreshToken: tokens.refreshToken };
+    return { status: 200, message: "Authorized. Go back to the Node-RED editor: the refresh token is filled in; deploy to use it." };
+  } catch (err) {
+    entry.result = { error: errorMessage(err) };
+    return { status: 400, message: `The code could not be exchanged: ${escapeHtml(errorMessage(err))}` };
+  }
+}
+
+function forgetExpired(): void {
+  const now = Date.now();
+  for (const [state, entry] of pending) if (entry.expiresAt < now) pending.delete(state);
+}
+
+function page(message: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><title>Node-RED authorization</title></head><body style="font-family:sans-serif;margin:3em"><p>${message}</p></body></html>`;
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

@@ -1,0 +1,51 @@
+import { randomBytes } from "node:crypto";
+import { promises as fs } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ConfigError } from "../errors";
+import type { Database } from "../db/database";
+import type { NodeAPI } from "./types";
+
+/** What a `postgres-database` config node offers the nodes that use it. */
+export interface DatabaseProvider {
+  readonly type: "postgres-database";
+  /** The shared pool, opened on first use and closed with the config node. */
+  database(): Promise<Database>;
+}
+
+/** The config node a node's setting points at, or a ConfigError that says which one is missing. */
+export function configNode<T>(RED: NodeAPI, id: unknown, type: string, what: string): T {
+  const node = typeof id === "string" && id ? (RED.nodes.getNode(id) as (T & { type?: string }) | null) : null;
+  if (!node) throw new ConfigError(`no ${what} is selected: choose a ${type} config node in this node's settings`);
+  if (node.type && node.type !== type) throw new ConfigError(`the selected ${what} is a ${node.type}, not a ${type}`);
+  return node;
+}
+
+/** Where this package keeps its state in the Node-RED user directory. */
+export function stateDir(RED: NodeAPI, ...parts: string[]): string {
+  const userDir = RED.settings.userDir || path.join(os.homedir(), ".node-red");
+  return path.join(userDir, "gluework", ...parts);
+}
+
+/**
+ * The secret the file token store derives its key from: Node-RED's own credentialSecret when there
+ * is one, else a random key kept in a file of its own (mode 0600) beside the tokens.
+ */
+export async function tokenStoreSecret(RED: NodeAPI): Promise<string> {
+  const configured = RED.settings.credentialSecret;
+  if (typeof configured === "string" && configured) return configured;
+  try {
+    const generated = typeof RED.settings.get === "function" ? RED.settings.get("_credentialSecret") : undefined;
+    if (typeof generated === "string" && generated) return generated;
+  } catch {
+    // settings not loaded (test runtime): fall through to the key file
+  }
+  const file = stateDir(RED, "token-store.key");
+  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  try {
+    await fs.writeFile(file, randomBytes(32).toString("base64"), { flag: "wx", mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  return (await fs.readFile(file, "utf8")).trim();
+}

@@ -1,0 +1,39 @@
+import { AuthorizationRequiredError, PipelineError, asPipelineError } from "../errors";
+import { StatusReporter } from "./status";
+import type { DoneFunction, Node, NodeMessage, SendFunction } from "./types";
+
+export type InputHandler = (msg: NodeMessage, send: SendFunction) => Promise<void>;
+
+/**
+ * Routes a node's `input` to one async handler and makes its end certain: the handler keeps its
+ * three declared parameters (so the runtime tracks completion), no promise escapes (the runtime
+ * catches only synchronous throws; a stray rejection ends Node-RED), and every failure becomes a
+ * status a person understands plus exactly one `done(err)`, which Catch nodes see.
+ */
+export function handleInput(node: Node, status: StatusReporter, handler: InputHandler): void {
+  node.on("input", (msg: NodeMessage, send: SendFunction, done: DoneFunction) => {
+    let finished = false;
+    const finish = (err?: PipelineError) => {
+      if (finished) return;
+      finished = true;
+      if (err) {
+        if (err instanceof AuthorizationRequiredError) status.needsAuthorization();
+        else status.error(err.status);
+        done(err);
+      } else {
+        done();
+      }
+    };
+    let running: Promise<void>;
+    try {
+      running = handler(msg, send);
+    } catch (err) {
+      finish(asPipelineError(err));
+      return;
+    }
+    running.then(
+      () => finish(),
+      (err: unknown) => finish(asPipelineError(err)),
+    );
+  });
+}

@@ -1,0 +1,40 @@
+import { Database } from "../core/db/database";
+import { PostgresDatabaseDef, PostgresCredentials, databaseConfig } from "../core/db/config";
+import { ConfigError } from "../core/errors";
+import { stateDir } from "../core/node/config";
+import { migrateConfig } from "../core/node/migrate";
+import type { Node, NodeAPI, NodeDef } from "../core/node/types";
+
+export = function register(RED: NodeAPI) {
+  function PostgresDatabaseNode(this: Node<PostgresCredentials> & { type: "postgres-database"; database(): Promise<Database> }, def: PostgresDatabaseDef & NodeDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    let opening: Promise<Database> | undefined;
+    let closed = false;
+
+    node.database = () => {
+      if (closed) return Promise.reject(new ConfigError("this postgres-database node was closed by a redeploy"));
+      opening ??= Database.open(databaseConfig(config, node.credentials ?? {}, stateDir(RED, "pglite")), {
+        warn: (m) => node.warn(m),
+        debug: (m) => node.debug(m),
+      }).catch((err) => {
+        opening = undefined; // the next caller tries again
+        throw err;
+      });
+      return opening;
+    };
+
+    node.on("close", (_removed: boolean, done: () => void) => {
+      closed = true;
+      const pending = opening;
+      opening = undefined;
+      if (!pending) return done();
+      pending.then((db) => db.close()).catch(() => undefined).finally(done);
+    });
+  }
+
+  RED.nodes.registerType("postgres-database", PostgresDatabaseNode, {
+    credentials: { user: { type: "text" }, password: { type: "password" }, url: { type: "password" } },
+  });
+};
