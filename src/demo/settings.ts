@@ -1,0 +1,15 @@
+// Node-RED's settings for `npm start`: loopback only unless HOST says otherwise, this package
+// loaded from the working copy, and every other choice left at Node-RED's defaults.
+import path from "node:path";
+
+const repoRoot = path.resolve(__dirname, "..", "..", "..");
+
+export = {
+  uiHost: process.env.HOST ?? "127.0.0.1",
+  uiPort: Number(process.env.NODE_RED_PORT ?? 1880),
+  flowFile: "flows.json",
+  credentialSecret: process.env.NODE_RED_CREDENTIAL_SECRET,
+  nodesDir: [repoRoot],
+  logging: { console: { level: process.env.NODE_RED_LOG_LEVEL ?? "info", metrics: false, audit: false } },
+  editorTheme: { projects: { enabled: false }, tours: false },
+};
