@@ -48,9 +48,10 @@ describe("OAuth token core across OS processes", function () {
     const refreshes = sandbox.server.counter("teamleader refresh");
     assert.equal(refreshes, result.refreshTimes.length);
     assert.equal(duplicateRefreshes(result.refreshTimes, 1000), 0, "no token was refreshed twice");
-    // 1 s tokens replaced 100 ms ahead: one refresh every 0.9 s or so, whoever makes it
+    // 1 s tokens replaced 100 ms ahead: one refresh every 0.9 s or so, whoever makes it. The lower
+    // bound only shows the token was kept fresh all along (a loaded machine makes calls slower).
     const expected = DURATION_MS / 900;
-    assert.ok(refreshes >= expected * 0.8 && refreshes <= expected * 1.15 + 2, `${refreshes} refreshes for about ${expected.toFixed(1)} expiries`);
+    assert.ok(refreshes >= expected * 0.5 && refreshes <= expected * 1.15 + 2, `${refreshes} refreshes for about ${expected.toFixed(1)} expiries`);
     assert.equal(result.reports.reduce((n, r) => n + r.refreshes, 0), refreshes, "the workers' own count agrees");
     assert.ok(result.reports.filter((r) => r.refreshes > 0).length > 1, "the refreshing was shared between processes");
   }
