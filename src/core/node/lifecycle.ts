@@ -12,7 +12,7 @@ const CLOSE_BUDGET_MS = 14_000; // Node-RED gives a node 15 s to close
  * every closer runs (newest first) within Node-RED's close budget, then `done()` is called.
  */
 export class Lifecycle {
-  private readonly closers: Closer[] = [];
+  private readonly closers = new Set<Closer>();
   private closed = false;
 
   constructor(private readonly node: Pick<Node, "on" | "error" | "warn">) {
@@ -26,9 +26,10 @@ export class Lifecycle {
   }
 
   /** Runs `closer` when the node closes. */
-  onClose(closer: Closer): void {
+  onClose(closer: Closer): () => void {
     if (this.closed) void Promise.resolve().then(closer).catch(() => undefined);
-    else this.closers.push(closer);
+    else this.closers.add(closer);
+    return () => this.closers.delete(closer);
   }
 
   interval(task: () => void | Promise<void>, ms: number): void {
@@ -36,11 +37,17 @@ export class Lifecycle {
     this.onClose(() => clearInterval(timer));
   }
 
+  /** Runs `task` once after `ms`; the returned function cancels it. Nothing is kept once it ran. */
   timeout(task: () => void | Promise<void>, ms: number): () => void {
-    const timer = setTimeout(() => this.guard(task), ms);
-    const cancel = () => clearTimeout(timer);
-    this.onClose(cancel);
-    return cancel;
+    const timer = setTimeout(() => {
+      forget();
+      this.guard(task);
+    }, ms);
+    const forget = this.onClose(() => clearTimeout(timer));
+    return () => {
+      clearTimeout(timer);
+      forget();
+    };
   }
 
   listen<E extends EventEmitter>(emitter: E, event: string, listener: (...args: any[]) => void | Promise<void>): void {
@@ -54,7 +61,8 @@ export class Lifecycle {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const closers = this.closers.splice(0).reverse();
+    const closers = [...this.closers].reverse();
+    this.closers.clear();
     const all = (async () => {
       for (const closer of closers) {
         try {
