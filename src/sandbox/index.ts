@@ -1,4 +1,5 @@
 import { GoToSandbox, GoToSandboxOptions } from "./goto";
+import { GraphSandbox } from "./graph";
 import { MicrosoftSandbox } from "./microsoft";
 import { SandboxServer } from "./server";
 import { TeamleaderSandbox } from "./teamleader";
@@ -13,11 +14,13 @@ export class Sandbox {
   readonly goto: GoToSandbox;
   readonly teamleader: TeamleaderSandbox;
   readonly microsoft: MicrosoftSandbox;
+  readonly graph: GraphSandbox;
 
   constructor(options: SandboxOptions = {}) {
     this.goto = new GoToSandbox(this.server, options.goto);
     this.teamleader = new TeamleaderSandbox(this.server);
     this.microsoft = new MicrosoftSandbox(this.server);
+    this.graph = new GraphSandbox(this.server, this.microsoft);
   }
 
   get url(): string {

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { X509Certificate, constants, randomBytes, verify } from "node:crypto";
 import { SandboxReply, SandboxRequest, SandboxServer } from "./server";
 
 export const MICROSOFT_DEMO_APP = {
@@ -25,7 +25,7 @@ export function graphError(status: number, code: string, message: string, header
  */
 export class MicrosoftSandbox {
   tokenLifetime = 3599;
-  private readonly apps = new Map<string, { tenantId: string; secret: string }>();
+  private readonly apps = new Map<string, { tenantId: string; secret?: string; certificate?: X509Certificate }>();
   private readonly tokens = new Map<string, { clientId: string; tenantId: string; expiresAt: number }>();
 
   constructor(readonly server: SandboxServer) {
@@ -36,6 +36,11 @@ export class MicrosoftSandbox {
 
   registerApp(tenantId: string, clientId: string, secret: string): void {
     this.apps.set(clientId, { tenantId, secret });
+  }
+
+  /** An app that proves itself with a certificate: a signed client assertion (RFC 7523). */
+  registerAppCertificate(tenantId: string, clientId: string, certificatePem: string): void {
+    this.apps.set(clientId, { tenantId, certificate: new X509Certificate(certificatePem) });
   }
 
   /** The endpoints msal-node needs, for its `authorityMetadata` option. */
@@ -77,12 +82,28 @@ export class MicrosoftSandbox {
         },
       };
     }
-    if (body.client_secret !== app.secret) {
-      return { status: 401, json: { error: "invalid_client", error_description: "AADSTS7000215: Invalid client secret provided.", error_codes: [7000215] } };
+    if (app.certificate ? !validAssertion(body, app.certificate, body.client_id!) : body.client_secret !== app.secret) {
+      return app.certificate
+        ? { status: 401, json: { error: "invalid_client", error_description: "AADSTS700027: Client assertion contains an invalid signature.", error_codes: [700027] } }
+        : { status: 401, json: { error: "invalid_client", error_description: "AADSTS7000215: Invalid client secret provided.", error_codes: [7000215] } };
     }
     const accessToken = `ms-at-${randomBytes(24).toString("base64url")}`;
     this.tokens.set(accessToken, { clientId: body.client_id!, tenantId: app.tenantId, expiresAt: Date.now() + this.tokenLifetime * 1000 });
     this.server.count("microsoft token issued");
     return { json: { token_type: "Bearer", expires_in: this.tokenLifetime, ext_expires_in: this.tokenLifetime, access_token: accessToken } };
   }
+}
+
+/** A client assertion signed by the app's certificate, for this app, not expired. */
+function validAssertion(body: Record<string, string>, certificate: X509Certificate, clientId: string): boolean {
+  if (body.client_assertion_type !== "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" || !body.client_assertion) return false;
+  const [header, payload, signature] = body.client_assertion.split(".");
+  if (!header || !payload || !signature) return false;
+  const h = JSON.parse(Buffer.from(header, "base64url").toString()) as { alg?: string; "x5t#S256"?: string; x5t?: string };
+  const p = JSON.parse(Buffer.from(payload, "base64url").toString()) as { iss?: string; sub?: string; exp?: number };
+  const thumbprint = Buffer.from(certificate.fingerprint256.replace(/:/g, ""), "hex").toString("base64url");
+  if (h["x5t#S256"] && h["x5t#S256"] !== thumbprint) return false;
+  if (p.iss !== clientId || p.sub !== clientId || !p.exp || p.exp * 1000 < Date.now()) return false;
+  const key = h.alg === "PS256" ? { key: certificate.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 } : certificate.publicKey;
+  return verify("sha256", Buffer.from(`${header}.${payload}`), key, Buffer.from(signature, "base64url"));
 }

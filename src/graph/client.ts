@@ -1,0 +1,101 @@
+import { PipelineError } from "../core/errors";
+import { HttpClient, HttpClientOptions, HttpError, TokenSource } from "../core/http/client";
+import { AutomaticRepliesSetting, BatchRequest, BatchResponse, GraphErrorBody, GraphUser } from "./types";
+
+export const PUBLIC_GRAPH_URL = "https://graph.microsoft.com";
+/** Graph's documented maximum of requests in one JSON batch. */
+export const MAX_BATCH = 20;
+
+const USER_FIELDS = "id,mail,userPrincipalName,displayName";
+
+/** Why a user cannot be watched, in words a flow can route on (and an HTTP status to answer with). */
+export type UserProblem = "not-found" | "no-mailbox" | "forbidden" | "ambiguous";
+
+export class UserLookupError extends PipelineError {
+  constructor(
+    readonly problem: UserProblem,
+    message: string,
+    httpStatus: number,
+    cause?: unknown,
+  ) {
+    super(message, { code: `GW_GRAPH_${problem.toUpperCase().replace("-", "_")}`, status: problem.replace("-", " "), httpStatus, cause });
+  }
+}
+
+/** Microsoft Graph v1.0 for the calls the out-of-office monitor makes. */
+export class GraphClient {
+  readonly http: HttpClient;
+
+  constructor(options: { baseUrl?: string; auth: TokenSource } & Partial<HttpClientOptions>) {
+    const root = (options.baseUrl || PUBLIC_GRAPH_URL).replace(/\/+$/, "");
+    this.http = new HttpClient({ name: "Microsoft Graph", ...options, baseUrl: `${root}/v1.0/` });
+  }
+
+  /**
+   * The Entra ID user an address names: by user principal name first, then by primary SMTP address
+   * (they can differ). Exactly one match, compared in code, or a UserLookupError.
+   */
+  async findUser(address: string): Promise<GraphUser> {
+    try {
+      return await this.http.json<GraphUser>({ path: `users/${encodeURIComponent(address)}`, query: { $select: USER_FIELDS } });
+    } catch (err) {
+      if (!(err instanceof HttpError) || err.statusCode !== 404) throw this.explain(err, address);
+    }
+    const escaped = address.replace(/'/g, "''");
+    let found: { value: GraphUser[] };
+    try {
+      found = await this.http.json<{ value: GraphUser[] }>({ path: "users", query: { $filter: `mail eq '${escaped}'`, $select: USER_FIELDS } });
+    } catch (err) {
+      throw this.explain(err, address);
+    }
+    const exact = found.value.filter((u) => (u.mail ?? "").toLowerCase() === address.toLowerCase());
+    if (exact.length === 1) return exact[0]!;
+    if (exact.length > 1) throw new UserLookupError("ambiguous", `${exact.length} Entra ID users have the address ${address}`, 409);
+    throw new UserLookupError("not-found", `no Entra ID user has the address ${address}`, 404);
+  }
+
+  /** One user's setting; the first look at a new user, which also proves the mailbox exists. */
+  async automaticReplies(user: GraphUser, address: string): Promise<AutomaticRepliesSetting> {
+    try {
+      return await this.http.json<AutomaticRepliesSetting>({ path: `users/${encodeURIComponent(user.id)}/mailboxSettings/automaticRepliesSetting` });
+    } catch (err) {
+      throw this.explain(err, address);
+    }
+  }
+
+  /** One JSON batch of at most 20 requests; the answers come back in any order. */
+  async batch(requests: BatchRequest[], signal?: AbortSignal): Promise<BatchResponse[]> {
+    if (requests.length > MAX_BATCH) throw new RangeError(`a Graph batch holds at most ${MAX_BATCH} requests`);
+    // The envelope is a POST that only reads: retrying it after a lost answer is safe.
+    const body = await this.http.json<{ responses: BatchResponse[] }>({ method: "POST", path: "$batch", json: { requests }, idempotent: true, signal });
+    return body.responses ?? [];
+  }
+
+  async close(): Promise<void> {
+    await this.http.close();
+  }
+
+  /** Graph's answer for a user, classified: only 404s mean the user or mailbox is not there. */
+  explain(err: unknown, address: string): unknown {
+    if (!(err instanceof HttpError)) return err;
+    const code = (err.body as GraphErrorBody | undefined)?.error?.code ?? "";
+    return userProblem(err.statusCode, code, address, err) ?? err;
+  }
+}
+
+/** The problem a Graph status and error code mean for a watched address, if they mean one. */
+export function userProblem(status: number, code: string, address: string, cause?: unknown): UserLookupError | undefined {
+  if (status === 404 && code === "MailboxNotEnabledForRESTAPI") {
+    return new UserLookupError("no-mailbox", `${address} has no Exchange Online mailbox (MailboxNotEnabledForRESTAPI): on-premises, unlicensed or a guest`, 404, cause);
+  }
+  if (status === 404) return new UserLookupError("not-found", `no Entra ID user or mailbox ${address} (${code || "404"})`, 404, cause);
+  if (status === 403) {
+    return new UserLookupError(
+      "forbidden",
+      `Graph refused to read ${address} (${code || "403"}): grant the app the MailboxSettings.Read and User.Read.All application permissions with admin consent, and check any Exchange application access policy`,
+      403,
+      cause,
+    );
+  }
+  return undefined;
+}

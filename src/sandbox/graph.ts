@@ -1,0 +1,244 @@
+import { createHash } from "node:crypto";
+import type { AutomaticRepliesSetting } from "../graph/types";
+import { MicrosoftSandbox, graphError } from "./microsoft";
+import { SandboxReply, SandboxRequest, SandboxServer } from "./server";
+
+export interface SandboxUser {
+  id: string;
+  userPrincipalName: string;
+  mail: string | null;
+  displayName: string;
+  /** false: the user exists but has no Exchange Online mailbox (hybrid, unlicensed, guest). */
+  mailbox: boolean;
+  /** true: an Exchange application access policy keeps this app out of the mailbox. */
+  restricted: boolean;
+  replies: AutomaticRepliesSetting;
+}
+
+interface MailboxLoad {
+  inFlight: number;
+  recent: number[];
+}
+
+const PREFIX = "/microsoft/graph/v1.0";
+/** Outlook's documented limits per app and mailbox (graph-ooo.md §3). */
+const MAILBOX_CONCURRENCY = 4;
+const MAILBOX_REQUESTS = 10_000;
+const MAILBOX_WINDOW_MS = 10 * 60_000;
+
+/**
+ * Microsoft Graph v1.0 for the out-of-office monitor (graph.microsoft.com under /microsoft/graph):
+ * users by id or UPN, `$filter=mail eq '…'`, automatic-replies settings and JSON batching (at most
+ * 20 requests, answers out of order, per-item status codes), with Outlook's limits per mailbox
+ * answered by 429 and Retry-After. Tests change users' settings over time, take permissions away
+ * and throttle chosen mailboxes.
+ */
+export class GraphSandbox {
+  private readonly users = new Map<string, SandboxUser>();
+  private readonly load = new Map<string, MailboxLoad>();
+  private readonly throttles = new Map<string, { times: number; retryAfter: string }>();
+  /** The application permissions the app was granted (both by default). */
+  readonly permissions = { mailboxSettingsRead: true, userReadAll: true };
+  /** How long Outlook takes per mailbox request, so concurrency shows. */
+  itemLatencyMs = 2;
+
+  constructor(
+    private readonly server: SandboxServer,
+    private readonly identity: MicrosoftSandbox,
+  ) {
+    server.route("GET", `${PREFIX}/users`, (req) => this.authorized(req, () => this.filterUsers(req.query.get("$filter") ?? "")));
+    server.route("GET", `${PREFIX}/users/:user`, (req) => this.authorized(req, () => this.getUser(req.params.user!)));
+    server.route("GET", `${PREFIX}/users/:user/mailboxSettings/automaticRepliesSetting`, (req) =>
+      this.authorized(req, () => this.getReplies(req.params.user!)),
+    );
+    server.route("POST", `${PREFIX}/$batch`, (req) => this.authorized(req, () => this.batch(req)));
+    // For people trying the demo: change a user's automatic replies as Outlook would.
+    server.route("POST", "/_sandbox/graph/users/:user/replies", (req) => {
+      const user = this.user(decodeURIComponent(req.params.user!));
+      if (!user) return { status: 404, json: { message: `no sandbox user ${req.params.user}` } };
+      this.setReplies(user.id, { ...disabled(), ...(req.body as AutomaticRepliesSetting) });
+      return { status: 204 };
+    });
+    server.persistent("graph-users", {
+      snapshot: () => [...this.users.values()],
+      restore: (data: SandboxUser[]) => data.forEach((u) => this.users.set(u.id, u)),
+    });
+  }
+
+  addUser(user: Partial<SandboxUser> & { mail: string }): SandboxUser {
+    const id = user.id ?? guid(user.mail);
+    const full: SandboxUser = {
+      id,
+      userPrincipalName: user.userPrincipalName ?? user.mail,
+      mail: user.mail,
+      displayName: user.displayName ?? user.mail.split("@")[0]!,
+      mailbox: user.mailbox ?? true,
+      restricted: user.restricted ?? false,
+      replies: user.replies ?? disabled(),
+    };
+    this.users.set(id, full);
+    this.server.changed();
+    return full;
+  }
+
+  /** `count` users `user0001@contoso.test` …, every seventh one out of office with a scheduled reply. */
+  generateUsers(count: number, domain = "contoso.test"): SandboxUser[] {
+    return Array.from({ length: count }, (_, i) => {
+      const n = String(i + 1).padStart(4, "0");
+      return this.addUser({
+        mail: `user${n}@${domain}`,
+        displayName: `User ${n}`,
+        replies: i % 7 === 0 ? alwaysOn(`Away until Monday (${n})`) : disabled(),
+      });
+    });
+  }
+
+  user(address: string): SandboxUser | undefined {
+    const wanted = address.toLowerCase();
+    return [...this.users.values()].find((u) => u.id === address || u.userPrincipalName.toLowerCase() === wanted || u.mail?.toLowerCase() === wanted);
+  }
+
+  setReplies(address: string, replies: AutomaticRepliesSetting): void {
+    const user = this.user(address);
+    if (!user) throw new Error(`no sandbox user ${address}`);
+    user.replies = replies;
+    this.server.changed();
+  }
+
+  /** The next `times` mailbox requests for this user answer 429 with this Retry-After. */
+  throttle(address: string, times: number, retryAfter = "1"): void {
+    const user = this.user(address);
+    if (!user) throw new Error(`no sandbox user ${address}`);
+    this.throttles.set(user.id, { times, retryAfter });
+  }
+
+  private authorized(req: SandboxRequest, ok: () => SandboxReply | Promise<SandboxReply>): SandboxReply | Promise<SandboxReply> {
+    if (!this.identity.authenticate(req)) {
+      this.server.count("graph 401");
+      return graphError(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.");
+    }
+    return ok();
+  }
+
+  private getUser(key: string): SandboxReply {
+    this.server.count("graph request");
+    if (!this.permissions.userReadAll) return graphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.");
+    const user = this.user(decodeURIComponent(key));
+    if (!user) return graphError(404, "Request_ResourceNotFound", `Resource '${key}' does not exist or one of its queried reference-property objects are not present.`);
+    return { json: publicUser(user) };
+  }
+
+  private filterUsers(filter: string): SandboxReply {
+    this.server.count("graph request");
+    if (!this.permissions.userReadAll) return graphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.");
+    const match = /^mail eq '((?:[^']|'')*)'$/i.exec(filter.trim());
+    if (!match) return graphError(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified.");
+    const mail = match[1]!.replace(/''/g, "'").toLowerCase();
+    return { json: { value: [...this.users.values()].filter((u) => u.mail?.toLowerCase() === mail).map(publicUser) } };
+  }
+
+  private async getReplies(key: string): Promise<SandboxReply> {
+    this.server.count("graph mailbox request");
+    const user = this.user(decodeURIComponent(key));
+    if (!user) return graphError(404, "ErrorInvalidUser", `The requested user '${key}' is invalid.`);
+    if (!user.mailbox) return graphError(404, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.");
+    if (!this.permissions.mailboxSettingsRead || user.restricted) return graphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.");
+    const throttle = this.throttles.get(user.id);
+    if (throttle && throttle.times > 0) {
+      throttle.times--;
+      return this.throttled(throttle.retryAfter);
+    }
+    const load = this.load.get(user.id) ?? { inFlight: 0, recent: [] };
+    this.load.set(user.id, load);
+    const now = Date.now();
+    while (load.recent.length && load.recent[0]! <= now - MAILBOX_WINDOW_MS) load.recent.shift();
+    if (load.inFlight >= MAILBOX_CONCURRENCY || load.recent.length >= MAILBOX_REQUESTS) return this.throttled("1");
+    load.inFlight++;
+    load.recent.push(now);
+    try {
+      if (this.itemLatencyMs > 0) await new Promise((r) => setTimeout(r, this.itemLatencyMs));
+      return {
+        json: {
+          "@odata.context": `https://graph.microsoft.com/v1.0/$metadata#users('${user.id}')/mailboxSettings/automaticRepliesSetting`,
+          ...user.replies,
+        },
+      };
+    } finally {
+      load.inFlight--;
+    }
+  }
+
+  private throttled(retryAfter: string): SandboxReply {
+    this.server.count("graph 429");
+    return graphError(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.", { "Retry-After": retryAfter });
+  }
+
+  private async batch(req: SandboxRequest): Promise<SandboxReply> {
+    this.server.count("graph batch");
+    const requests = (req.body?.requests ?? []) as Array<{ id?: string; method?: string; url?: string }>;
+    if (!Array.isArray(requests) || requests.length === 0) return graphError(400, "BadRequest", "Invalid batch payload format.");
+    if (requests.length > 20) return graphError(400, "BadRequest", "The number of batch requests cannot exceed 20.");
+    const ids = requests.map((r) => String(r.id ?? "").toLowerCase());
+    if (ids.some((id) => !id) || new Set(ids).size !== ids.length) return graphError(400, "BadRequest", "Batch request ids must be present and unique.");
+    // Graph hands Outlook at most 4 requests of an unordered batch at a time.
+    const responses: Array<{ id: string; status: number; headers: Record<string, string>; body: unknown }> = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < requests.length) {
+          const item = requests[next++]!;
+          const reply = await this.inner(item.method ?? "GET", item.url ?? "");
+          responses.push({ id: String(item.id), status: reply.status ?? 200, headers: { "Content-Type": "application/json", ...reply.headers }, body: reply.json });
+        }
+      }),
+    );
+    // Answers come back in any order: correlate by id.
+    responses.sort((a, b) => hashOrder(a.id) - hashOrder(b.id));
+    return { json: { responses } };
+  }
+
+  private inner(method: string, url: string): Promise<SandboxReply> | SandboxReply {
+    const path = url.replace(/^\/?(v1\.0\/)?/, "/").split("?")[0]!;
+    const replies = /^\/users\/([^/]+)\/mailboxSettings\/automaticRepliesSetting$/.exec(path);
+    if (method.toUpperCase() === "GET" && replies) return this.getReplies(replies[1]!);
+    const user = /^\/users\/([^/]+)$/.exec(path);
+    if (method.toUpperCase() === "GET" && user) return this.getUser(user[1]!);
+    return graphError(400, "BadRequest", `The sandbox batch does not serve ${method} ${url}`);
+  }
+}
+
+export function disabled(): AutomaticRepliesSetting {
+  return { status: "disabled", externalAudience: "all", internalReplyMessage: "", externalReplyMessage: "" };
+}
+
+export function alwaysOn(text: string): AutomaticRepliesSetting {
+  const html = `<html>\n<body>\n<div>${text}</div>\n</body>\n</html>\n`;
+  return { status: "alwaysEnabled", externalAudience: "all", internalReplyMessage: html, externalReplyMessage: html };
+}
+
+export function scheduled(text: string, start: Date, end: Date, timeZone = "UTC"): AutomaticRepliesSetting {
+  const html = `<html>\n<body>\n<div>${text}</div>\n</body>\n</html>\n`;
+  // Graph's own shape: seven fractional digits and no offset ("2019-04-17T16:00:00.0000000").
+  const local = (d: Date) => `${d.toISOString().slice(0, 19)}.${String(d.getUTCMilliseconds()).padStart(3, "0")}0000`;
+  return {
+    status: "scheduled",
+    externalAudience: "all",
+    scheduledStartDateTime: { dateTime: local(start), timeZone },
+    scheduledEndDateTime: { dateTime: local(end), timeZone },
+    internalReplyMessage: html,
+    externalReplyMessage: html,
+  };
+}
+
+function publicUser(u: SandboxUser) {
+  return { id: u.id, userPrincipalName: u.userPrincipalName, mail: u.mail, displayName: u.displayName };
+}
+
+function guid(seed: string): string {
+  const h = createHash("sha256").update(seed.toLowerCase()).digest("hex");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-8${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+function hashOrder(id: string): number {
+  return createHash("md5").update(id).digest().readUInt32BE(0);
+}
