@@ -1,0 +1,56 @@
+import { ConfigError } from "../core/errors";
+import { migrateConfig } from "../core/node/migrate";
+import type { Node, NodeAPI, NodeDef } from "../core/node/types";
+import { EntraAppTokenSource } from "../graph/app-token";
+import type { GraphApp } from "../graph/app";
+import { GraphClient } from "../graph/client";
+
+interface GraphAppDef extends NodeDef {
+  tenantId: string;
+  clientId: string;
+  authType: "secret" | "certificate";
+  authorityHost: string;
+  graphUrl: string;
+}
+
+interface Credentials {
+  clientSecret?: string;
+  certificate?: string;
+  privateKey?: string;
+}
+
+export = function register(RED: NodeAPI) {
+  function GraphAppNode(this: Node<Credentials> & GraphApp, def: GraphAppDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    let client: GraphClient | undefined;
+
+    node.graph = () => {
+      if (client) return client;
+      const creds = node.credentials ?? {};
+      const certificate = config.authType === "certificate";
+      if (certificate ? !(creds.certificate && creds.privateKey) : !creds.clientSecret) {
+        throw new ConfigError(`the graph-app node '${config.name || config.id}' needs ${certificate ? "a certificate and its private key" : "a client secret"}`);
+      }
+      const tokens = new EntraAppTokenSource({
+        tenantId: config.tenantId,
+        clientId: config.clientId,
+        ...(certificate ? { certificate: creds.certificate, privateKey: creds.privateKey } : { clientSecret: creds.clientSecret }),
+        authorityHost: config.authorityHost || undefined,
+      });
+      client = new GraphClient({ baseUrl: config.graphUrl || undefined, auth: tokens });
+      return client;
+    };
+
+    node.on("close", (_removed: boolean, done: () => void) => {
+      const closing = client?.close();
+      client = undefined;
+      void Promise.resolve(closing).catch(() => undefined).finally(done);
+    });
+  }
+
+  RED.nodes.registerType("graph-app", GraphAppNode, {
+    credentials: { clientSecret: { type: "password" }, certificate: { type: "password" }, privateKey: { type: "password" } },
+  });
+};

@@ -1,0 +1,171 @@
+import { ConfigError, PipelineError, asPipelineError } from "../core/errors";
+import { DatabaseProvider, configNode } from "../core/node/config";
+import { handleInput } from "../core/node/input";
+import { Lifecycle } from "../core/node/lifecycle";
+import { migrateConfig } from "../core/node/migrate";
+import { StatusReporter } from "../core/node/status";
+import type { Node, NodeAPI, NodeDef, NodeMessage, SendFunction } from "../core/node/types";
+import type { GraphApp } from "../graph/app";
+import { UserLookupError } from "../graph/client";
+import { OutOfOfficeChange, OutOfOfficeMonitor, changePayload } from "../graph/monitor";
+import { WatchRequest, parseWatchRequest } from "../graph/requests";
+import { WatchListStore } from "../graph/watch-list";
+
+interface OooDef extends NodeDef {
+  app: string;
+  database: string;
+  users: string;
+  interval: string;
+}
+
+/** The shortest polling interval: see the help for why. */
+const MIN_INTERVAL_S = 15;
+/** A window boundary further away than this is looked at again after the next poll. */
+const MAX_WAKEUP_MS = 6 * 3600_000;
+
+export = function register(RED: NodeAPI) {
+  function GraphOooStatusNode(this: Node, def: OooDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    const status = new StatusReporter(node);
+    const life = new Lifecycle(node);
+    const intervalS = Math.max(MIN_INTERVAL_S, Number(config.interval) || 60);
+    let lastPoll = "";
+    let polling: Promise<void> | undefined;
+    let cancelWakeup: (() => void) | undefined;
+
+    const monitor = (async () => {
+      const app = configNode<GraphApp>(RED, config.app, "graph-app", "Entra ID app");
+      const db = await configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database").database();
+      const m = new OutOfOfficeMonitor({ graph: app.graph(), store: new WatchListStore(db, node.id) });
+      await m.load();
+      return m;
+    })();
+    monitor.catch(() => undefined); // reported by whoever awaits it
+
+    const changes = (list: OutOfOfficeChange[]): NodeMessage[] => list.map((c) => ({ topic: c.email, payload: changePayload(c) }));
+    const showWatching = (m: OutOfOfficeMonitor) => status.ready(`${m.users.length} watched · ${m.outOfOffice} out${lastPoll ? ` · ${lastPoll}` : ""}`);
+    const report = (err: unknown, what: string) => {
+      const error = asPipelineError(err);
+      status.error(error.status);
+      node.error(error, { topic: what, payload: { error: error.message } });
+    };
+
+    const scheduleWakeup = (m: OutOfOfficeMonitor) => {
+      cancelWakeup?.();
+      const at = m.nextWakeup();
+      if (at === undefined) return;
+      const delay = at - Date.now();
+      if (delay > MAX_WAKEUP_MS) return;
+      cancelWakeup = life.timeout(async () => {
+        const opened = await m.checkWindows();
+        if (opened.length) node.send([changes(opened), null, null]);
+        showWatching(m);
+        scheduleWakeup(m);
+      }, Math.max(0, delay) + 50);
+    };
+
+    const poll = (): Promise<void> => {
+      polling ??= (async () => {
+        const m = await monitor;
+        const result = await m.poll();
+        const timed = await m.checkWindows();
+        lastPoll = new Date().toTimeString().slice(0, 5);
+        const out = [...changes(result.changes), ...changes(timed)];
+        if (out.length) node.send([out, null, null]);
+        // A watched user Graph no longer shows (gone, mailbox removed, access taken away): once per problem.
+        for (const problem of result.problems) node.error(problem.error, { topic: problem.email, payload: { email: problem.email, error: problem.error.problem } });
+        showWatching(m);
+        scheduleWakeup(m);
+        if (result.failure) throw result.failure;
+      })().finally(() => {
+        polling = undefined;
+      });
+      return polling;
+    };
+
+    // Start: the list from the settings when there is one, then poll on the interval.
+    life.timeout(async () => {
+      try {
+        const m = await monitor;
+        const listed = String(config.users ?? "").split(/[\s,;]+/).filter(Boolean);
+        if (listed.length) {
+          const result = await m.replace(listed);
+          if (result.changes.length) node.send([changes(result.changes), null, null]);
+          for (const r of result.refused) node.error(r.error, { topic: r.email, payload: { email: r.email } });
+        }
+        showWatching(m);
+        await poll();
+      } catch (err) {
+        report(err, "poll");
+      }
+    }, 100);
+    life.interval(() => poll().catch((err) => report(err, "poll")), intervalS * 1000);
+    life.onClose(() => status.clear());
+
+    handleInput(node, status, async (msg, send) => {
+      let request;
+      try {
+        request = parseWatchRequest(msg.topic, msg.payload);
+      } catch (err) {
+        // Answered (400, for an http response) and reported.
+        send([null, null, answer(msg, 400, { error: "invalid request", reason: asPipelineError(err).message })]);
+        throw err;
+      }
+      if (request.kind === "poll") {
+        await poll();
+        return;
+      }
+      try {
+        await answerRequest(request, msg, send);
+      } catch (err) {
+        // Whoever asked gets an answer (503) while Catch nodes get the failure.
+        const error = asPipelineError(err);
+        send([null, null, answer(msg, 503, { error: "unavailable", reason: error.message })]);
+        throw error;
+      }
+    });
+
+    async function answerRequest(request: Exclude<WatchRequest, { kind: "poll" }>, msg: NodeMessage, send: SendFunction): Promise<void> {
+      const m = await monitor;
+      switch (request.kind) {
+        case "list":
+          send([null, answer(msg, 200, { watching: m.users.map((u) => ({ email: u.email, userId: u.userId, outOfOffice: u.observation?.outOfOffice ?? null })) }), null]);
+          return;
+        case "replace": {
+          const r = await m.replace(request.emails);
+          send([changes(r.changes), answer(msg, r.refused.length ? 207 : 200, { watching: m.users.map((u) => u.email), added: r.added, removed: r.removed, refused: r.refused.map((x) => ({ email: x.email, reason: x.error.message })) }), null]);
+          break;
+        }
+        case "watch":
+          try {
+            const { entry, change } = await m.watch(request.email);
+            send([change ? changes([change]) : null, answer(msg, 200, { email: request.email, status: "True", watching: true, userId: entry.userId, displayName: entry.displayName }), null]);
+          } catch (err) {
+            if (!(err instanceof UserLookupError)) throw err;
+            send([null, null, Object.assign(msg, refusal(request.email, err))]);
+          }
+          break;
+        case "unwatch": {
+          const removed = await m.unwatch(request.email);
+          send([null, answer(msg, 200, { email: request.email, status: "False", watching: false, wasWatched: removed }), null]);
+          break;
+        }
+      }
+      showWatching(m);
+      scheduleWakeup(m);
+    }
+  }
+
+  RED.nodes.registerType("graph-ooo-status", GraphOooStatusNode);
+};
+
+function answer(msg: NodeMessage, statusCode: number, payload: unknown): NodeMessage {
+  return Object.assign(msg, { statusCode, payload });
+}
+
+function refusal(email: string, error: PipelineError): NodeMessage {
+  const problem = error instanceof UserLookupError ? error.problem : error instanceof ConfigError ? "configuration" : "error";
+  return { topic: email, statusCode: error.httpStatus ?? 500, payload: { email, error: problem, reason: error.message } };
+}
