@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -18,35 +18,68 @@ function portIsFree(port: number): Promise<boolean> {
   });
 }
 
+/** `npm start` as a user runs it, on free ports and a fresh state folder; the suite drives its flows. */
 describe("npm start", function () {
   this.timeout(180_000);
+  let launcher: ChildProcess;
+  let exited: Promise<number | null>;
+  let output = "";
+  let ports: Record<string, number>;
+  let base: string;
+  let started: number;
 
-  it("serves Node-RED with this package in the palette within 60 s, and Ctrl-C stops every process it started", async () => {
-    const ports = { NODE_RED_PORT: await freePort(), SANDBOX_PORT: await freePort(), AZURITE_PORT: await freePort(), SMTP_PORT: await freePort() };
-    const env: NodeJS.ProcessEnv = { ...process.env, ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])), GW_STATE_DIR: mkdtempSync(path.join(os.tmpdir(), "gw-start-")), NODE_RED_LOG_LEVEL: "warn" };
+  before(async () => {
+    started = Date.now();
+    ports = { NODE_RED_PORT: await freePort(), SANDBOX_PORT: await freePort(), AZURITE_PORT: await freePort(), SMTP_PORT: await freePort() };
+    base = `http://127.0.0.1:${ports.NODE_RED_PORT}`;
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
+      GW_STATE_DIR: mkdtempSync(path.join(os.tmpdir(), "gw-start-")),
+      NODE_RED_LOG_LEVEL: "warn",
+    };
     delete env.DATABASE_URL;
-    const launcher = spawn(process.execPath, [path.join(__dirname, "..", "..", "src", "demo", "start.js")], { env, stdio: ["ignore", "pipe", "inherit"] });
-    let output = "";
-    launcher.stdout.on("data", (c: Buffer) => (output += c.toString()));
-    const exited = new Promise<number | null>((resolve) => launcher.once("exit", (code) => resolve(code)));
-    try {
-      const started = Date.now();
-      const modules = await eventually(
-        async () => {
-          const res = await request(`http://127.0.0.1:${ports.NODE_RED_PORT}/nodes`, { headers: { accept: "application/json" } });
-          if (res.statusCode !== 200) return res.body.dump().then(() => undefined);
-          const list = (await res.body.json()) as Array<{ module: string; types: string[] }>;
-          return list.filter((n) => n.module === packageName);
-        },
-        60_000,
-        "GET /nodes to list the package",
-      );
-      assert.ok(Date.now() - started < 60_000);
-      assert.ok(modules.length > 0 && modules.some((m) => m.types.includes("postgres-database")));
-      await eventually(() => output.includes("Ctrl-C stops everything"), 60_000, "the flows to be deployed");
-    } finally {
-      launcher.kill("SIGINT");
-    }
+    launcher = spawn(process.execPath, [path.join(__dirname, "..", "..", "src", "demo", "start.js")], { env, stdio: ["ignore", "pipe", "inherit"] });
+    launcher.stdout!.on("data", (c: Buffer) => (output += c.toString()));
+    exited = new Promise((resolve) => launcher.once("exit", (code) => resolve(code)));
+  });
+
+  after(() => {
+    if (launcher.exitCode === null) launcher.kill("SIGKILL");
+  });
+
+  async function post(pathname: string, body: unknown) {
+    const res = await request(`${base}${pathname}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    return { status: res.statusCode, body: (await res.body.json()) as any };
+  }
+
+  it("serves Node-RED with this package in the palette within 60 s", async () => {
+    const modules = await eventually(
+      async () => {
+        const res = await request(`${base}/nodes`, { headers: { accept: "application/json" } });
+        if (res.statusCode !== 200) return res.body.dump().then(() => undefined);
+        const list = (await res.body.json()) as Array<{ module: string; types: string[] }>;
+        return list.filter((n) => n.module === packageName);
+      },
+      60_000,
+      "GET /nodes to list the package",
+    );
+    assert.ok(Date.now() - started < 60_000);
+    assert.ok(modules.some((m) => m.types.includes("postgres-database")));
+    await eventually(() => output.includes("Ctrl-C stops everything"), 60_000, "the flows to be deployed");
+  });
+
+  it("runs the out-of-office monitor: POST /monitor watches a user, refuses an unknown one", async () => {
+    const watched = await post("/monitor", { email: "adele.vance@contoso.test", status: "True" });
+    assert.equal(watched.status, 200);
+    assert.equal(watched.body.displayName, "Adele Vance");
+    const unknown = await post("/monitor", { email: "nobody@contoso.test", status: "True" });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.error, "not-found");
+  });
+
+  it("stops every process it started on Ctrl-C", async () => {
+    launcher.kill("SIGINT");
     assert.equal(await exited, 0);
     for (const port of Object.values(ports)) assert.ok(await portIsFree(port), `port ${port} is still taken`);
   });
