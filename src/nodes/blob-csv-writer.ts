@@ -2,6 +2,7 @@ import { configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
+import { acknowledgePart } from "../core/node/sequence-flow";
 import { StatusReporter, formatCount } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 import type { AzureStorageProvider } from "../blob/azure";
@@ -54,7 +55,12 @@ export = function register(RED: NodeAPI) {
 
     handleInput(node, status, async (msg, send) => {
       status.busy("writing");
-      const result = await open().write({ rows: msg.payload, parts: msg.parts, date: msg.date, filename: msg.filename });
+      let result;
+      try {
+        result = await open().write({ rows: msg.payload, parts: msg.parts, date: msg.date, filename: msg.filename });
+      } finally {
+        acknowledgePart(msg.parts); // the sender may read on
+      }
       if (!result) return; // a part of a file that is not complete yet
       status.ok(`${formatCount(result.rows)} rows written`);
       const out = { ...msg, payload: result };

@@ -4,6 +4,7 @@ import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
 import { showConnectionState } from "../core/node/oauth-connection";
+import { endSequence, partSent } from "../core/node/sequence-flow";
 import { StatusReporter, formatCount } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
 import type { GoToConnection } from "../goto/api";
@@ -18,6 +19,9 @@ interface CallLogsDef extends NodeDef {
   days?: string | number;
   batchSize?: string | number;
 }
+
+/** Batches a day may be ahead of the writer downstream. */
+const AHEAD = 2;
 
 export = function register(RED: NodeAPI) {
   function GoToCallLogsNode(this: Node, def: CallLogsDef) {
@@ -46,11 +50,17 @@ export = function register(RED: NodeAPI) {
         const day = calendarDay(date, zone);
         const id = RED.util.generateId();
         status.busy(`${date} · requesting`);
-        for await (const batch of callLogsForDay(client, day, { source, accountKey, batchSize: Number(config.batchSize) || undefined, signal: stop.signal })) {
-          const parts = { id, index: batch.index, ...(batch.last ? { count: batch.index + 1 } : {}) };
-          send({ ...msg, payload: batch.rows, parts, date, filename: `${date}_call_logs.csv` });
-          status.busy(`${date} · ${formatCount(batch.total)} calls`);
-          if (batch.last) calls += batch.total;
+        try {
+          for await (const batch of callLogsForDay(client, day, { source, accountKey, batchSize: Number(config.batchSize) || undefined, signal: stop.signal })) {
+            const parts = { id, index: batch.index, ...(batch.last ? { count: batch.index + 1 } : {}) };
+            send({ ...msg, payload: batch.rows, parts, date, filename: `${date}_call_logs.csv` });
+            status.busy(`${date} · ${formatCount(batch.total)} calls`);
+            if (batch.last) calls += batch.total;
+            // Read on only as fast as a writer downstream keeps up (when it says so).
+            else await partSent(id, batch.index, AHEAD, undefined, stop.signal);
+          }
+        } finally {
+          endSequence(id);
         }
       }
       status.ok(dates.length === 1 ? `${dates[0]} · ${formatCount(calls)} calls` : `${dates.length} days · ${formatCount(calls)} calls`);
