@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { Readable } from "node:stream";
 import {
   AnonymousCredential,
   BlobServiceClient,
@@ -110,12 +111,14 @@ export class BlobTarget implements CsvTarget {
     const ids: string[] = [];
     let size = 0;
     return {
-      stage: async (data) => {
-        // Every ID of a blob must have the same length: upload + zero-padded sequence.
+      stage: async (chunks, length) => {
+        // Every ID of a blob must have the same length: upload + zero-padded sequence. The ID takes
+        // its place in the list at once, so blocks staged side by side keep their order.
         const id = Buffer.from(`${upload}-${String(ids.length).padStart(6, "0")}`).toString("base64");
-        await this.call(`stage a block of ${name}`, () => blob.stageBlock(id, data, data.length));
         ids.push(id);
-        size += data.length;
+        size += length;
+        // A body factory lets the SDK stream the chunks (and read them again on a retry).
+        await this.call(`stage a block of ${name}`, () => blob.stageBlock(id, () => Readable.from(chunks, { objectMode: false }), length));
       },
       commit: async () => {
         await this.call(`commit ${name}`, () => blob.commitBlockList(ids, { blobHTTPHeaders: { blobContentType: "text/csv; charset=utf-8" } }));

@@ -45,6 +45,8 @@ export const DEFAULT_PATH = "{yyyy}/{MM}/{yyyy}-{MM}-{dd}_call_logs.csv";
 
 const DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024;
 const DEFAULT_IDLE_MS = 15 * 60_000;
+/** Blocks staged side by side while the next one fills. */
+const STAGING_AHEAD = 1;
 
 interface Waiting {
   part: CsvPart;
@@ -128,6 +130,9 @@ class FileSession {
   private rows = 0;
   private size = 0;
   private idle?: NodeJS.Timeout;
+  /** Blocks on their way: the next parts are turned into CSV meanwhile. */
+  private uploading: Array<Promise<void>> = [];
+  private uploadError?: unknown;
 
   constructor(
     private readonly writer: CsvWriter,
@@ -180,6 +185,7 @@ class FileSession {
   }
 
   private async process(w: Waiting): Promise<CsvFileResult | undefined> {
+    if (this.uploadError) throw this.uploadError;
     const rows = rowsOf(w.part.rows);
     if (w.index === 0) await this.open(w.part);
     const header = this.options.header !== false && !this.headerWritten && (this.options.mode === "replace" || this.appender?.needsHeader === true);
@@ -193,7 +199,10 @@ class FileSession {
     this.rows += rows.length;
     if (this.buffered >= (this.options.blockBytes ?? DEFAULT_BLOCK_BYTES) || w.last) await this.flush();
     if (!w.last) return undefined;
-    if (this.staged) this.size = await this.staged.commit();
+    if (this.staged) {
+      await this.settleUploads(0);
+      this.size = await this.staged.commit();
+    }
     this.done = true;
     clearTimeout(this.idle);
     this.writer.finished(this.id, false);
@@ -209,14 +218,28 @@ class FileSession {
 
   private async flush(): Promise<void> {
     if (this.buffered === 0 && !(this.appender && this.size === 0)) return;
-    const data = this.buffer.length === 1 ? this.buffer[0]! : Buffer.concat(this.buffer, this.buffered);
+    const chunks = this.buffer;
+    const length = this.buffered;
     this.buffer = [];
     this.buffered = 0;
     if (this.staged) {
-      if (data.length > 0) await this.staged.stage(data);
+      if (length === 0) return;
+      const upload = this.staged.stage(chunks, length);
+      upload.catch((err: unknown) => {
+        this.uploadError ??= err;
+      });
+      this.uploading.push(upload);
+      await this.settleUploads(STAGING_AHEAD);
     } else {
+      const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, length);
       this.size = await this.writer.underAppendLock(this.name!, () => this.appender!.append(data));
     }
+  }
+
+  /** Waits until at most `ahead` blocks are still on their way; throws the first that failed. */
+  private async settleUploads(ahead: number): Promise<void> {
+    while (this.uploading.length > ahead) await this.uploading.shift();
+    if (this.uploadError) throw this.uploadError;
   }
 
   private async fail(): Promise<void> {

@@ -38,9 +38,11 @@ export class FolderTarget implements CsvTarget {
       await handle.close();
     };
     return {
-      stage: async (data) => {
-        await this.io(`write ${name}`, () => handle.write(data));
-        size += data.length;
+      stage: async (chunks, length) => {
+        // Each block's place is fixed when it is handed over, so writes under way together keep their order.
+        const at = size;
+        size += length;
+        await this.io(`write ${name}`, () => handle.writev(chunks, at));
       },
       commit: async () => {
         await this.io(`write ${name}`, async () => {

@@ -11,7 +11,11 @@ export interface CsvTarget {
 }
 
 export interface StagedUpload {
-  stage(data: Buffer): Promise<void>;
+  /**
+   * Sends one block, given as the chunks it is made of (no copy into one buffer); blocks keep the
+   * order of the calls even when several are under way.
+   */
+  stage(chunks: Buffer[], length: number): Promise<void>;
   /** Makes the staged data the file, at once. Returns its size in bytes. */
   commit(): Promise<number>;
   /** Drops what was staged; the file stays as it was. */

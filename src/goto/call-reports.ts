@@ -16,7 +16,15 @@ export interface CallReportsOptions {
   signal?: AbortSignal;
 }
 
-export const DEFAULT_PAGE_SIZE = 1000;
+/**
+ * Items per request. A page's answer is parsed from one string, and a string of more than 128 KB
+ * lives in V8's large-object space until a full collection: with 1,000 calls a page (about 1 MB of
+ * JSON) a large day's garbage piles up there and the process grows with the day. 250 keeps each
+ * answer small; only users with many calls need more requests for it.
+ */
+export const DEFAULT_PAGE_SIZE = 250;
+/** Rows per message: small enough that a batch dies young in memory, large enough to be cheap. */
+export const DEFAULT_BATCH_SIZE = 500;
 
 /** Which API a day's calls come from. */
 export type CallSource = "call-reports" | "call-events";
@@ -41,19 +49,19 @@ export async function* callsOfUser(
   window: CallWindow,
   options: CallReportsOptions & { expected?: number } = {},
 ): AsyncGenerator<UserActivityCall[]> {
-  yield* pages<UserActivityCall>(client, `reports/user-activity/${encodeURIComponent(userId)}`, window, options);
+  yield* pages<UserActivityCall>(client, userPath(userId), window, options);
 }
 
-async function* pages<T>(client: HttpClient, path: string, window: CallWindow, options: CallReportsOptions & { expected?: number }): AsyncGenerator<T[]> {
+async function* pages<T>(
+  client: HttpClient,
+  path: string,
+  window: CallWindow,
+  options: CallReportsOptions & { expected?: number; firstPage?: number; seen?: number },
+): AsyncGenerator<T[]> {
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
-  let seen = 0;
-  for (let page = 0; ; page++) {
-    const body = await client.json<CallReportsPage<T>>({
-      path,
-      query: { startTime: isoSeconds(window.start), endTime: isoSeconds(window.end), page, pageSize, accountKey: options.accountKey },
-      signal: options.signal,
-    });
-    const items = Array.isArray(body?.items) ? body.items : [];
+  let seen = options.seen ?? 0;
+  for (let page = options.firstPage ?? 0; ; page++) {
+    const items = await fetchPage<T>(client, path, window, page, options);
     seen += items.length;
     if (items.length > 0) yield items;
     // A short page ends the list, unless the summary promised more: then the server capped the
@@ -63,19 +71,71 @@ async function* pages<T>(client: HttpClient, path: string, window: CallWindow, o
   }
 }
 
+/** Requests of one export in flight at once: enough to hide GoTo's latency within its rate limit. */
+const IN_FLIGHT = 2;
+
 /**
  * Every call of the window as call-log rows, user after user in the API's order, one array per
- * page read: memory stays at one page whatever the size of the day.
+ * page read. The summary's volume says how many pages each user has, so the next pages are asked
+ * for while this one is written (at most IN_FLIGHT at once, delivered in order): memory stays at a
+ * few pages whatever the size of the day. A user with more calls than the summary said is read
+ * on, page by page, until a short page.
  */
 export async function* callReportRows(client: HttpClient, window: CallWindow, options: CallReportsOptions = {}): AsyncGenerator<CallLogRow[]> {
+  const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   for await (const users of usersWithActivity(client, window, options)) {
-    for (const user of users) {
-      if (!user?.userId) continue;
-      const expected = user.dataValues?.volume;
-      for await (const calls of callsOfUser(client, user.userId, window, { ...options, expected })) {
-        yield calls.map((call) => callReportRow(call, user));
-      }
+    const planned = users
+      .filter((user) => user?.userId)
+      .flatMap((user) => {
+        const expected = user.dataValues?.volume;
+        const count = Math.max(1, Math.ceil((typeof expected === "number" ? expected : 0) / pageSize));
+        return Array.from({ length: count }, (_, page) => ({ user, page, last: page === count - 1, expected }));
+      });
+    const tasks = planned.map((p) => () => fetchPage<UserActivityCall>(client, userPath(p.user.userId), window, p.page, options).then((items) => ({ ...p, items })));
+    const seen = new Map<string, number>();
+    for await (const got of inOrder(tasks, IN_FLIGHT)) {
+      const total = (seen.get(got.user.userId) ?? 0) + got.items.length;
+      seen.set(got.user.userId, total);
+      if (got.items.length) yield got.items.map((call) => callReportRow(call, got.user));
+      const more = got.last && got.items.length > 0 && (got.items.length >= pageSize || (got.expected !== undefined && total < got.expected));
+      if (!more) continue;
+      const rest = pages<UserActivityCall>(client, userPath(got.user.userId), window, { ...options, expected: got.expected, firstPage: got.page + 1, seen: total });
+      for await (const calls of rest) yield calls.map((call) => callReportRow(call, got.user));
     }
+  }
+}
+
+function userPath(userId: string): string {
+  return `reports/user-activity/${encodeURIComponent(userId)}`;
+}
+
+async function fetchPage<T>(client: HttpClient, path: string, window: CallWindow, page: number, options: CallReportsOptions): Promise<T[]> {
+  const body = await client.json<CallReportsPage<T>>({
+    path,
+    query: { startTime: isoSeconds(window.start), endTime: isoSeconds(window.end), page, pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE, accountKey: options.accountKey },
+    signal: options.signal,
+  });
+  return Array.isArray(body?.items) ? body.items : [];
+}
+
+/** Runs tasks with at most `concurrency` at once and yields their results in the tasks' order. */
+export async function* inOrder<T>(tasks: Iterable<() => Promise<T>>, concurrency: number): AsyncGenerator<T> {
+  const pending = tasks[Symbol.iterator]();
+  const running: Array<Promise<T>> = [];
+  const fill = () => {
+    while (running.length < concurrency) {
+      const next = pending.next();
+      if (next.done) return;
+      const started = next.value();
+      started.catch(() => undefined); // awaited below in its turn; never an unhandled rejection
+      running.push(started);
+    }
+  };
+  fill();
+  while (running.length > 0) {
+    const result = await running.shift()!;
+    fill();
+    yield result;
   }
 }
 
@@ -175,7 +235,7 @@ export async function* callLogsForDay(
   day: CalendarDay,
   options: CallReportsOptions & { batchSize?: number; source?: CallSource; accountKey?: string } = {},
 ): AsyncGenerator<CallLogBatch> {
-  const batchSize = Math.max(1, options.batchSize ?? DEFAULT_PAGE_SIZE);
+  const batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
   const window = { start: day.start, end: day.end };
   const source =
     options.source === "call-events"
