@@ -54,7 +54,8 @@ export = function register(RED: NodeAPI) {
       }));
 
     handleInput(node, status, async (msg, send) => {
-      status.busy("writing");
+      // Once per file: later parts of a file that failed must not paint the red status over.
+      if (!msg.parts || msg.parts.index === 0) status.busy("writing");
       let result;
       try {
         result = await open().write({ rows: msg.payload, parts: msg.parts, date: msg.date, filename: msg.filename });

@@ -168,6 +168,8 @@ describe("call logs pipeline: goto-call-logs → blob-csv-writer", function () {
     // A second run of the same day, with more calls now; storage goes away while it runs.
     sandbox.goto.calls.setVolume("2026-03-05", 900);
     const pages = sandbox.server.counter("goto call-reports call pages");
+    const statuses: Array<{ fill?: string; text?: string }> = [];
+    helper.getNode("writer").on("call:status", (call: any) => statuses.push(call.args[0]));
     helper.getNode("calls").receive({ payload: { from: "2026-03-05" } });
     await eventually(() => sandbox.server.counter("goto call-reports call pages") >= pages + 3, 30_000, "the run to be under way");
     await azurite.stop();
@@ -179,6 +181,7 @@ describe("call logs pipeline: goto-call-logs → blob-csv-writer", function () {
     assert.equal(caught[0].error.source.id, "writer");
     assert.ok(!caught[0].error.message.includes(AZURITE_ACCOUNT.key), "no secret in the error");
     assert.equal(out.length, 1, "no file reported for the failed run");
+    assert.equal(statuses.at(-1)?.fill, "red", "the writer stays red once the file failed");
 
     azurite = new Azurite({ port: azurite.port, location: azuriteDir });
     await azurite.start();
