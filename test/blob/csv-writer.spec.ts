@@ -2,13 +2,14 @@ import assert from "node:assert/strict";
 import { mkdtempSync, promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from "@azure/storage-blob";
 import { parse } from "csv-parse/sync";
 import { AzureStorageAccount } from "../../src/blob/azure";
 import { parseColumns } from "../../src/blob/csv";
 import { CsvWriter, CsvWriterOptions, DEFAULT_PATH } from "../../src/blob/csv-writer";
 import { FolderTarget } from "../../src/blob/folder";
 import { CALL_LOG_COLUMNS } from "../../src/goto/types";
-import { Azurite } from "../../src/sandbox/azurite";
+import { AZURITE_ACCOUNT, Azurite } from "../../src/sandbox/azurite";
 
 const format = { columns: parseColumns("", CALL_LOG_COLUMNS) };
 const row = (i: number) => ({ user: `Zoë ${i}`, callerName: "ACME, Inc.", duration: "0:00:10" });
@@ -80,6 +81,21 @@ describe("CSV writer", () => {
     const result = await writer({ container: "empty" }).write({ rows: [], parts: { id: "none", index: 0, count: 1 }, date: "2026-11-24" });
     assert.equal(result!.rows, 0);
     assert.equal((await text("empty", result!.name)).split("\r\n")[0], CALL_LOG_COLUMNS.join(","));
+  });
+
+  it("signs in with an account name and key at an endpoint, or with a container SAS URL", async () => {
+    const byKey = new AzureStorageAccount({ auth: "key", accountName: AZURITE_ACCOUNT.name, accountKey: AZURITE_ACCOUNT.key, endpoint: azurite.blobUrl });
+    const written = await new CsvWriter({ target: byKey.target("keyed"), path: "k.csv", mode: "replace", format, timeZone: "UTC" }).write({ rows: [row(1)] });
+    assert.equal(written!.container, "keyed");
+
+    const sas = generateBlobSASQueryParameters(
+      { containerName: "keyed", permissions: ContainerSASPermissions.parse("racw"), expiresOn: new Date(Date.now() + 3_600_000) },
+      new StorageSharedKeyCredential(AZURITE_ACCOUNT.name, AZURITE_ACCOUNT.key),
+    ).toString();
+    const bySas = new AzureStorageAccount({ auth: "sas", sasUrl: `${azurite.blobUrl}/keyed?${sas}` });
+    const viaSas = await new CsvWriter({ target: bySas.target(undefined), path: "s.csv", mode: "replace", format, timeZone: "UTC" }).write({ rows: [row(2)] });
+    assert.deepEqual([viaSas!.container, (parse(await text("keyed", "s.csv"), { columns: true }) as Array<Record<string, string>>)[0]!.user], ["keyed", "Zoë 2"]);
+    assert.throws(() => bySas.target("other"), /the SAS URL is for container 'keyed'/);
   });
 
   it("refuses a payload that is not rows, as invalid input", async () => {
