@@ -1,3 +1,4 @@
+import { CallReportsSandbox } from "./goto-call-reports";
 import { OAuthServer } from "./oauth-server";
 import { SandboxReply, SandboxServer } from "./server";
 
@@ -17,6 +18,8 @@ export interface GoToSandboxOptions {
 export class GoToSandbox {
   readonly oauth: OAuthServer;
   readonly accountKey: string;
+  /** Call Reports and Call Events Report over generated calls. */
+  readonly calls: CallReportsSandbox;
 
   constructor(
     readonly server: SandboxServer,
@@ -48,6 +51,8 @@ export class GoToSandbox {
         json: { key: "1000000000000000001", accountKey: this.accountKey, email: "admin@example.com", adminRoles: ["SUPER_USER"], products: ["JIVE", "G2M"] },
       })),
     );
+
+    this.calls = new CallReportsSandbox(server, (req, ok) => this.authorized(req, ok));
   }
 
   /** Answers `ok()` for a valid bearer token, GoTo's 401 otherwise. */

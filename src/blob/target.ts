@@ -1,0 +1,29 @@
+/** Where a CSV file goes: a container of Azure Blob Storage, or a local folder. */
+export interface CsvTarget {
+  /** Where files land, for messages and the output: "container 'call-logs'", "folder /data/logs". */
+  readonly where: string;
+  /** The container or folder, for `msg.payload.container`/`folder`. */
+  readonly location: { container?: string; folder?: string };
+  /** A file that appears whole at `commit()`, replacing what was there, or not at all. */
+  replace(name: string): Promise<StagedUpload>;
+  /** A file that grows: `needsHeader` is true when this call created it (or found it empty). */
+  append(name: string): Promise<AppendUpload>;
+}
+
+export interface StagedUpload {
+  /**
+   * Sends one block, given as the chunks it is made of (no copy into one buffer); blocks keep the
+   * order of the calls even when several are under way.
+   */
+  stage(chunks: Buffer[], length: number): Promise<void>;
+  /** Makes the staged data the file, at once. Returns its size in bytes. */
+  commit(): Promise<number>;
+  /** Drops what was staged; the file stays as it was. */
+  abort(): Promise<void>;
+}
+
+export interface AppendUpload {
+  readonly needsHeader: boolean;
+  /** Adds data at the end; returns the file's size after it. */
+  append(data: Buffer): Promise<number>;
+}

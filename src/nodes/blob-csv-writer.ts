@@ -1,0 +1,74 @@
+import { configNode } from "../core/node/config";
+import { handleInput } from "../core/node/input";
+import { Lifecycle } from "../core/node/lifecycle";
+import { migrateConfig } from "../core/node/migrate";
+import { acknowledgePart } from "../core/node/sequence-flow";
+import { StatusReporter, formatCount } from "../core/node/status";
+import type { Node, NodeAPI, NodeDef } from "../core/node/types";
+import type { AzureStorageProvider } from "../blob/azure";
+import { parseColumns } from "../blob/csv";
+import { CsvWriter, DEFAULT_PATH, WriteMode } from "../blob/csv-writer";
+import { FolderTarget } from "../blob/folder";
+import { timeZone } from "../goto/days";
+import { CALL_LOG_COLUMNS } from "../goto/types";
+
+interface BlobCsvWriterDef extends NodeDef {
+  target?: "azure" | "folder";
+  storage?: string;
+  container?: string;
+  folder?: string;
+  path?: string;
+  mode?: WriteMode;
+  columns?: string;
+  header?: boolean;
+  neutralise?: boolean;
+  timeZone?: string;
+  blockSize?: string | number;
+}
+
+export = function register(RED: NodeAPI) {
+  function BlobCsvWriterNode(this: Node, def: BlobCsvWriterDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    const status = new StatusReporter(node);
+    const life = new Lifecycle(node);
+    let writer: CsvWriter | undefined;
+    life.onClose(async () => {
+      status.clear();
+      await writer?.close();
+    });
+    // Built on first use, so a setup mistake reaches done(err) and a Catch node.
+    const open = (): CsvWriter =>
+      (writer ??= new CsvWriter({
+        target:
+          config.target === "folder"
+            ? new FolderTarget(String(config.folder ?? "").trim())
+            : configNode<AzureStorageProvider>(RED, config.storage, "azure-storage-account", "storage account").account().target(config.container?.trim()),
+        path: config.path?.trim() || DEFAULT_PATH,
+        mode: config.mode === "append" ? "append" : "replace",
+        format: { columns: parseColumns(config.columns, CALL_LOG_COLUMNS), neutraliseFormulas: config.neutralise !== false },
+        header: config.header !== false,
+        timeZone: timeZone(config.timeZone),
+        blockBytes: Number(config.blockSize) > 0 ? Math.round(Number(config.blockSize) * 1024 * 1024) : undefined,
+      }));
+
+    handleInput(node, status, async (msg, send) => {
+      // Once per file: later parts of a file that failed must not paint the red status over.
+      if (!msg.parts || msg.parts.index === 0) status.busy("writing");
+      let result;
+      try {
+        result = await open().write({ rows: msg.payload, parts: msg.parts, date: msg.date, filename: msg.filename });
+      } finally {
+        acknowledgePart(msg.parts); // the sender may read on
+      }
+      if (!result) return; // a part of a file that is not complete yet
+      status.ok(`${formatCount(result.rows)} rows written`);
+      const out = { ...msg, payload: result };
+      delete out.parts;
+      send(out);
+    });
+  }
+
+  RED.nodes.registerType("blob-csv-writer", BlobCsvWriterNode);
+};

@@ -1,0 +1,95 @@
+import { InputError } from "../core/errors";
+import { configNode } from "../core/node/config";
+import { handleInput } from "../core/node/input";
+import { Lifecycle } from "../core/node/lifecycle";
+import { migrateConfig } from "../core/node/migrate";
+import { showConnectionState } from "../core/node/oauth-connection";
+import { endSequence, partSent } from "../core/node/sequence-flow";
+import { StatusReporter, formatCount } from "../core/node/status";
+import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
+import type { GoToConnection } from "../goto/api";
+import { CallSource, callLogsForDay } from "../goto/call-reports";
+import { DayRange, calendarDay, daysOfRange, timeZone } from "../goto/days";
+
+interface CallLogsDef extends NodeDef {
+  goto?: string;
+  source?: CallSource;
+  timeZone?: string;
+  startDay?: string | number;
+  days?: string | number;
+  batchSize?: string | number;
+}
+
+/** Batches a day may be ahead of the writer downstream. */
+const AHEAD = 2;
+
+export = function register(RED: NodeAPI) {
+  function GoToCallLogsNode(this: Node, def: CallLogsDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    const status = new StatusReporter(node);
+    const life = new Lifecycle(node);
+    const stop = new AbortController();
+    life.onClose(() => {
+      stop.abort(new Error("the goto-call-logs node was closed by a redeploy"));
+      status.clear();
+    });
+    const existing = config.goto ? (RED.nodes.getNode(config.goto) as GoToConnection | null) : null;
+    if (existing?.connection) showConnectionState(existing.connection, status, life);
+
+    handleInput(node, status, async (msg, send) => {
+      const goto = configNode<GoToConnection>(RED, config.goto, "goto-credentials", "GoTo connection");
+      const zone = timeZone(config.timeZone);
+      const dates = daysOfRange(rangeOf(msg.payload, config), zone);
+      const source: CallSource = config.source === "call-events" ? "call-events" : "call-reports";
+      const client = goto.api(source === "call-events" ? "call-events-report" : "call-reports");
+      const accountKey = source === "call-events" ? await goto.accountKey() : goto.configuredAccountKey;
+      let calls = 0;
+      for (const date of dates) {
+        const day = calendarDay(date, zone);
+        const id = RED.util.generateId();
+        status.busy(`${date} · requesting`);
+        try {
+          for await (const batch of callLogsForDay(client, day, { source, accountKey, batchSize: Number(config.batchSize) || undefined, signal: stop.signal })) {
+            const parts = { id, index: batch.index, ...(batch.last ? { count: batch.index + 1 } : {}) };
+            send({ ...msg, payload: batch.rows, parts, date, filename: `${date}_call_logs.csv` });
+            status.busy(`${date} · ${formatCount(batch.total)} calls`);
+            if (batch.last) calls += batch.total;
+            // Read on only as fast as a writer downstream keeps up (when it says so).
+            else await partSent(id, batch.index, AHEAD, undefined, stop.signal);
+          }
+        } finally {
+          endSequence(id);
+        }
+      }
+      status.ok(dates.length === 1 ? `${dates[0]} · ${formatCount(calls)} calls` : `${dates.length} days · ${formatCount(calls)} calls`);
+    });
+  }
+
+  RED.nodes.registerType("goto-call-logs", GoToCallLogsNode);
+};
+
+/** The days to collect: `msg.payload` when it names them, else the node's settings. */
+function rangeOf(payload: NodeMessage["payload"], config: CallLogsDef): DayRange {
+  if (payload && typeof payload === "object" && !Array.isArray(payload)) {
+    const p = payload as Record<string, unknown>;
+    if (["startDay", "days", "from", "to"].some((k) => p[k] !== undefined)) {
+      return { startDay: num(p.startDay, "startDay"), days: num(p.days, "days"), from: str(p.from, "from"), to: str(p.to, "to") };
+    }
+  }
+  return { startDay: num(config.startDay, "startDay") ?? -1, days: num(config.days, "days") ?? 1 };
+}
+
+function num(value: unknown, what: string): number | undefined {
+  if (value === undefined || value === null || value === "") return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new InputError(`${what} must be a number, not ${JSON.stringify(value)}`);
+  return n;
+}
+
+function str(value: unknown, what: string): string | undefined {
+  if (value === undefined || value === null || value === "") return undefined;
+  if (typeof value !== "string") throw new InputError(`msg.payload.${what} must be a date such as 2026-11-22`);
+  return value;
+}

@@ -1,0 +1,69 @@
+import { ConfigError } from "../core/errors";
+import { registerAuthorizeRoutes } from "../core/node/authorize-routes";
+import { migrateConfig } from "../core/node/migrate";
+import { OAuthConnection } from "../core/node/oauth-connection";
+import type { Node, NodeAPI, NodeDef } from "../core/node/types";
+import { GOTO_REQUESTS_PER_SECOND, GoToApis, GoToConnection } from "../goto/api";
+import { gotoOAuthProfile } from "../goto/auth";
+
+interface GoToCredentialsDef extends NodeDef {
+  authHost?: string;
+  apiHost?: string;
+  accountKey?: string;
+  store?: "file" | "postgres";
+  database?: string;
+  requestsPerSecond?: string | number;
+}
+
+type Credentials = { clientId?: string; clientSecret?: string; refreshToken?: string };
+
+export = function register(RED: NodeAPI) {
+  function GoToCredentialsNode(this: Node<Credentials> & GoToConnection & { connection: OAuthConnection }, def: GoToCredentialsDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    const creds = node.credentials ?? {};
+    const clientId = (creds.clientId ?? "").trim();
+    const accountKey = String(config.accountKey ?? "").trim() || undefined;
+    const rps = Number(config.requestsPerSecond || GOTO_REQUESTS_PER_SECOND);
+
+    node.connection = new OAuthConnection(RED, {
+      profile: gotoOAuthProfile(config.authHost?.trim() || undefined),
+      clientId,
+      clientSecret: creds.clientSecret ?? "",
+      refreshToken: creds.refreshToken?.trim() || undefined,
+      store: config.store === "postgres" ? "postgres" : "file",
+      database: config.database,
+      key: `goto:${clientId}`,
+      label: `goto-credentials node '${config.name || config.id}'`,
+    });
+    let apis: GoToApis | undefined;
+    const open = () =>
+      (apis ??= new GoToApis({
+        auth: node.connection,
+        apiHost: config.apiHost?.trim() || undefined,
+        requestsPerSecond: rps,
+        accountKey,
+        keep: {
+          get: async () => (await node.connection.tokens()).extra("accountKey"),
+          set: async (value) => (await node.connection.tokens()).setExtra("accountKey", value),
+        },
+        log: (line) => node.debug(line),
+      }));
+    Object.assign(node, {
+      configuredAccountKey: accountKey,
+      api: (family: Parameters<GoToApis["api"]>[0]) => open().api(family),
+      accountKey: () => open().accountKey(),
+    });
+    if (!(rps > 0)) node.warn(new ConfigError("the request rate must be above 0; GoTo documents 10 per second").message);
+
+    node.on("close", (_removed: boolean, done: () => void) => {
+      void Promise.allSettled([apis?.close(), node.connection.close()]).then(() => done());
+    });
+  }
+
+  RED.nodes.registerType("goto-credentials", GoToCredentialsNode, {
+    credentials: { clientId: { type: "text" }, clientSecret: { type: "password" }, refreshToken: { type: "password" } },
+  });
+  registerAuthorizeRoutes(RED, { type: "goto-credentials", profile: gotoOAuthProfile });
+};

@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import { HttpClient } from "../../src/core/http/client";
+import type { TokenManager } from "../../src/core/tokens/token-manager";
+import { GoToApis } from "../../src/goto/api";
+import { callLogsForDay, callReportRows } from "../../src/goto/call-reports";
+import { calendarDay } from "../../src/goto/days";
+import type { CallLogRow } from "../../src/goto/types";
+import { GOTO_DEMO_CLIENT, Sandbox } from "../../src/sandbox";
+import { fileStore, manager } from "../support/tokens";
+
+describe("GoTo call reports", () => {
+  const sandbox = new Sandbox({ goto: { rotateEvery: 1_000_000 } });
+  let apis: GoToApis;
+  let tokens: TokenManager;
+  const day = calendarDay("2026-11-18", "Europe/Brussels");
+
+  before(async () => {
+    await sandbox.listen();
+    sandbox.goto.calls.setVolume("2026-11-17", 150);
+    sandbox.goto.calls.setVolume("2026-11-18", 400);
+  });
+  after(() => sandbox.close());
+  beforeEach(async () => {
+    tokens = manager({ provider: "goto", sandboxUrl: sandbox.url, store: fileStore(), ...GOTO_DEMO_CLIENT });
+    await tokens.seed(sandbox.goto.oauth.issueRefreshToken(GOTO_DEMO_CLIENT.clientId));
+    apis = new GoToApis({ auth: tokens, apiHost: `${sandbox.url}/goto/api`, requestsPerSecond: 1000 });
+    sandbox.goto.calls.rateLimit = null;
+    sandbox.goto.calls.maxPageSize = 10_000;
+  });
+  afterEach(() => apis.close());
+
+  async function collect(client: HttpClient, pageSize: number): Promise<CallLogRow[]> {
+    const rows: CallLogRow[] = [];
+    for await (const page of callReportRows(client, day, { pageSize })) rows.push(...page);
+    return rows;
+  }
+
+  const key = (r: { startTime: string | null; callerNumber?: string; caller?: { number: string } }) => `${r.startTime}|${r.callerNumber ?? r.caller?.number}`;
+
+  it("reads every page of users and of each user's calls", async () => {
+    const expected = sandbox.goto.calls.callsBetween(day.start, day.end);
+    sandbox.server.resetStats();
+    const rows = await collect(apis.api("call-reports"), 7);
+    assert.equal(rows.length, expected.length);
+    assert.deepEqual(rows.map(key).sort(), expected.map(key).sort());
+    assert.ok(sandbox.server.counter("goto call-reports user pages") >= 2, "the 12 users came in pages of 7");
+    assert.ok(sandbox.server.counter("goto call-reports call pages") > sandbox.goto.calls.users.length, "busy users' calls took several pages");
+  });
+
+  it("keeps reading when the server gives shorter pages than asked, up to the calls the summary counts", async () => {
+    sandbox.goto.calls.maxPageSize = 5;
+    const rows = await collect(apis.api("call-reports"), 50);
+    assert.equal(rows.length, sandbox.goto.calls.callsBetween(day.start, day.end).length);
+  });
+
+  it("asks only for the calls of the window: from local midnight to the next", async () => {
+    const rows = await collect(apis.api("call-reports"), 1000);
+    assert.ok(rows.length > 0);
+    for (const row of rows) {
+      const t = Date.parse(row.startTime);
+      assert.ok(t >= day.start.getTime() && t < day.end.getTime(), `${row.startTime} is outside ${day.date}`);
+    }
+  });
+
+  it("waits out 429s when the server allows fewer requests than the client sends", async () => {
+    sandbox.goto.calls.rateLimit = 3;
+    sandbox.server.resetStats();
+    const rows = await collect(apis.api("call-reports"), 1000);
+    assert.equal(rows.length, sandbox.goto.calls.callsBetween(day.start, day.end).length);
+    assert.ok(sandbox.server.counter("goto call-reports 429") > 0, "the sandbox answered 429 at least once");
+  });
+
+  it("stays under GoTo's 10 requests per second, so the API never answers 429", async () => {
+    sandbox.goto.calls.rateLimit = 10;
+    const limited = new GoToApis({ auth: tokens, apiHost: `${sandbox.url}/goto/api` });
+    sandbox.server.resetStats();
+    const rows = await collect(limited.api("call-reports"), 20);
+    assert.equal(rows.length, sandbox.goto.calls.callsBetween(day.start, day.end).length);
+    assert.ok(sandbox.server.counter("goto call-reports requests") > 20, "enough requests to hit the limit");
+    assert.equal(sandbox.server.counter("goto call-reports 429"), 0);
+    await limited.close();
+  });
+
+  it("batches a day for messages, the last one marked, and an empty day as one empty batch", async () => {
+    const batches = [];
+    for await (const batch of callLogsForDay(apis.api("call-reports"), day, { batchSize: 100 })) batches.push(batch);
+    const total = sandbox.goto.calls.callsBetween(day.start, day.end).length;
+    assert.equal(batches.length, Math.ceil(total / 100));
+    assert.deepEqual(batches.map((b) => b.index), batches.map((_, i) => i));
+    assert.deepEqual(batches.map((b) => b.last), batches.map((_, i) => i === batches.length - 1));
+    assert.equal(batches.at(-1)!.total, total);
+
+    sandbox.goto.calls.setVolume("2026-11-10", 0);
+    sandbox.goto.calls.setVolume("2026-11-11", 0);
+    const empty = [];
+    for await (const batch of callLogsForDay(apis.api("call-reports"), calendarDay("2026-11-10", "UTC"))) empty.push(batch);
+    assert.deepEqual(empty.map((b) => [b.rows.length, b.last]), [[0, true]]);
+  });
+
+  it("reads the account-wide Call Events Report page by page with its markers", async () => {
+    const rows = [];
+    for await (const batch of callLogsForDay(apis.api("call-events-report"), day, { source: "call-events", accountKey: await apis.accountKey(), pageSize: 50, batchSize: 1000 })) rows.push(...batch.rows);
+    assert.equal(rows.length, sandbox.goto.calls.callsBetween(day.start, day.end).length);
+  });
+
+  it("finds the account key through the Admin API once, and keeps it as text", async () => {
+    const kept: string[] = [];
+    const tokens = manager({ provider: "goto", sandboxUrl: sandbox.url, store: fileStore(), ...GOTO_DEMO_CLIENT });
+    await tokens.seed(sandbox.goto.oauth.issueRefreshToken(GOTO_DEMO_CLIENT.clientId));
+    const found = new GoToApis({ auth: tokens, apiHost: `${sandbox.url}/goto/api`, keep: { get: async () => kept[0], set: async (v) => void kept.push(v) } });
+    sandbox.server.resetStats();
+    assert.equal(await found.accountKey(), sandbox.goto.accountKey);
+    assert.equal(await found.accountKey(), sandbox.goto.accountKey);
+    assert.deepEqual(kept, [sandbox.goto.accountKey]);
+    await found.close();
+  });
+});
