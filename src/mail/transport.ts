@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { ConfidentialClientApplication } from "@azure/msal-node";
 import nodemailer, { Transporter } from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool";
@@ -65,7 +66,7 @@ export class SmtpTransport implements MailTransport {
       secure: settings.security === "tls",
       requireTLS: settings.security === "starttls",
       ignoreTLS: settings.security === "none",
-      tls: { rejectUnauthorized: settings.verifyCertificate, servername: settings.host },
+      tls: { rejectUnauthorized: settings.verifyCertificate, ...(isIP(settings.host) ? {} : { servername: settings.host }) },
       maxConnections: Math.max(1, settings.poolSize || 5),
       maxMessages: Infinity,
       connectionTimeout: 15_000,

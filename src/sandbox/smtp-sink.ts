@@ -64,6 +64,7 @@ export class SmtpSink {
       ...(needsAuth ? { authMethods: methods, allowInsecureAuth: false } : { disabledCommands: tls ? [] : ["STARTTLS", "AUTH"] }),
       maxClients,
       size: 25 * 1024 * 1024,
+      closeTimeout: 1000, // a stopped server drops its idle clients at once, as a real outage does
       onConnect: (_session, callback) => {
         this.stats.connections++;
         this.stats.open++;
