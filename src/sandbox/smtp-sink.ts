@@ -19,10 +19,20 @@ export interface SmtpSinkOptions {
   tls?: { key: string; cert: string };
   /** Require AUTH with these credentials. */
   auth?: { user: string; pass: string };
+  /** Require AUTH XOAUTH2 (Office 365's way) and accept the access tokens this says are valid. */
+  oauth?: (user: string, accessToken: string) => boolean;
   /** Refuse more than this many simultaneous connections (421), as strict MTAs do. */
   maxClients?: number;
   /** Further smtp-server options (tests make failure modes with them). */
   serverOptions?: Partial<SMTPServerOptions>;
+}
+
+/** A header of a received mail, unfolded (`Subject`, `Message-ID`, …), or undefined. */
+export function mailHeader(raw: string, name: string): string | undefined {
+  const head = raw.split(/\r?\n\r?\n/, 1)[0] ?? "";
+  const unfolded = head.replace(/\r?\n[ \t]+/g, " ");
+  const match = new RegExp(`^${name}:[ \\t]*(.*)$`, "im").exec(unfolded);
+  return match ? match[1]!.trim() : undefined;
 }
 
 /**
@@ -31,6 +41,8 @@ export interface SmtpSinkOptions {
  */
 export class SmtpSink {
   readonly received: ReceivedMail[] = [];
+  /** Connections accepted, and the most open at once. */
+  readonly stats = { connections: 0, open: 0, peakOpen: 0 };
   private server?: SMTPServer;
   private listeners: Array<(mail: ReceivedMail) => void> = [];
   port = 0;
@@ -38,7 +50,9 @@ export class SmtpSink {
   constructor(private readonly options: SmtpSinkOptions = {}) {}
 
   async listen(port = 0, host = "127.0.0.1"): Promise<number> {
-    const { tls, auth, dir, maxClients } = this.options;
+    const { tls, auth, oauth, dir, maxClients } = this.options;
+    const needsAuth = !!auth || !!oauth;
+    const methods = [...(auth ? ["PLAIN", "LOGIN"] : []), ...(oauth ? ["XOAUTH2"] : [])];
     if (dir) await fs.mkdir(dir, { recursive: true });
     this.server = new SMTPServer({
       secure: false,
@@ -46,11 +60,25 @@ export class SmtpSink {
       logger: false,
       hideSTARTTLS: !tls,
       ...(tls ? { key: tls.key, cert: tls.cert } : {}),
-      authOptional: !auth,
-      ...(auth ? { authMethods: ["PLAIN", "LOGIN"], allowInsecureAuth: false } : { disabledCommands: tls ? [] : ["STARTTLS", "AUTH"] }),
+      authOptional: !needsAuth,
+      ...(needsAuth ? { authMethods: methods, allowInsecureAuth: false } : { disabledCommands: tls ? [] : ["STARTTLS", "AUTH"] }),
       maxClients,
       size: 25 * 1024 * 1024,
+      closeTimeout: 1000, // a stopped server drops its idle clients at once, as a real outage does
+      onConnect: (_session, callback) => {
+        this.stats.connections++;
+        this.stats.open++;
+        this.stats.peakOpen = Math.max(this.stats.peakOpen, this.stats.open);
+        callback();
+      },
+      onClose: () => {
+        this.stats.open = Math.max(0, this.stats.open - 1);
+      },
       onAuth: (a, _session, callback) => {
+        if (a.method === "XOAUTH2") {
+          if (oauth && a.username && a.accessToken && oauth(a.username, a.accessToken)) return callback(null, { user: a.username });
+          return callback(null, { data: { status: "401", schemes: "bearer" } });
+        }
         if (auth && a.username === auth.user && a.password === auth.pass) return callback(null, { user: a.username });
         return callback(new Error("Invalid username or password"));
       },
@@ -81,6 +109,12 @@ export class SmtpSink {
     });
     this.port = (this.server.server.address() as AddressInfo).port;
     return this.port;
+  }
+
+  /** Forgets what was received and counted. */
+  reset(): void {
+    this.received.length = 0;
+    Object.assign(this.stats, { connections: 0, peakOpen: this.stats.open });
   }
 
   /** Calls `listener` for every mail from now on. */

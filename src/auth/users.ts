@@ -1,0 +1,56 @@
+import bcrypt from "bcryptjs";
+import { ConfigError } from "../core/errors";
+
+const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
+const USER_NAME = /^[^\s:]{1,128}$/;
+// Checked when the user is unknown, so that an unknown name costs as long as a wrong password.
+const STAND_IN_HASH = bcrypt.hashSync("no such user", 10);
+
+/**
+ * The people who may log in: one `name:bcrypt-hash` per line, the shape of an htpasswd file
+ * (hashes as `node-red admin hash-pw` or the key dialog make them). Blank lines and lines
+ * starting with # are skipped.
+ */
+export class UserList {
+  private readonly hashes = new Map<string, string>();
+
+  constructor(text: string | undefined) {
+    const lines = (text ?? "").split(/\r?\n/);
+    lines.forEach((raw, index) => {
+      const line = raw.trim();
+      if (!line || line.startsWith("#")) return;
+      const colon = line.indexOf(":");
+      const name = colon > 0 ? line.slice(0, colon) : "";
+      const hash = colon > 0 ? line.slice(colon + 1) : "";
+      if (!USER_NAME.test(name)) throw new ConfigError(`user line ${index + 1} has no valid name: write name:bcrypt-hash`);
+      if (!BCRYPT_HASH.test(hash)) throw new ConfigError(`the password of user "${name}" is not a bcrypt hash: set it again in the jwt-auth key dialog`);
+      if (this.hashes.has(name)) throw new ConfigError(`user "${name}" is listed twice`);
+      this.hashes.set(name, hash);
+    });
+  }
+
+  get names(): string[] {
+    return [...this.hashes.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.hashes.has(name);
+  }
+
+  /** True when `password` is the user's; always as slow as one bcrypt check. */
+  async check(name: string, password: string): Promise<boolean> {
+    const hash = this.hashes.get(name);
+    const matches = await bcrypt.compare(password, hash ?? STAND_IN_HASH);
+    return matches && hash !== undefined;
+  }
+
+  /** The users as a credential's text. */
+  static format(users: ReadonlyArray<{ name: string; hash: string }>): string {
+    return users.map((u) => `${u.name}:${u.hash}`).join("\n");
+  }
+}
+
+/** A bcrypt hash of `password`, as kept in the users credential. */
+export function hashPassword(password: string, rounds = 10): Promise<string> {
+  return bcrypt.hash(password, rounds);
+}

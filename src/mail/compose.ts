@@ -1,0 +1,123 @@
+import type { AlertmanagerAlert, AlertmanagerNotification, GrafanaAlert, UptimeKumaNotification } from "./types";
+
+export type PayloadKind = "message" | "alertmanager" | "grafana" | "uptime-kuma" | "json" | "text";
+
+/** A mail's subject and plain-text body, made from what a monitoring system posted. */
+export interface MailContent {
+  kind: PayloadKind;
+  subject: string;
+  text: string;
+}
+
+const MAX_SUBJECT = 200;
+const KUMA_STATUS: Record<number, string> = { 0: "DOWN", 1: "UP", 2: "PENDING", 3: "MAINTENANCE" };
+
+/**
+ * Turns a posted body into one mail: the original `{ "message": … }` contract; an Alertmanager or
+ * Grafana webhook (one mail per notification: subject from status and alert names, one line per
+ * alert); an Uptime Kuma notification (its text is in `msg`); anything else pretty-printed, as the
+ * original relay did with every body.
+ */
+export function composeMail(body: unknown, defaultSubject: string): MailContent {
+  if (isAlertNotification(body)) return alertMail(body);
+  if (isUptimeKuma(body)) return uptimeKumaMail(body);
+  if (isObject(body) && typeof body.message === "string") {
+    const { message, subject, ...rest } = body;
+    const extra = Object.keys(rest).length ? `\n\n${JSON.stringify(rest, null, 4)}` : "";
+    return { kind: "message", subject: oneLine(typeof subject === "string" && subject.trim() ? subject : defaultSubject), text: `${message}${extra}\n` };
+  }
+  if (typeof body === "string") return { kind: "text", subject: oneLine(defaultSubject), text: body.endsWith("\n") ? body : `${body}\n` };
+  if (Buffer.isBuffer(body)) return composeMail(body.toString("utf8"), defaultSubject);
+  return { kind: "json", subject: oneLine(defaultSubject), text: `${JSON.stringify(body ?? null, null, 4)}\n` };
+}
+
+function isAlertNotification(body: unknown): body is AlertmanagerNotification {
+  return isObject(body) && Array.isArray(body.alerts) && typeof body.status === "string" && ("groupKey" in body || "receiver" in body || "version" in body);
+}
+
+function isGrafana(body: AlertmanagerNotification): boolean {
+  const b = body as AlertmanagerNotification & { orgId?: unknown; state?: unknown };
+  return b.orgId !== undefined || b.state !== undefined || body.alerts.some((a) => "dashboardURL" in a || "valueString" in a || "silenceURL" in a);
+}
+
+function isUptimeKuma(body: unknown): body is UptimeKumaNotification {
+  return isObject(body) && typeof body.msg === "string" && ("heartbeat" in body || "monitor" in body);
+}
+
+function alertMail(body: AlertmanagerNotification): MailContent {
+  const grafana = isGrafana(body);
+  const alerts = body.alerts;
+  const firing = alerts.filter((a) => a.status === "firing").length;
+  const names = unique(alerts.map((a) => a.labels?.alertname).filter((n): n is string => !!n));
+  if (!names.length && body.groupLabels?.alertname) names.push(body.groupLabels.alertname);
+  const status = String(body.status).toUpperCase();
+  const subject = `[${status}${body.status === "firing" ? `:${firing}` : ""}] ${names.join(", ") || "alert"}`;
+  const lines = alerts.map((a) => alertLine(a, grafana));
+  if (body.truncatedAlerts) lines.push(`… and ${body.truncatedAlerts} more (truncated by the sender)`);
+  const links = alerts
+    .map((a) => {
+      const url = (a as GrafanaAlert).dashboardURL || (a as GrafanaAlert).panelURL || a.generatorURL;
+      return url ? `${a.labels?.alertname ?? "alert"}: ${url}` : "";
+    })
+    .filter(Boolean);
+  const footer = [`${grafana ? "Grafana" : "Alertmanager"}${body.receiver ? ` (receiver ${body.receiver})` : ""}${body.externalURL ? `: ${body.externalURL}` : ""}`, ...links];
+  return { kind: grafana ? "grafana" : "alertmanager", subject: oneLine(subject), text: `${lines.join("\n")}\n\n${footer.join("\n")}\n` };
+}
+
+function alertLine(alert: AlertmanagerAlert, grafana: boolean): string {
+  const { alertname, ...labels } = alert.labels ?? {};
+  const labelText = Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(" ");
+  const about = alert.annotations?.summary || alert.annotations?.description || "";
+  const since = alert.status === "resolved" && validTime(alert.endsAt) ? `${time(alert.startsAt)} → ${time(alert.endsAt)}` : `since ${time(alert.startsAt)}`;
+  const values = grafana ? valuesText(alert as GrafanaAlert) : "";
+  return [String(alert.status ?? "").toUpperCase(), alertname ?? "alert", labelText, about ? `— ${oneLine(about)}` : "", values, `(${since})`].filter(Boolean).join(" ");
+}
+
+function valuesText(alert: GrafanaAlert): string {
+  if (alert.values && typeof alert.values === "object") {
+    const pairs = Object.entries(alert.values).map(([k, v]) => `${k}=${v}`);
+    if (pairs.length) return `[${pairs.join(", ")}]`;
+  }
+  return "";
+}
+
+function uptimeKumaMail(body: UptimeKumaNotification): MailContent {
+  const monitor = body.monitor ?? undefined;
+  const beat = body.heartbeat ?? undefined;
+  const state = beat && typeof beat.status === "number" ? (KUMA_STATUS[beat.status] ?? `STATUS ${beat.status}`) : undefined;
+  const subject = monitor?.name ? `[${state ?? "NOTICE"}] ${monitor.name}` : `Uptime Kuma: ${body.msg}`;
+  const where = monitor ? monitor.url || monitor.hostname || "" : "";
+  const lines = [body.msg];
+  if (monitor?.name) lines.push("", `Monitor: ${monitor.name}${where ? ` (${where})` : ""}`);
+  if (beat) {
+    if (beat.time) lines.push(`Time: ${beat.time}${beat.timezone ? ` (${beat.timezone})` : ""}`);
+    if (beat.msg) lines.push(`Detail: ${beat.msg}`);
+    if (typeof beat.ping === "number") lines.push(`Ping: ${beat.ping} ms`);
+  }
+  return { kind: "uptime-kuma", subject: oneLine(subject), text: `${lines.join("\n")}\n` };
+}
+
+function time(value: string | undefined): string {
+  if (!validTime(value)) return "?";
+  return new Date(value!).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z").replace(/:00Z$/, "Z");
+}
+
+// Alertmanager sends Go's zero time for an alert that has not ended.
+function validTime(value: string | undefined): boolean {
+  return !!value && !value.startsWith("0001-") && !Number.isNaN(Date.parse(value));
+}
+
+function oneLine(text: string): string {
+  const line = text.replace(/[\r\n\t]+/g, " ").trim();
+  return line.length > MAX_SUBJECT ? `${line.slice(0, MAX_SUBJECT - 1)}…` : line;
+}
+
+function unique<T>(items: T[]): T[] {
+  return [...new Set(items)];
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return !!value && typeof value === "object" && !Array.isArray(value) && !Buffer.isBuffer(value);
+}

@@ -1,0 +1,241 @@
+import type { Database, Migration } from "../core/db/database";
+import type { PayloadKind } from "./compose";
+
+export const OUTBOX_MIGRATIONS: readonly Migration[] = [
+  {
+    id: 1,
+    description: "mail outbox",
+    sql: `CREATE TABLE gluework_mail_outbox (
+      id text PRIMARY KEY,
+      queue text NOT NULL,
+      message_id text NOT NULL,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      recipients jsonb NOT NULL,
+      subject text NOT NULL,
+      body text NOT NULL,
+      kind text NOT NULL,
+      state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sending', 'failed')),
+      attempts integer NOT NULL DEFAULT 0,
+      next_attempt_at timestamptz NOT NULL DEFAULT now(),
+      lease_until timestamptz,
+      last_error text
+    );
+    CREATE INDEX gluework_mail_outbox_due ON gluework_mail_outbox (queue, state, next_attempt_at);`,
+  },
+];
+
+/** A mail as it waits in the outbox. */
+export interface OutboxMail {
+  id: string;
+  messageId: string;
+  createdAt: Date;
+  to: string[];
+  subject: string;
+  text: string;
+  kind: PayloadKind;
+  attempts: number;
+  lastError?: string;
+}
+
+export type NewMail = Pick<OutboxMail, "id" | "messageId" | "to" | "subject" | "text" | "kind">;
+
+export interface OutboxCounts {
+  /** Waiting or being sent. */
+  queued: number;
+  failed: number;
+}
+
+interface Row {
+  id: string;
+  message_id: string;
+  created_at: Date;
+  recipients: string[];
+  subject: string;
+  body: string;
+  kind: PayloadKind;
+  attempts: number;
+  last_error: string | null;
+}
+
+/**
+ * The durable queue of one relay in the platform database. A mail is written before the sender
+ * is answered and deleted only once the SMTP server has taken it. Mails are claimed with a lease
+ * (FOR UPDATE SKIP LOCKED), so several Node-RED instances on one database never send one twice,
+ * and a mail claimed by an instance that died is taken up again once its lease runs out.
+ * Writes that arrive together go to the database together (one INSERT, one DELETE).
+ */
+export class Outbox {
+  private readonly adds = new Batcher<NewMail>((mails) => this.insert(mails));
+  private readonly removals = new Batcher<string>((ids) => this.remove(ids));
+
+  constructor(
+    private readonly db: Database,
+    readonly queue: string,
+    private readonly leaseMs = 120_000,
+  ) {}
+
+  async migrate(): Promise<void> {
+    await this.db.migrate("mail-outbox", OUTBOX_MIGRATIONS);
+  }
+
+  /** Resolves once the mail is stored. */
+  add(mail: NewMail): Promise<void> {
+    return this.adds.push(mail);
+  }
+
+  /** Up to `limit` mails that are due, now leased to the caller. */
+  async claim(limit: number): Promise<OutboxMail[]> {
+    const { rows } = await this.db.query<Row>(
+      `UPDATE gluework_mail_outbox SET state = 'sending', lease_until = now() + $3 * interval '1 millisecond'
+       WHERE id IN (
+         SELECT id FROM gluework_mail_outbox
+         WHERE queue = $1 AND ((state = 'pending' AND next_attempt_at <= now()) OR (state = 'sending' AND lease_until < now()))
+         ORDER BY next_attempt_at, created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+       RETURNING id, message_id, created_at, recipients, subject, body, kind, attempts, last_error`,
+      [this.queue, limit, this.leaseMs],
+    );
+    return rows.sort((a, b) => a.created_at.getTime() - b.created_at.getTime()).map(toMail);
+  }
+
+  /** The SMTP server took it: it leaves the outbox. */
+  sent(id: string): Promise<void> {
+    return this.removals.push(id);
+  }
+
+  /** Back to the queue without counting an attempt (the server, not the mail, was the problem). */
+  async release(ids: string[]): Promise<void> {
+    if (!ids.length) return;
+    await this.db.query(`UPDATE gluework_mail_outbox SET state = 'pending', lease_until = NULL WHERE id = ANY($1) AND state = 'sending'`, [ids]);
+  }
+
+  /** One more failed attempt; the mail is tried again after `delayMs`. */
+  async retryLater(id: string, delayMs: number, error: string): Promise<void> {
+    await this.db.query(
+      `UPDATE gluework_mail_outbox SET state = 'pending', lease_until = NULL, attempts = attempts + 1, last_error = $3,
+         next_attempt_at = now() + $2 * interval '1 millisecond' WHERE id = $1`,
+      [id, Math.round(delayMs), error],
+    );
+  }
+
+  /** Given up: it stays, marked failed, until someone deletes or retries it. */
+  async fail(id: string, error: string): Promise<void> {
+    await this.db.query(`UPDATE gluework_mail_outbox SET state = 'failed', lease_until = NULL, attempts = attempts + 1, last_error = $2 WHERE id = $1`, [id, error]);
+  }
+
+  async counts(): Promise<OutboxCounts> {
+    const { rows } = await this.db.query<{ state: string; n: number }>(`SELECT state, count(*)::int AS n FROM gluework_mail_outbox WHERE queue = $1 GROUP BY state`, [this.queue]);
+    const n = (state: string) => rows.find((r) => r.state === state)?.n ?? 0;
+    return { queued: n("pending") + n("sending"), failed: n("failed") };
+  }
+
+  /** Milliseconds until the next mail is due (a retry, or a lease that runs out); undefined when none waits. */
+  async nextDueInMs(): Promise<number | undefined> {
+    const { rows } = await this.db.query<{ wait: number | null }>(
+      `SELECT extract(epoch FROM (min(CASE WHEN state = 'pending' THEN next_attempt_at ELSE lease_until END) - now())) * 1000 AS wait
+       FROM gluework_mail_outbox WHERE queue = $1 AND state IN ('pending', 'sending')`,
+      [this.queue],
+    );
+    const wait = rows[0]?.wait;
+    return wait === null || wait === undefined ? undefined : Math.max(0, Number(wait));
+  }
+
+  async failed(): Promise<OutboxMail[]> {
+    const { rows } = await this.db.query<Row>(
+      `SELECT id, message_id, created_at, recipients, subject, body, kind, attempts, last_error FROM gluework_mail_outbox
+       WHERE queue = $1 AND state = 'failed' ORDER BY created_at`,
+      [this.queue],
+    );
+    return rows.map(toMail);
+  }
+
+  /** Deletes failed mails: those of `ids`, or all when `ids` is absent. Returns the ids deleted. */
+  async deleteFailed(ids?: string[]): Promise<string[]> {
+    const { rows } = await this.db.query<{ id: string }>(
+      `DELETE FROM gluework_mail_outbox WHERE queue = $1 AND state = 'failed' AND ($2::text[] IS NULL OR id = ANY($2)) RETURNING id`,
+      [this.queue, ids ?? null],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /** Puts failed mails back in the queue with a fresh count of attempts. Returns the ids. */
+  async retryFailed(ids?: string[]): Promise<string[]> {
+    const { rows } = await this.db.query<{ id: string }>(
+      `UPDATE gluework_mail_outbox SET state = 'pending', attempts = 0, next_attempt_at = now()
+       WHERE queue = $1 AND state = 'failed' AND ($2::text[] IS NULL OR id = ANY($2)) RETURNING id`,
+      [this.queue, ids ?? null],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /** Waits for writes already handed over. */
+  async flush(): Promise<void> {
+    await Promise.all([this.adds.idle(), this.removals.idle()]);
+  }
+
+  private async insert(mails: NewMail[]): Promise<void> {
+    const records = mails.map((m) => ({ id: m.id, message_id: m.messageId, recipients: m.to, subject: m.subject, body: m.text, kind: m.kind }));
+    await this.db.query(
+      `INSERT INTO gluework_mail_outbox (id, queue, message_id, recipients, subject, body, kind)
+       SELECT id, $1, message_id, recipients, subject, body, kind
+       FROM jsonb_to_recordset($2::jsonb) AS m(id text, message_id text, recipients jsonb, subject text, body text, kind text)`,
+      [this.queue, JSON.stringify(records)],
+    );
+  }
+
+  private async remove(ids: string[]): Promise<void> {
+    await this.db.query(`DELETE FROM gluework_mail_outbox WHERE id = ANY($1)`, [ids]);
+  }
+}
+
+function toMail(row: Row): OutboxMail {
+  return {
+    id: row.id,
+    messageId: row.message_id,
+    createdAt: row.created_at,
+    to: row.recipients,
+    subject: row.subject,
+    text: row.body,
+    kind: row.kind,
+    attempts: row.attempts,
+    lastError: row.last_error ?? undefined,
+  };
+}
+
+/**
+ * Group commit: items pushed while a write is under way go together in the next one, so a burst
+ * costs a few round trips instead of one per item. Each push resolves when its write has.
+ */
+class Batcher<T> {
+  private waiting: Array<{ item: T; resolve: () => void; reject: (err: unknown) => void }> = [];
+  private running?: Promise<void>;
+
+  constructor(
+    private readonly write: (items: T[]) => Promise<void>,
+    private readonly maxBatch = 500,
+  ) {}
+
+  push(item: T): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.push({ item, resolve, reject });
+      this.running ??= this.drain();
+    });
+  }
+
+  async idle(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async drain(): Promise<void> {
+    await new Promise<void>((r) => setImmediate(r)); // let the rest of this burst arrive
+    while (this.waiting.length) {
+      const batch = this.waiting.splice(0, this.maxBatch);
+      try {
+        await this.write(batch.map((b) => b.item));
+        for (const b of batch) b.resolve();
+      } catch (err) {
+        for (const b of batch) b.reject(err);
+      }
+    }
+    this.running = undefined;
+  }
+}

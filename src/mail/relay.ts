@@ -1,0 +1,299 @@
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { errorMessage } from "../core/errors";
+import { MailContent } from "./compose";
+import { Outbox, OutboxCounts, OutboxMail } from "./outbox";
+import type { MailTransport } from "./transport";
+
+export interface RelayOptions {
+  outbox: Outbox;
+  transport: MailTransport;
+  /** Domain of each Message-ID: the sender's. */
+  messageIdDomain: string;
+  /** Tries per mail for failures of that mail (a 4xx answer to it); a 5xx answer fails it at once. */
+  maxAttempts?: number;
+  /** The wait before the second try; it doubles for each further one. */
+  retryDelayMs?: number;
+  maxRetryDelayMs?: number;
+  /** The first wait after the server could not be reached; it doubles while it stays down. */
+  serverRetryMs?: number;
+  maxServerRetryMs?: number;
+  /** Mails in flight at once (the pool queues them over its connections). */
+  maxInFlight?: number;
+}
+
+export interface FailedMail {
+  id: string;
+  to: string[];
+  subject: string;
+  attempts: number;
+  error: string;
+  queuedAt: string;
+}
+
+export interface RelayState extends OutboxCounts {
+  /** Why the server cannot be used now (unreachable, refusing the login), or undefined. */
+  serverDown?: string;
+}
+
+type Outcome = "sent" | "server" | "retry" | "permanent";
+
+/**
+ * Sends the outbox: claims due mails, hands them to the pooled transport, and deletes each once
+ * the server has taken it. A mail the server refuses for itself is tried again with backoff and,
+ * after its last try or on a permanent refusal, marked failed and reported (`failed` event); it
+ * stays in the outbox. When the server itself cannot be used (down, refusing connections or the
+ * login), nothing is charged to the mails: sending pauses, one mail probes the server with a
+ * growing wait, and everything resumes when it answers. Emits `state` when the counts change.
+ */
+export class MailRelay extends EventEmitter {
+  private readonly outbox: Outbox;
+  private readonly maxAttempts: number;
+  private readonly retryDelayMs: number;
+  private readonly maxRetryDelayMs: number;
+  private readonly serverRetryMs: number;
+  private readonly maxServerRetryMs: number;
+  private readonly maxInFlight: number;
+  private readonly inFlight = new Set<Promise<void>>();
+  private counts: OutboxCounts = { queued: 0, failed: 0 };
+  private serverDown?: string;
+  private serverFailures = 0;
+  private resumeAt = 0;
+  private wakeUp?: () => void;
+  private woken = false;
+  private running?: Promise<void>;
+  private closed = false;
+
+  constructor(private readonly options: RelayOptions) {
+    super();
+    this.outbox = options.outbox;
+    this.maxAttempts = Math.max(1, options.maxAttempts ?? 6);
+    this.retryDelayMs = options.retryDelayMs ?? 10_000;
+    this.maxRetryDelayMs = options.maxRetryDelayMs ?? 15 * 60_000;
+    this.serverRetryMs = options.serverRetryMs ?? 1000;
+    this.maxServerRetryMs = options.maxServerRetryMs ?? 15_000;
+    this.maxInFlight = options.maxInFlight ?? 200;
+  }
+
+  /** Prepares the outbox and starts sending what it holds, including mails stored before a restart. */
+  async start(): Promise<void> {
+    await this.outbox.migrate();
+    await this.recount();
+    this.running = this.pump();
+  }
+
+  /** Stores the mail; resolves with its id once it is safe in the outbox. */
+  async accept(content: MailContent, to: string[]): Promise<string> {
+    const id = randomUUID();
+    await this.outbox.add({ id, messageId: `<${id}@${this.options.messageIdDomain}>`, to, subject: content.subject, text: content.text, kind: content.kind });
+    this.counts.queued++;
+    this.changed();
+    this.wake();
+    return id;
+  }
+
+  get state(): RelayState {
+    return { ...this.counts, serverDown: this.serverDown };
+  }
+
+  async failedMails(): Promise<FailedMail[]> {
+    return (await this.outbox.failed()).map((m) => failure(m, m.attempts, m.lastError ?? ""));
+  }
+
+  async deleteFailed(ids?: string[]): Promise<string[]> {
+    const deleted = await this.outbox.deleteFailed(ids);
+    await this.recount();
+    return deleted;
+  }
+
+  async retryFailed(ids?: string[]): Promise<string[]> {
+    const retried = await this.outbox.retryFailed(ids);
+    await this.recount();
+    this.wake();
+    return retried;
+  }
+
+  /** Stops claiming, lets the mails in flight finish (at most `graceMs`), and closes the transport. */
+  async close(graceMs = 10_000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.wake();
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
+    await Promise.race([Promise.all([this.running, ...this.inFlight]).catch(() => undefined), grace]);
+    clearTimeout(timer);
+    await this.outbox.flush().catch(() => undefined);
+    await this.options.transport.close();
+  }
+
+  private async pump(): Promise<void> {
+    while (!this.closed) {
+      try {
+        const now = Date.now();
+        if (this.serverDown && now < this.resumeAt) {
+          await this.sleep(this.resumeAt - now);
+          continue;
+        }
+        // While the server is down, one mail at a time probes it.
+        // Claim in batches: with many in flight, wait until half the room is free again.
+        const room = this.serverDown ? (this.inFlight.size ? 0 : 1) : this.maxInFlight - this.inFlight.size;
+        if (room <= 0 || (!this.serverDown && this.inFlight.size > 0 && room < this.maxInFlight / 2)) {
+          await this.sleep(60_000);
+          continue;
+        }
+        const mails = await this.outbox.claim(room);
+        if (!mails.length) {
+          if (this.inFlight.size) await this.sleep(60_000);
+          else await this.sleep((await this.outbox.nextDueInMs()) ?? 60_000);
+          continue;
+        }
+        for (const mail of mails) this.track(this.deliver(mail));
+      } catch (err) {
+        // The database is away: wait and try again; the mails are safe where they are.
+        this.emit("warning", `the outbox could not be read: ${errorMessage(err)}`);
+        await this.sleep(5000);
+      }
+    }
+  }
+
+  private track(work: Promise<void>): void {
+    const tracked: Promise<void> = work
+      .catch((err: unknown) => {
+        this.emit("warning", `a mail's outcome could not be stored: ${errorMessage(err)}`);
+      })
+      .finally(() => {
+      this.inFlight.delete(tracked);
+      this.wake();
+    });
+    this.inFlight.add(tracked);
+  }
+
+  private async deliver(mail: OutboxMail): Promise<void> {
+    if (this.serverDown && Date.now() < this.resumeAt) {
+      await this.outbox.release([mail.id]);
+      return;
+    }
+    let outcome: Outcome;
+    let reason = "";
+    try {
+      await this.options.transport.send({ messageId: mail.messageId, date: mail.createdAt, to: mail.to, subject: mail.subject, text: mail.text });
+      outcome = "sent";
+    } catch (err) {
+      outcome = classify(err);
+      reason = describeSmtpError(err);
+    }
+    switch (outcome) {
+      case "sent":
+        await this.outbox.sent(mail.id);
+        this.counts.queued = Math.max(0, this.counts.queued - 1);
+        if (this.serverDown) this.serverUp();
+        this.changed();
+        return;
+      case "server":
+        await this.outbox.release([mail.id]);
+        this.serverUnusable(reason);
+        return;
+      case "retry":
+        if (mail.attempts + 1 < this.maxAttempts) {
+          await this.outbox.retryLater(mail.id, this.retryDelay(mail.attempts + 1), reason);
+          if (this.serverDown) this.serverUp();
+          return;
+        }
+        break;
+      case "permanent":
+        break;
+    }
+    await this.outbox.fail(mail.id, reason);
+    this.counts.queued = Math.max(0, this.counts.queued - 1);
+    this.counts.failed++;
+    if (this.serverDown) this.serverUp();
+    this.changed();
+    this.emit("failed", failure(mail, mail.attempts + 1, reason));
+  }
+
+  private retryDelay(attempt: number): number {
+    const base = Math.min(this.maxRetryDelayMs, this.retryDelayMs * 2 ** (attempt - 1));
+    return base * (0.8 + Math.random() * 0.4); // jitter, so retries of a burst spread out
+  }
+
+  private serverUnusable(reason: string): void {
+    const wasDown = !!this.serverDown;
+    // Many mails in flight fail together when a server goes away: that is one failure, not many.
+    if (wasDown && Date.now() < this.resumeAt) return;
+    this.serverFailures++;
+    this.serverDown = reason;
+    this.resumeAt = Date.now() + Math.min(this.maxServerRetryMs, this.serverRetryMs * 2 ** (this.serverFailures - 1));
+    this.changed();
+  }
+
+  private serverUp(): void {
+    this.serverDown = undefined;
+    this.serverFailures = 0;
+    this.resumeAt = 0;
+    this.changed();
+    this.wake();
+  }
+
+  private async recount(): Promise<void> {
+    this.counts = await this.outbox.counts();
+    this.changed();
+  }
+
+  private changed(): void {
+    this.emit("state", this.state);
+  }
+
+  private wake(): void {
+    this.woken = true;
+    const wake = this.wakeUp;
+    this.wakeUp = undefined;
+    wake?.();
+  }
+
+  /** Sleeps up to `ms`, or until woken (a new mail, a free slot, close). */
+  private sleep(ms: number): Promise<void> {
+    if (this.woken || this.closed) {
+      this.woken = false;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.max(1, Math.min(ms, 60_000)));
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = () => {
+        done();
+      };
+    }).then(() => {
+      this.woken = false;
+    });
+  }
+}
+
+function failure(mail: OutboxMail, attempts: number, error: string): FailedMail {
+  return { id: mail.id, to: mail.to, subject: mail.subject, attempts, error, queuedAt: mail.createdAt.toISOString() };
+}
+
+const SERVER_CODES = new Set(["ECONNECTION", "ETIMEDOUT", "ESOCKET", "EDNS", "ETLS", "EREQUIRETLS", "EAUTH", "ENOAUTH", "EOAUTH2", "ECONNREFUSED", "ECONNRESET", "EPIPE", "EPROTOCOL"]);
+
+/**
+ * What a send failure says about whom to blame: the server (down, overloaded, refusing the
+ * connection or the login: wait and probe, charge no mail), this mail for now (4xx), or this
+ * mail for good (5xx).
+ */
+export function classify(err: unknown): Exclude<Outcome, "sent"> {
+  const e = err as { code?: string; responseCode?: number };
+  const code = e?.responseCode;
+  if (code === 421 || code === 454) return "server";
+  if (e?.code && SERVER_CODES.has(e.code)) return "server";
+  if (e?.code === "EENVELOPE" && !code) return "permanent"; // no valid recipient at all
+  if (typeof code === "number" && code >= 500) return "permanent";
+  return "retry";
+}
+
+export function describeSmtpError(err: unknown): string {
+  const e = err as { code?: string; responseCode?: number; response?: string };
+  const text = e?.response || errorMessage(err);
+  return `${e?.code ? `${e.code}: ` : ""}${text}`.slice(0, 500);
+}

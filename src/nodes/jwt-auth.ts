@@ -1,0 +1,91 @@
+import { JwtKeyProvider, Refusal, RequestLike, clientAddress, lifetimeSeconds, loginCredentials, tokenFrom, usedBasic } from "../auth/jwt";
+import { configNode } from "../core/node/config";
+import { handleInput } from "../core/node/input";
+import { Lifecycle } from "../core/node/lifecycle";
+import { migrateConfig } from "../core/node/migrate";
+import { StatusReporter, formatCount } from "../core/node/status";
+import type { Node, NodeAPI, NodeDef } from "../core/node/types";
+
+interface JwtAuthDef extends NodeDef {
+  key: string;
+  mode: "login" | "verify";
+  audience: string;
+  lifetime: string;
+  fromHeader: boolean;
+  fromBearer: boolean;
+  fromCookie: boolean;
+  cookieName: string;
+  setCookie: boolean;
+  cookieSecure: boolean;
+  sameSite: "strict" | "lax";
+}
+
+export = function register(RED: NodeAPI) {
+  function JwtAuthNode(this: Node, def: JwtAuthDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    const status = new StatusReporter(node);
+    const life = new Lifecycle(node);
+    const cookieName = config.cookieName || "token";
+    const counts = { ok: 0, refused: 0, last: "" };
+    // Counted, and shown at most twice a second: a busy endpoint must not flood the editor.
+    life.interval(() => {
+      if (counts.ok + counts.refused === 0) return;
+      const text = `${formatCount(counts.ok)} ok · ${formatCount(counts.refused)} refused`;
+      if (counts.last) status.warn(text);
+      else status.ok(text);
+    }, 500);
+    life.onClose(() => status.clear());
+
+    handleInput(node, status, async (msg, send) => {
+      const authority = configNode<JwtKeyProvider>(RED, config.key, "jwt-auth-key", "jwt-auth key").authority();
+      const req = msg.req as RequestLike | undefined;
+      const refuse = (refusal: Refusal, challenge: string | undefined) => {
+        counts.refused++;
+        counts.last = refusal.reason;
+        msg.statusCode = refusal.status;
+        msg.payload = { message: refusal.reason };
+        const headers: Record<string, string> = { ...(msg.headers as Record<string, string> | undefined) };
+        if (challenge) headers["WWW-Authenticate"] = challenge;
+        if (refusal.retryAfterS) headers["Retry-After"] = String(refusal.retryAfterS);
+        msg.headers = headers;
+        send([null, msg]);
+      };
+
+      if (config.mode === "login") {
+        const credentials = loginCredentials(req, msg.payload);
+        const result = await authority.login(credentials, clientAddress(req), {
+          audience: config.audience,
+          lifetimeS: lifetimeSeconds(config.lifetime, 3600),
+        });
+        if (result instanceof Refusal) return refuse(result, usedBasic(req) || !msg.payload ? 'Basic realm="node-red", charset="UTF-8"' : undefined);
+        counts.ok++;
+        counts.last = "";
+        msg.user = { username: credentials!.username };
+        msg.statusCode = 200;
+        msg.payload = { token: result.token, expiresIn: result.expiresIn };
+        if (config.setCookie) {
+          msg.cookies = {
+            ...(msg.cookies as Record<string, unknown> | undefined),
+            [cookieName]: { value: result.token, httpOnly: true, sameSite: config.sameSite || "strict", secure: !!config.cookieSecure, path: "/", maxAge: result.expiresIn * 1000 },
+          };
+        }
+        send([msg, null]);
+        return;
+      }
+
+      const token = tokenFrom(req, { header: config.fromHeader !== false, bearer: config.fromBearer !== false, cookie: config.fromCookie ? cookieName : undefined });
+      const verified = authority.verify(token, { audience: config.audience });
+      if (verified instanceof Refusal) {
+        const description = verified.reason.replace(/"/g, "'");
+        return refuse(verified, token ? `Bearer error="invalid_token", error_description="${description}"` : "Bearer");
+      }
+      counts.ok++;
+      msg.user = { username: verified.username, expiresAt: new Date(verified.claims.exp! * 1000).toISOString(), claims: verified.claims };
+      send([msg, null]);
+    });
+  }
+
+  RED.nodes.registerType("jwt-auth", JwtAuthNode);
+};

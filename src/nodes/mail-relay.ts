@@ -1,0 +1,144 @@
+import { ConfigError, InputError, PipelineError, errorMessage } from "../core/errors";
+import { DatabaseProvider, configNode } from "../core/node/config";
+import { handleInput } from "../core/node/input";
+import { Lifecycle } from "../core/node/lifecycle";
+import { migrateConfig } from "../core/node/migrate";
+import { StatusReporter, formatCount } from "../core/node/status";
+import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
+import { composeMail } from "../mail/compose";
+import { Outbox } from "../mail/outbox";
+import { allowedList, addressList, recipientsFor } from "../mail/recipients";
+import { MailRelay, RelayState } from "../mail/relay";
+import { SmtpProvider, SmtpTransport } from "../mail/transport";
+
+interface MailRelayDef extends NodeDef {
+  smtp: string;
+  database: string;
+  to: string;
+  allowed: string;
+  subject: string;
+  maxKiB: string;
+  retries: string;
+  retryDelay: string;
+}
+
+const COMMANDS = ["list", "delete", "retry", "status"];
+
+export = function register(RED: NodeAPI) {
+  function MailRelayNode(this: Node, def: MailRelayDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    const status = new StatusReporter(node);
+    const life = new Lifecycle(node);
+    const maxBytes = (Number(config.maxKiB) || 256) * 1024;
+    let opening: Promise<MailRelay> | undefined;
+    let latest: RelayState | undefined;
+
+    // The outbox starts with the node, so mails stored before a restart go out without new input.
+    const relay = (): Promise<MailRelay> => {
+      opening ??= openRelay().catch((err: unknown) => {
+        opening = undefined;
+        status.error(err instanceof PipelineError ? err.status : "outbox unavailable");
+        throw err;
+      });
+      return opening;
+    };
+    async function openRelay(): Promise<MailRelay> {
+      const smtp = configNode<SmtpProvider>(RED, config.smtp, "smtp-connection", "SMTP connection").settings();
+      const db = await configNode<DatabaseProvider>(RED, config.database, "postgres-database", "outbox database").database();
+      if (life.isClosed) throw new ConfigError("the mail-relay node was closed");
+      const outbox = new Outbox(db, node.id);
+      const retries = config.retries === "" || config.retries === undefined ? 5 : Number(config.retries);
+      const mailRelay = new MailRelay({
+        outbox,
+        transport: new SmtpTransport(smtp),
+        messageIdDomain: smtp.sender.split("@").pop() || "node-red.local",
+        maxAttempts: retries + 1,
+        retryDelayMs: (Number(config.retryDelay) || 10) * 1000,
+      });
+      mailRelay.on("state", (s: RelayState) => (latest = s));
+      mailRelay.on("failed", (failed) => node.send([null, null, { topic: "failed", payload: failed }]));
+      mailRelay.on("warning", (m: string) => node.warn(m));
+      life.onClose(() => mailRelay.close());
+      await mailRelay.start();
+      return mailRelay;
+    }
+    void relay().catch((err) => node.warn(`the outbox could not be opened (${errorMessage(err)}); trying again in 10 s`));
+    life.interval(() => {
+      if (!opening) void relay().catch(() => undefined);
+    }, 10_000);
+    life.interval(() => showState(), 250); // at most four status updates a second, however busy
+    life.onClose(() => status.clear());
+
+    function showState(): void {
+      const s = latest;
+      if (!s) return;
+      latest = undefined;
+      const queued = `${formatCount(s.queued)} queued`;
+      if (s.serverDown) status.warn(`SMTP down · ${queued}`);
+      else if (s.failed) status.error(`${formatCount(s.failed)} failed · ${queued}`);
+      else if (s.queued) status.busy(queued);
+      else status.ready("0 queued");
+    }
+
+    handleInput(node, status, async (msg, send) => {
+      const refuse = (statusCode: number, reason: string) => {
+        msg.statusCode = statusCode;
+        msg.payload = { message: reason };
+        send([null, msg, null]);
+      };
+      const command = typeof msg.topic === "string" && msg.topic.startsWith("outbox:") ? msg.topic.slice(7) : undefined;
+      if (command !== undefined) {
+        if (!COMMANDS.includes(command)) throw new InputError(`unknown command "${msg.topic}": use outbox:list, outbox:delete, outbox:retry or outbox:status`);
+        msg.payload = await runCommand(await relay(), command, msg);
+        send([null, null, msg]);
+        return;
+      }
+      const size = Buffer.byteLength(typeof msg.payload === "string" ? msg.payload : Buffer.isBuffer(msg.payload) ? msg.payload.toString("utf8") : (JSON.stringify(msg.payload) ?? ""));
+      if (size > maxBytes) return refuse(413, `the message is ${Math.ceil(size / 1024)} KiB; this relay takes at most ${maxBytes / 1024} KiB`);
+      let to: string[];
+      try {
+        to = recipientsFor(msg.to, addressList(config.to, "the node's recipients"), allowedList(config.allowed));
+      } catch (err) {
+        if (err instanceof InputError) return refuse(400, err.message);
+        throw err;
+      }
+      const content = composeMail(msg.payload, config.subject || "Monitoring message");
+      let id: string;
+      try {
+        id = await (await relay()).accept(content, to);
+      } catch (err) {
+        // Not stored: say so, so the sender (Alertmanager retries on 5xx) tries again.
+        refuse(503, "the message could not be stored; try again later");
+        throw err;
+      }
+      msg.statusCode = 202;
+      msg.payload = { id, message: "monitoring message queued" };
+      send([msg, null, null]);
+    });
+  }
+
+  async function runCommand(relay: MailRelay, command: string, msg: NodeMessage): Promise<unknown> {
+    switch (command) {
+      case "list":
+        return relay.failedMails();
+      case "delete":
+        return { deleted: await relay.deleteFailed(idsFrom(msg.payload)) };
+      case "retry":
+        return { retrying: await relay.retryFailed(idsFrom(msg.payload)) };
+      default:
+        return relay.state;
+    }
+  }
+
+  /** msg.payload of a command: one id, a list, or "all" for every failed mail. */
+  function idsFrom(payload: unknown): string[] | undefined {
+    if (payload === "all") return undefined;
+    const ids = Array.isArray(payload) ? payload : [payload];
+    if (!ids.length || ids.some((id) => typeof id !== "string" || !id)) throw new InputError('msg.payload must be a mail id, a list of ids, or "all"');
+    return ids as string[];
+  }
+
+  RED.nodes.registerType("mail-relay", MailRelayNode);
+};
