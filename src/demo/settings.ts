@@ -11,5 +11,5 @@ export = {
   credentialSecret: process.env.NODE_RED_CREDENTIAL_SECRET,
   nodesDir: [repoRoot],
   logging: { console: { level: process.env.NODE_RED_LOG_LEVEL ?? "info", metrics: false, audit: false } },
-  editorTheme: { projects: { enabled: false }, tours: false },
+  editorTheme: { tours: false },
 };
