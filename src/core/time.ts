@@ -56,3 +56,25 @@ export function zonedTimeToInstant(local: string, zone: string): number {
   if (valid.length > 0) return Math.min(...valid); // a repeated time: its first occurrence
   return before; // a skipped time: read with the offset from before the change
 }
+
+/** `instant` as the wall clock in `zone` shows it: "2026-11-23 10:02:03". */
+export function formatInZone(instant: number, zone: string): string {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: zone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  }).formatToParts(new Date(instant));
+  const get = (type: string) => parts.find((p) => p.type === type)?.value ?? "";
+  return `${get("year")}-${get("month")}-${get("day")} ${get("hour")}:${get("minute")}:${get("second")}`;
+}
+
+/** A length of time as H:MM:SS, hours running past 24 (no day is dropped). */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  return `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+}
