@@ -1,0 +1,170 @@
+import { promises as fs } from "node:fs";
+import { AuditEvent, ConnectionBoard } from "../connections/board";
+import type { BoardPolicy } from "../connections/policy";
+import { Connection, connectionsFrom, parseConnections, parseUsers, usersFrom } from "../connections/sources";
+import { ConfigError, InputError, asPipelineError } from "../core/errors";
+import { DatabaseProvider, configNode } from "../core/node/config";
+import { handleInput } from "../core/node/input";
+import { Lifecycle } from "../core/node/lifecycle";
+import { migrateConfig } from "../core/node/migrate";
+import { StatusReporter } from "../core/node/status";
+import { formatDuration, formatInZone, ianaZone } from "../core/time";
+import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
+
+interface BoardDef extends NodeDef {
+  database: string;
+  board: string;
+  policy: BoardPolicy;
+  maxPerRow: string;
+  connections: string;
+  connectionsFile: string;
+  users: string;
+  usersFile: string;
+  timeZone: string;
+}
+
+export = function register(RED: NodeAPI) {
+  function ConnectionBoardNode(this: Node, def: BoardDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    const status = new StatusReporter(node);
+    const life = new Lifecycle(node);
+    const zone = ianaZone(config.timeZone || "") ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+
+    const publish = coalesced(async (board?: ConnectionBoard) => {
+      const snapshot = await (board ?? (await opening)).snapshot();
+      const connected = snapshot.rows.filter((r) => r.occupants.length > 0).length;
+      status.ready(`${connected}/${snapshot.rows.length} connected`);
+      node.send([{ topic: "board", payload: snapshot }, null, null]);
+    }, (err) => node.error(asPipelineError(err), { topic: "board" }));
+
+    const opening = (async () => {
+      if (config.timeZone && !ianaZone(config.timeZone)) throw new ConfigError(`"${config.timeZone}" is not a time zone`);
+      const db = await configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database").database();
+      const board = new ConnectionBoard(db, {
+        board: config.board || node.id,
+        policy: config.policy || "exclusive",
+        maxPerRow: Number(config.maxPerRow) || 2,
+        formatTime: (ms) => formatInZone(ms, zone).slice(11, 16),
+      });
+      const connections = await listFromSettings(config.connections, config.connectionsFile, parseConnections);
+      if (connections) sendAudit(await board.setConnections(connections, "the board's settings"));
+      const users = await listFromSettings(config.users, config.usersFile, parseUsers);
+      if (users) await board.setUsers(users);
+      // Every change, made here or by another instance on the same database, goes to the dashboard.
+      life.onClose(await board.subscribe(() => publish.request()));
+      await publish.now(board);
+      return board;
+    })();
+    opening.catch((err) => {
+      const error = asPipelineError(err);
+      status.error(error.status);
+      node.error(error, { topic: "board", payload: { error: error.message } });
+    });
+
+    function sendAudit(events: AuditEvent[]): void {
+      if (events.length === 0) return;
+      node.send([null, events.map((e) => auditMessage(e, zone)), null]);
+    }
+
+    handleInput(node, status, async (msg, send) => {
+      const board = await opening;
+      if (msg.topic === "connections") {
+        sendAudit(await board.setConnections(connectionsFrom(msg.payload), "a new connection list"));
+        return;
+      }
+      if (msg.topic === "users") {
+        await board.setUsers(usersFrom(msg.payload));
+        return;
+      }
+      const action = boardAction(msg);
+      if (!action) {
+        await publish.now(board);
+        return;
+      }
+      const outcome = await board.act(action.row, { action: action.action, user: action.user });
+      if (outcome.ok) {
+        if (outcome.audit.length) send([null, outcome.audit.map((e) => auditMessage(e, zone)), null]);
+        return;
+      }
+      // The refusal goes back to the one browser that asked (msg._client), never silently dropped.
+      send([null, null, Object.assign(msg, { topic: outcome.code === "takeover-needed" ? "confirm-takeover" : "refused", payload: { ...action.row, user: action.user, code: outcome.code, message: outcome.message } })]);
+    });
+  }
+
+  RED.nodes.registerType("connection-board", ConnectionBoardNode);
+};
+
+/** The dashboard's action: `{ action: "connect" | "release" | "takeover", main, sub, user }`. */
+function boardAction(msg: NodeMessage): { action: "connect" | "release" | "takeover"; row: Connection; user: string } | undefined {
+  const p = msg.payload as Record<string, unknown> | undefined;
+  if (!p || typeof p !== "object" || p.action === undefined) return undefined;
+  if (p.action !== "connect" && p.action !== "release" && p.action !== "takeover") throw new InputError(`unknown board action "${String(p.action).slice(0, 40)}"`);
+  if (typeof p.main !== "string" || typeof p.sub !== "string") throw new InputError("a board action needs main and sub");
+  // A dashboard that knows who is logged in (msg._client.user) speaks for them; otherwise the browser's choice.
+  const client = (msg._client as { user?: { name?: string; username?: string } } | undefined)?.user;
+  const user = client?.name ?? client?.username ?? (typeof p.user === "string" ? p.user : "");
+  return { action: p.action, row: { main: p.main, sub: p.sub }, user };
+}
+
+function auditMessage(e: AuditEvent, zone: string): NodeMessage {
+  return {
+    topic: "audit",
+    date: new Date(e.releasedAt).toISOString(),
+    payload: {
+      main: e.main,
+      sub: e.sub,
+      user: e.user,
+      connectedAt: formatInZone(e.connectedAt, zone),
+      releasedAt: formatInZone(e.releasedAt, zone),
+      duration: formatDuration(e.durationSeconds),
+      releasedBy: e.releasedBy,
+      reason: e.reason,
+    },
+  };
+}
+
+/** The list from the node's settings: the text field, else the file it names, else none. */
+async function listFromSettings<T>(text: string | undefined, file: string | undefined, parse: (text: string) => T[]): Promise<T[] | undefined> {
+  if (text?.trim()) return parse(text);
+  if (file?.trim()) {
+    try {
+      return parse(await fs.readFile(file.trim(), "utf8"));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new ConfigError(`the file ${file} does not exist`);
+      throw err;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * One run of `task` at a time; requests during a run make exactly one more run after it, so a
+ * burst of changes sends the newest state once instead of once per change.
+ */
+function coalesced<A>(task: (arg?: A) => Promise<void>, onError: (err: unknown) => void) {
+  let running: Promise<void> | undefined;
+  let again = false;
+  const run = (arg?: A): Promise<void> => {
+    running = task(arg)
+      .catch(onError)
+      .finally(() => {
+        running = undefined;
+        if (again) {
+          again = false;
+          void run();
+        }
+      });
+    return running;
+  };
+  return {
+    request(): void {
+      if (running) again = true;
+      else void run();
+    },
+    now(arg?: A): Promise<void> {
+      return running ? running.then(() => run(arg)) : run(arg);
+    },
+  };
+}

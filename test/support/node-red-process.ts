@@ -1,0 +1,71 @@
+import { ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { request } from "undici";
+import { freePort } from "../../src/sandbox/azurite";
+
+export interface NodeRedProcess {
+  url: string;
+  port: number;
+  userDir: string;
+  child: ChildProcess;
+  deploy(flows: unknown[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A real Node-RED process, as a user runs it (the demo's settings: loopback, this package loaded
+ * from the working copy, the dashboard found in node_modules), for tests that need a browser or
+ * several instances. Flows are deployed through the admin API, credentials included.
+ */
+export async function startNodeRed(options: { userDir?: string; port?: number; env?: NodeJS.ProcessEnv } = {}): Promise<NodeRedProcess> {
+  const port = options.port ?? (await freePort());
+  const userDir = options.userDir ?? mkdtempSync(path.join(os.tmpdir(), "gw-nodered-"));
+  const red = path.join(path.dirname(require.resolve("node-red/package.json")), "red.js");
+  const settings = path.join(__dirname, "..", "..", "src", "demo", "settings.js");
+  const child = spawn(process.execPath, [red, "--userDir", userDir, "--settings", settings], {
+    env: { ...process.env, NODE_RED_PORT: String(port), NODE_RED_CREDENTIAL_SECRET: "test-credential-secret", NODE_RED_LOG_LEVEL: "warn", ...options.env },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`Node-RED exited (${child.exitCode}) while starting`);
+    try {
+      const res = await request(`${url}/settings`);
+      await res.body.dump();
+      if (res.statusCode === 200) break;
+    } catch {
+      // not yet listening
+    }
+    if (Date.now() > deadline) throw new Error("Node-RED did not start within 60 s");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    port,
+    userDir,
+    child,
+    async deploy(flows) {
+      const res = await request(`${url}/flows`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "node-red-deployment-type": "full" },
+        body: JSON.stringify(flows),
+      });
+      const text = await res.body.text();
+      if (res.statusCode >= 300) throw new Error(`deploy refused (${res.statusCode}): ${text}`);
+    },
+    stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const force = setTimeout(() => child.kill("SIGKILL"), 15_000);
+        child.once("exit", () => {
+          clearTimeout(force);
+          resolve();
+        });
+        child.kill("SIGINT");
+      });
+    },
+  };
+}
