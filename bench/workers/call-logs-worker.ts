@@ -8,7 +8,8 @@ import path from "node:path";
 import { BlockBlobClient, BlobServiceClient } from "@azure/storage-blob";
 import { stringify } from "csv-stringify/sync";
 import { request } from "undici";
-import { DEFAULT_PAGE_SIZE, formatDuration } from "../../src/goto/call-reports";
+import { DEFAULT_PAGE_SIZE } from "../../src/goto/call-reports";
+import { formatDuration } from "../../src/core/time";
 import { CALL_LOG_COLUMNS } from "../../src/goto/types";
 import { eventually } from "../../test/support/node-red";
 

@@ -1,5 +1,6 @@
 // Wall-clock times in named zones, with Node's own ICU: what a "day in Europe/Brussels" or a
 // "scheduled reply from 09:00 Romance Standard Time" is as an instant.
+import { DateTime } from "luxon";
 import { findIana } from "windows-iana";
 
 /** An IANA zone for an IANA or Windows zone name, or undefined when neither is known. */
@@ -19,62 +20,29 @@ function isIanaZone(name: string): boolean {
   }
 }
 
-/** The zone's offset from UTC at `instant`, in milliseconds (positive east of Greenwich). */
-export function zoneOffset(zone: string, instant: number): number {
-  const parts = new Intl.DateTimeFormat("en-US", {
-    timeZone: zone,
-    hourCycle: "h23",
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-  }).formatToParts(new Date(instant));
-  const get = (type: string) => Number(parts.find((p) => p.type === type)?.value);
-  const asUtc = Date.UTC(get("year"), get("month") - 1, get("day"), get("hour"), get("minute"), get("second"));
-  return asUtc - Math.floor(instant / 1000) * 1000;
-}
-
 /**
- * The instant at which the wall clock in `zone` shows `local` (Y-M-D h:m:s, seconds may have
- * fractions). A time skipped by a daylight-saving change is read with the offset from before the
- * change (so 02:30 on a spring-forward night is 03:30 after it); a repeated time is its first
- * occurrence.
+ * The instant at which the wall clock in `zone` shows `local` (an ISO date and time without an
+ * offset; fractions of a second allowed). A time skipped by a daylight-saving change moves forward
+ * by the size of the gap (02:30 on a spring-forward night is 03:30 after it); a time the autumn
+ * change repeats is read with the offset after the change (luxon's reading).
  */
 export function zonedTimeToInstant(local: string, zone: string): number {
-  const match = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?$/.exec(local.trim());
-  if (!match) throw new RangeError(`not a local date and time: ${local}`);
-  const [, y, mo, d, h = "0", mi = "0", s = "0", frac = ""] = match;
-  const wall = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)) + Math.round(Number(`0${frac}`) * 1000);
-  // The offsets a day before and a day after: around a daylight-saving change they differ.
-  const day = 86_400_000;
-  const before = wall - zoneOffset(zone, wall - day);
-  const after = wall - zoneOffset(zone, wall + day);
-  const shows = (t: number) => t + zoneOffset(zone, t) === wall;
-  const valid = [before, after].filter(shows);
-  if (valid.length > 0) return Math.min(...valid); // a repeated time: its first occurrence
-  return before; // a skipped time: read with the offset from before the change
+  const at = DateTime.fromISO(local.trim().replace(" ", "T"), { zone });
+  if (!at.isValid) throw new RangeError(`not a local date and time in ${zone}: ${local}`);
+  return at.toMillis();
 }
 
 /** `instant` as the wall clock in `zone` shows it: "2026-11-23 10:02:03". */
 export function formatInZone(instant: number, zone: string): string {
-  const parts = new Intl.DateTimeFormat("en-US", {
-    timeZone: zone,
-    hourCycle: "h23",
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-  }).formatToParts(new Date(instant));
-  const get = (type: string) => parts.find((p) => p.type === type)?.value ?? "";
-  return `${get("year")}-${get("month")}-${get("day")} ${get("hour")}:${get("minute")}:${get("second")}`;
+  return DateTime.fromMillis(instant, { zone }).toFormat("yyyy-MM-dd HH:mm:ss");
 }
 
-/** A length of time as H:MM:SS, hours running past 24 (no day is dropped). */
-export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  return `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+/**
+ * Milliseconds as H:MM:SS with hours running past 24 (no day is dropped), as the original
+ * scripts wrote durations (`0:01:23`). Empty for no value.
+ */
+export function formatDuration(ms: number | null | undefined): string {
+  if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) return "";
+  const total = Math.floor(ms / 1000);
+  return `${Math.floor(total / 3600)}:${String(Math.floor((total % 3600) / 60)).padStart(2, "0")}:${String(total % 60).padStart(2, "0")}`;
 }

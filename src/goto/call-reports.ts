@@ -1,4 +1,5 @@
 import type { HttpClient } from "../core/http/client";
+import { formatDuration } from "../core/time";
 import type { CalendarDay } from "./days";
 import { CallEventsPage, CallEventsSummary, CallLogRow, CallReportsPage, UserActivityCall, UserActivitySummary } from "./types";
 
@@ -199,16 +200,6 @@ export function callEventRow(summary: CallEventsSummary): CallLogRow {
     calleeName: text(callee?.name),
     calleeNumber: text(callee?.number ?? callee?.type?.extensionNumber),
   };
-}
-
-/** Milliseconds as H:MM:SS, as Python's `str(timedelta)` wrote it in the original (`0:01:23`). */
-export function formatDuration(ms: number | null | undefined): string {
-  if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) return "";
-  const total = Math.floor(ms / 1000);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = total % 60;
-  return `${h}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
 }
 
 /** `2026-11-22T23:00:00Z`: UTC, explicit, without milliseconds. */

@@ -118,7 +118,7 @@ function auditMessage(e: AuditEvent, zone: string): NodeMessage {
       user: e.user,
       connectedAt: formatInZone(e.connectedAt, zone),
       releasedAt: formatInZone(e.releasedAt, zone),
-      duration: formatDuration(e.durationSeconds),
+      duration: formatDuration(e.durationSeconds * 1000),
       releasedBy: e.releasedBy,
       reason: e.reason,
     },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parse } from "csv-parse/sync";
 import { csvText, neutraliseFormula, parseColumns } from "../../src/blob/csv";
-import { formatDuration } from "../../src/goto/call-reports";
+import { formatDuration } from "../../src/core/time";
 import { CALL_LOG_COLUMNS } from "../../src/goto/types";
 
 describe("CSV of call-log rows", () => {
