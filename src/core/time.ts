@@ -1,23 +1,14 @@
-// Wall-clock times in named zones, with Node's own ICU: what a "day in Europe/Brussels" or a
-// "scheduled reply from 09:00 Romance Standard Time" is as an instant.
-import { DateTime } from "luxon";
+// Wall-clock times in named zones: what a "day in Europe/Brussels" or a "scheduled reply from
+// 09:00 Romance Standard Time" is as an instant.
+import { DateTime, IANAZone } from "luxon";
 import { findIana } from "windows-iana";
 
 /** An IANA zone for an IANA or Windows zone name, or undefined when neither is known. */
 export function ianaZone(name: string): string | undefined {
   if (!name) return undefined;
-  if (isIanaZone(name)) return name;
+  if (IANAZone.isValidZone(name)) return name;
   const mapped = findIana(name)?.[0];
-  return mapped && isIanaZone(mapped) ? mapped : undefined;
-}
-
-function isIanaZone(name: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en-US", { timeZone: name });
-    return true;
-  } catch {
-    return false;
-  }
+  return mapped && IANAZone.isValidZone(mapped) ? mapped : undefined;
 }
 
 /**
