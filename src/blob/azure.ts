@@ -10,7 +10,7 @@ import {
 } from "@azure/storage-blob";
 import { ConfigError, PipelineError } from "../core/errors";
 import { registerSecret } from "../core/redact";
-import type { AppendUpload, CsvTarget, StagedUpload } from "./target";
+import { AppendUpload, CsvTarget, StagedUpload, StoredFile, tooLarge } from "./target";
 
 export type StorageAuth = "key" | "connection-string" | "sas";
 
@@ -155,6 +155,32 @@ export class BlobTarget implements CsvTarget {
     };
   }
 
+  async list(prefix: string): Promise<StoredFile[]> {
+    return this.call(`list ${prefix || "the files"}`, async () => {
+      const files: StoredFile[] = [];
+      for await (const blob of this.container.listBlobsFlat({ prefix })) {
+        files.push({ name: blob.name, size: Number(blob.properties.contentLength ?? 0), modified: (blob.properties.lastModified ?? new Date(0)).toISOString() });
+      }
+      return files.sort((a, b) => a.name.localeCompare(b.name));
+    });
+  }
+
+  async read(name: string, maxBytes: number): Promise<Buffer | undefined> {
+    const blob = this.container.getBlobClient(name);
+    try {
+      return await this.call(`read ${name}`, async () => {
+        const props = await blob.getProperties();
+        const size = Number(props.contentLength ?? 0);
+        if (size > maxBytes) throw tooLarge(name, size, maxBytes);
+        return size === 0 ? Buffer.alloc(0) : blob.downloadToBuffer(0, size);
+      });
+    } catch (err) {
+      const cause = (err as StorageError).cause as RestError | undefined;
+      if (cause?.statusCode === 404) return undefined;
+      throw err;
+    }
+  }
+
   /** Runs one request; a container that is missing (new, or deleted meanwhile) is created once. */
   private async call<T>(what: string, request: () => Promise<T>): Promise<T> {
     if (this.mayCreateContainer) await this.ensureContainer();
@@ -185,8 +211,8 @@ export class BlobTarget implements CsvTarget {
     return this.ensured;
   }
 
-  private storageError(what: string, err: unknown): StorageError {
-    if (err instanceof StorageError) return err;
+  private storageError(what: string, err: unknown): PipelineError {
+    if (err instanceof PipelineError) return err;
     const e = err as RestError & { details?: { errorCode?: string } };
     const code = e?.details?.errorCode ?? e?.code;
     const reason = e?.statusCode ? `${e.statusCode}${code ? ` ${code}` : ""}` : (e?.message ?? String(err)).split("\n")[0];

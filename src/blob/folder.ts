@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { ConfigError, PipelineError } from "../core/errors";
-import type { AppendUpload, CsvTarget, StagedUpload } from "./target";
+import { AppendUpload, CsvTarget, StagedUpload, StoredFile, tooLarge } from "./target";
 
 /**
  * A local folder as a CSV target, for users without Azure. Replace writes a temporary file beside
@@ -76,6 +76,48 @@ export class FolderTarget implements CsvTarget {
         return (await fs.stat(file)).size;
       },
     };
+  }
+
+  async list(prefix: string): Promise<StoredFile[]> {
+    const files: StoredFile[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await fs.readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+        throw this.error(`list ${dir}`, err);
+      }
+      for (const entry of entries) {
+        const full = path.join(dir, entry.name);
+        if (entry.name.startsWith(".")) continue; // temporary files of uploads under way
+        if (entry.isDirectory()) await walk(full);
+        else if (entry.isFile()) {
+          const name = path.relative(this.root, full).split(path.sep).join("/");
+          if (!name.startsWith(prefix)) continue;
+          const stat = await fs.stat(full);
+          files.push({ name, size: stat.size, modified: stat.mtime.toISOString() });
+        }
+      }
+    };
+    // Walk only the folder the prefix names (its directory part), not the whole root.
+    const slash = prefix.lastIndexOf("/");
+    await walk(slash >= 0 ? this.resolve(prefix.slice(0, slash)) : this.root);
+    return files.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async read(name: string, maxBytes: number): Promise<Buffer | undefined> {
+    const file = this.resolve(name);
+    try {
+      const stat = await fs.stat(file);
+      if (!stat.isFile()) return undefined;
+      if (stat.size > maxBytes) throw tooLarge(name, stat.size, maxBytes);
+      return await fs.readFile(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      if (err instanceof PipelineError) throw err;
+      throw this.error(`read ${name}`, err);
+    }
   }
 
   private resolve(name: string): string {

@@ -1,4 +1,14 @@
-/** Where a CSV file goes: a container of Azure Blob Storage, or a local folder. */
+import { PipelineError } from "../core/errors";
+
+/** A file as a listing shows it. */
+export interface StoredFile {
+  name: string;
+  size: number;
+  /** ISO timestamp of the last change. */
+  modified: string;
+}
+
+/** Where a CSV file goes (and is read back from): a container of Azure Blob Storage, or a local folder. */
 export interface CsvTarget {
   /** Where files land, for messages and the output: "container 'call-logs'", "folder /data/logs". */
   readonly where: string;
@@ -8,6 +18,15 @@ export interface CsvTarget {
   replace(name: string): Promise<StagedUpload>;
   /** A file that grows: `needsHeader` is true when this call created it (or found it empty). */
   append(name: string): Promise<AppendUpload>;
+  /** The files whose names start with `prefix`, by name. */
+  list(prefix: string): Promise<StoredFile[]>;
+  /** A file's content, or undefined when there is no such file; larger than `maxBytes` is an error. */
+  read(name: string, maxBytes: number): Promise<Buffer | undefined>;
+}
+
+/** A file too large to read into one message. */
+export function tooLarge(name: string, size: number, maxBytes: number): PipelineError {
+  return new PipelineError(`${name} has ${size} bytes, more than the ${maxBytes} this node reads at once`, { status: "file too large", code: "GW_FILE_TOO_LARGE", httpStatus: 413 });
 }
 
 export interface StagedUpload {
