@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Socket, io } from "socket.io-client";
+import { generateSecret } from "../src/auth/keys";
+import { Azurite } from "../src/sandbox/azurite";
 import { createTestDatabase } from "../test/support/pg";
 import { startNodeRed } from "../test/support/node-red-process";
 import type { Benchmark } from "./support";
@@ -20,12 +22,22 @@ export const benchmark: Benchmark = {
     const clients = quick ? 10 : 50;
     const ticks = quick ? 10 : 100;
     const db = await createTestDatabase("gw_bench");
+    // The whole flow runs as deployed, the weekly audit into Azurite included.
+    const azurite = new Azurite();
+    await azurite.start();
     const red = await startNodeRed();
     const sockets: Socket[] = [];
     try {
-      const flow = (JSON.parse(readFileSync(path.join(__dirname, "..", "..", "flows", "support-board.json"), "utf8")) as Array<Record<string, unknown>>).map((n) =>
-        n.type === "postgres-database" ? { ...n, mode: "server", credentials: { url: db.url } } : n.type === "connection-board" ? { ...n, policy: "shared", maxPerRow: "5" } : n,
-      );
+      const settings: Record<string, Record<string, unknown>> = {
+        "postgres-database": { mode: "server", credentials: { url: db.url } },
+        "azure-storage-account": { auth: "connection-string", credentials: { connectionString: azurite.connectionString } },
+        "jwt-auth-key": { credentials: { secret: generateSecret(), users: "" } },
+        "connection-board": { policy: "shared", maxPerRow: "5" },
+      };
+      const flow = (JSON.parse(readFileSync(path.join(__dirname, "..", "..", "flows", "support-board.json"), "utf8")) as Array<Record<string, unknown>>).map((n) => ({
+        ...n,
+        ...settings[String(n.type)],
+      }));
       const widget = String(flow.find((n) => n.type === "ui-template")!.id);
       await red.deploy(flow);
 
@@ -71,6 +83,7 @@ export const benchmark: Benchmark = {
     } finally {
       sockets.forEach((s) => s.close());
       await red.stop();
+      await azurite.stop();
       await db.drop();
     }
   },

@@ -78,6 +78,16 @@ describe("npm start", function () {
     assert.equal(unknown.body.error, "not-found");
   });
 
+  it("serves the support board's dashboard, and keeps its reports behind the sign-in page", async () => {
+    const board = await request(`${base}/dashboard/board`);
+    assert.equal(board.statusCode, 200);
+    assert.match(await board.body.text(), /<html/i);
+    const reports = await request(`${base}/reports`);
+    assert.equal(reports.statusCode, 303);
+    assert.equal(reports.headers.location, "reports/login");
+    await reports.body.dump();
+  });
+
   it("stops every process it started on Ctrl-C", async () => {
     launcher.kill("SIGINT");
     assert.equal(await exited, 0);
