@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -27,6 +27,7 @@ describe("npm start", function () {
   let ports: Record<string, number>;
   let base: string;
   let started: number;
+  let stateDir: string;
 
   before(async () => {
     started = Date.now();
@@ -35,7 +36,7 @@ describe("npm start", function () {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
-      GW_STATE_DIR: mkdtempSync(path.join(os.tmpdir(), "gw-start-")),
+      GW_STATE_DIR: (stateDir = mkdtempSync(path.join(os.tmpdir(), "gw-start-"))),
       NODE_RED_LOG_LEVEL: "warn",
     };
     delete env.DATABASE_URL;
@@ -48,9 +49,18 @@ describe("npm start", function () {
     if (launcher.exitCode === null) launcher.kill("SIGKILL");
   });
 
-  async function post(pathname: string, body: unknown) {
-    const res = await request(`${base}${pathname}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  async function post(pathname: string, body: unknown, token?: string) {
+    const headers: Record<string, string> = { "content-type": "application/json", ...(token ? { "x-access-tokens": token } : {}) };
+    const res = await request(`${base}${pathname}`, { method: "POST", headers, body: JSON.stringify(body) });
     return { status: res.statusCode, body: (await res.body.json()) as any };
+  }
+
+  /** The demo user's token, as the README shows: the password from the state folder, then a login. */
+  async function demoToken(): Promise<string> {
+    const secrets = JSON.parse(readFileSync(path.join(stateDir, "demo-secrets.json"), "utf8")) as Record<string, string>;
+    const basic = Buffer.from(`demo:${secrets["demo-user-password"]}`).toString("base64");
+    const res = await request(`${base}/api/loginUser`, { method: "POST", headers: { authorization: `Basic ${basic}` } });
+    return ((await res.body.json()) as { token: string }).token;
   }
 
   it("serves Node-RED with this package in the palette within 60 s", async () => {
@@ -69,11 +79,13 @@ describe("npm start", function () {
     await eventually(() => output.includes("Ctrl-C stops everything"), 60_000, "the flows to be deployed");
   });
 
-  it("runs the out-of-office monitor: POST /monitor watches a user, refuses an unknown one", async () => {
-    const watched = await post("/monitor", { email: "adele.vance@contoso.test", status: "True" });
+  it("runs the out-of-office monitor: POST /monitor, behind a token, watches a user and refuses an unknown one", async () => {
+    assert.equal((await post("/monitor", { email: "adele.vance@contoso.test", status: "True" })).status, 401);
+    const token = await demoToken();
+    const watched = await post("/monitor", { email: "adele.vance@contoso.test", status: "True" }, token);
     assert.equal(watched.status, 200);
     assert.equal(watched.body.displayName, "Adele Vance");
-    const unknown = await post("/monitor", { email: "nobody@contoso.test", status: "True" });
+    const unknown = await post("/monitor", { email: "nobody@contoso.test", status: "True" }, token);
     assert.equal(unknown.status, 404);
     assert.equal(unknown.body.error, "not-found");
   });
