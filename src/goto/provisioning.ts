@@ -38,6 +38,13 @@ export interface FailedItem {
 
 export type Outcome = { ok: true; report: ProvisionReport } | { ok: false; error: PipelineError; item: FailedItem };
 
+/** An item refused before any request: what it said of itself, for its report. */
+export interface RejectedItem {
+  error: PipelineError;
+  action?: string;
+  email?: string;
+}
+
 /** The node's own settings, used for what an item leaves out. */
 export interface RequestDefaults {
   /** A node that only provisions (or only de-provisions) refuses items that ask otherwise. */
@@ -72,6 +79,22 @@ export function itemsOf(payload: unknown): { batch: boolean; items: unknown[] } 
   if (value && typeof value === "object") return { batch: false, items: [value] };
   // An inject's timestamp, an empty body: everything comes from the node's settings.
   return { batch: false, items: [{}] };
+}
+
+/** Every item as a request, or as the reason it cannot be one. */
+export function requestsOf(items: unknown[], defaults: RequestDefaults): Array<ProvisionRequest | RejectedItem> {
+  return items.map((item) => {
+    try {
+      return provisionRequest(item, defaults);
+    } catch (err) {
+      const said = item && typeof item === "object" ? (item as Record<string, unknown>) : {};
+      return { error: asPipelineError(err), action: textOr(said.action), email: textOr(said.email) };
+    }
+  });
+}
+
+function textOr(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
 }
 
 /** One item as a request, each field from the item or else from the node's settings. */
@@ -148,7 +171,7 @@ export class Provisioner {
 
   constructor(private readonly options: ProvisionerOptions) {}
 
-  async run(requests: Array<ProvisionRequest | PipelineError>): Promise<Outcome[]> {
+  async run(requests: Array<ProvisionRequest | RejectedItem>): Promise<Outcome[]> {
     const outcomes: Outcome[] = new Array(requests.length);
     let next = 0;
     let done = 0;
@@ -164,8 +187,8 @@ export class Provisioner {
     return outcomes;
   }
 
-  private async outcome(request: ProvisionRequest | PipelineError): Promise<Outcome> {
-    if (request instanceof PipelineError) return failed(request);
+  private async outcome(request: ProvisionRequest | RejectedItem): Promise<Outcome> {
+    if ("error" in request) return failed(request.error, request);
     if (this.stopped) return failed(new PipelineError(`not attempted: ${this.stopped.message}`, { code: this.stopped.code, status: this.stopped.status }), request);
     try {
       this.options.signal?.throwIfAborted();
@@ -285,7 +308,7 @@ function report(request: ProvisionRequest, result: ProvisionResult, userKey: str
   return { action: request.action, email: request.email, result, userKey, licenseKeys };
 }
 
-function failed(error: PipelineError, request?: ProvisionRequest): Outcome {
+function failed(error: PipelineError, request?: { action?: string; email?: string }): Outcome {
   return { ok: false, error, item: { action: request?.action, email: request?.email, result: "failed", error: error.message, code: error.code } };
 }
 

@@ -8,7 +8,7 @@ import { StatusReporter, formatCount } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
 import { GoToAdminApi, parseGoToJson } from "../goto/admin";
 import type { GoToConnection } from "../goto/api";
-import { ProvisionAction, Provisioner, RequestDefaults, failureStatus, itemsOf, provisionRequest } from "../goto/provisioning";
+import { ProvisionAction, Provisioner, RequestDefaults, failureStatus, itemsOf, requestsOf } from "../goto/provisioning";
 
 interface ProvisionUserDef extends NodeDef {
   goto?: string;
@@ -57,13 +57,7 @@ export = function register(RED: NodeAPI) {
         for (const field of FIELDS) defaults[field] = await setting(field, msg);
         const parsed = itemsOf(msg.payload);
         batch = parsed.batch;
-        const requests = parsed.items.map((item) => {
-          try {
-            return provisionRequest(item, defaults);
-          } catch (err) {
-            return asPipelineError(err);
-          }
-        });
+        const requests = requestsOf(parsed.items, defaults);
         status.busy(batch ? `0/${formatCount(requests.length)}` : "requesting");
         let shown = 0;
         const provisioner = new Provisioner({

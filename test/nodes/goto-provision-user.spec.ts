@@ -184,6 +184,7 @@ describe("goto-provision-user", function () {
     await send({ payload: { action: "provision", email: "x@example.com", licenseKeys: [7288486601101397001] } });
     assert.equal(refused[1].statusCode, 400);
     assert.match(refused[1].payload.error, /lost digits as a JSON number: send license keys as strings/);
+    assert.deepEqual([refused[1].payload.action, refused[1].payload.email, refused[1].payload.result], ["provision", "x@example.com", "failed"]);
   });
 
   it("says the authorizing user must be an admin when GoTo answers 403", async () => {
