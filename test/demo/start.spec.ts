@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -27,6 +27,7 @@ describe("npm start", function () {
   let ports: Record<string, number>;
   let base: string;
   let started: number;
+  let stateDir: string;
 
   before(async () => {
     started = Date.now();
@@ -35,7 +36,7 @@ describe("npm start", function () {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
-      GW_STATE_DIR: mkdtempSync(path.join(os.tmpdir(), "gw-start-")),
+      GW_STATE_DIR: (stateDir = mkdtempSync(path.join(os.tmpdir(), "gw-start-"))),
       NODE_RED_LOG_LEVEL: "warn",
     };
     delete env.DATABASE_URL;
@@ -76,6 +77,27 @@ describe("npm start", function () {
     const unknown = await post("/monitor", { email: "nobody@contoso.test", status: "True" });
     assert.equal(unknown.status, 404);
     assert.equal(unknown.body.error, "not-found");
+  });
+
+  it("runs the GoTo provisioning: POST /provision with a token creates the user in the sandbox, then finds it unchanged", async () => {
+    const secrets = JSON.parse(readFileSync(path.join(stateDir, "demo-secrets.json"), "utf8")) as Record<string, string>;
+    const login = await request(`${base}/api/loginUser`, { method: "POST", headers: { authorization: `Basic ${Buffer.from(`demo:${secrets["demo-user-password"]}`).toString("base64")}` } });
+    const { token } = (await login.body.json()) as { token: string };
+    const provision = async () => {
+      const res = await request(`${base}/provision`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-access-tokens": token },
+        body: JSON.stringify({ email: "start.check@example.com", firstName: "Start", lastName: "Check", licenseKeys: ["7288486601101397002"] }),
+      });
+      return { status: res.statusCode, body: (await res.body.json()) as any };
+    };
+    const created = await provision();
+    assert.equal(created.status, 200);
+    assert.equal(created.body.result, "created");
+    assert.match(created.body.userKey, /^\d{19}$/);
+    assert.equal((await provision()).body.result, "unchanged");
+    const refused = await post("/provision", { email: "start.check@example.com" });
+    assert.equal(refused.status, 401);
   });
 
   it("stops every process it started on Ctrl-C", async () => {
