@@ -1,3 +1,4 @@
+import { AdminSandbox } from "./goto-admin";
 import { CallReportsSandbox } from "./goto-call-reports";
 import { OAuthServer } from "./oauth-server";
 import { SandboxReply, SandboxServer } from "./server";
@@ -20,6 +21,8 @@ export class GoToSandbox {
   readonly accountKey: string;
   /** Call Reports and Call Events Report over generated calls. */
   readonly calls: CallReportsSandbox;
+  /** The Admin API: the account's users and licenses. */
+  readonly admin: AdminSandbox;
 
   constructor(
     readonly server: SandboxServer,
@@ -45,14 +48,9 @@ export class GoToSandbox {
     });
     this.oauth.registerClient(GOTO_DEMO_CLIENT.clientId, GOTO_DEMO_CLIENT.clientSecret);
 
-    // The Admin API's `me`: where the account key is found when a user leaves it blank.
-    server.route("GET", "/goto/api/admin/rest/v1/me", (req) =>
-      this.authorized(req, () => ({
-        json: { key: "1000000000000000001", accountKey: this.accountKey, email: "admin@example.com", adminRoles: ["SUPER_USER"], products: ["JIVE", "G2M"] },
-      })),
-    );
-
     this.calls = new CallReportsSandbox(server, (req, ok) => this.authorized(req, ok));
+    // The Admin API, `me` included: where the account key is found when a user leaves it blank.
+    this.admin = new AdminSandbox(server, this.accountKey, (req, ok) => this.authorized(req, ok));
   }
 
   /** Answers `ok()` for a valid bearer token, GoTo's 401 otherwise. */

@@ -100,6 +100,25 @@ describe("npm start", function () {
     await reports.body.dump();
   });
 
+  it("runs the GoTo provisioning: POST /provision with a token creates the user in the sandbox, then finds it unchanged", async () => {
+    const token = await demoToken();
+    const provision = async () => {
+      const res = await request(`${base}/provision`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-access-tokens": token },
+        body: JSON.stringify({ email: "start.check@example.com", firstName: "Start", lastName: "Check", licenseKeys: ["7288486601101397002"] }),
+      });
+      return { status: res.statusCode, body: (await res.body.json()) as any };
+    };
+    const created = await provision();
+    assert.equal(created.status, 200);
+    assert.equal(created.body.result, "created");
+    assert.match(created.body.userKey, /^\d{19}$/);
+    assert.equal((await provision()).body.result, "unchanged");
+    const refused = await post("/provision", { email: "start.check@example.com" });
+    assert.equal(refused.status, 401);
+  });
+
   it("stops every process it started on Ctrl-C", async () => {
     launcher.kill("SIGINT");
     assert.equal(await exited, 0);

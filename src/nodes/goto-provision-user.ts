@@ -1,0 +1,107 @@
+import { InputError, PipelineError, asPipelineError } from "../core/errors";
+import { configNode } from "../core/node/config";
+import { handleInput } from "../core/node/input";
+import { Lifecycle } from "../core/node/lifecycle";
+import { migrateConfig } from "../core/node/migrate";
+import { showConnectionState } from "../core/node/oauth-connection";
+import { StatusReporter, formatCount } from "../core/node/status";
+import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
+import { GoToAdminApi, parseGoToJson } from "../goto/admin";
+import type { GoToConnection } from "../goto/api";
+import { ProvisionAction, Provisioner, RequestDefaults, failureStatus, itemsOf, requestsOf } from "../goto/provisioning";
+
+interface ProvisionUserDef extends NodeDef {
+  goto?: string;
+  action?: ProvisionAction | "item";
+  deprovision?: "delete" | "unlicense";
+  welcomeEmail?: boolean;
+  [typed: string]: unknown;
+}
+
+/** The fields an item may leave to the node's settings (typed inputs: `<field>` and `<field>Type`). */
+const FIELDS = ["email", "firstName", "lastName", "licenseKeys"] as const;
+
+export = function register(RED: NodeAPI) {
+  function GoToProvisionUserNode(this: Node, def: ProvisionUserDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    const status = new StatusReporter(node);
+    const life = new Lifecycle(node);
+    const stop = new AbortController();
+    life.onClose(() => {
+      stop.abort(new Error("the goto-provision-user node was closed by a redeploy"));
+      status.clear();
+    });
+    const existing = config.goto ? (RED.nodes.getNode(config.goto) as GoToConnection | null) : null;
+    if (existing?.connection) showConnectionState(existing.connection, status, life);
+
+    /** A typed-input setting's value for this message; empty settings give nothing. */
+    const setting = (field: (typeof FIELDS)[number], msg: NodeMessage): Promise<unknown> => {
+      const value = config[field];
+      const type = String(config[`${field}Type`] || "str");
+      if (value === undefined || value === "") return Promise.resolve(undefined);
+      // Read here rather than by Node-RED, whose JSON.parse would cut keys of 19 digits.
+      if (type === "json") return Promise.resolve(parseGoToJson(String(value)));
+      return new Promise((resolve, reject) =>
+        RED.util.evaluateNodeProperty(value, type, node, msg, (err, result) => (err ? reject(new InputError(`the ${field} setting could not be read: ${err.message}`)) : resolve(result))),
+      );
+    };
+
+    handleInput(node, status, async (msg, send) => {
+      let outcomes;
+      let batch = false;
+      try {
+        const goto = configNode<GoToConnection>(RED, config.goto, "goto-credentials", "GoTo connection");
+        const defaults: RequestDefaults = { action: config.action ?? "provision" };
+        for (const field of FIELDS) defaults[field] = await setting(field, msg);
+        const parsed = itemsOf(msg.payload);
+        batch = parsed.batch;
+        const requests = requestsOf(parsed.items, defaults);
+        status.busy(batch ? `0/${formatCount(requests.length)}` : "requesting");
+        let shown = 0;
+        const provisioner = new Provisioner({
+          admin: new GoToAdminApi(goto.api("admin"), await goto.accountKey(), { signal: stop.signal }),
+          deprovision: config.deprovision === "unlicense" ? "unlicense" : "delete",
+          welcomeEmail: config.welcomeEmail !== false,
+          signal: stop.signal,
+          onProgress: (done, total) => {
+            if (Date.now() - shown < 250) return; // a status a person can read, not one per user
+            shown = Date.now();
+            status.busy(`${formatCount(done)}/${formatCount(total)}`);
+          },
+        });
+        outcomes = await provisioner.run(requests);
+      } catch (err) {
+        // Nothing was done: whoever asked (an http response) gets an answer, Catch gets the error.
+        const error = asPipelineError(err);
+        send([null, Object.assign(msg, { statusCode: failureStatus(error), payload: { result: "failed", error: error.message, code: error.code } })]);
+        throw error;
+      }
+
+      if (!batch) {
+        const outcome = outcomes[0]!;
+        if (!outcome.ok) {
+          send([null, Object.assign(msg, { statusCode: failureStatus(outcome.error), payload: outcome.item })]);
+          throw outcome.error;
+        }
+        send([Object.assign(msg, { statusCode: 200, payload: outcome.report }), null]);
+        status.ok(`${outcome.report.result}: ${outcome.report.email}`.slice(0, 40));
+        return;
+      }
+      const failures = outcomes.filter((o) => !o.ok);
+      send([Object.assign(msg, { statusCode: failures.length ? 207 : 200, payload: outcomes.map((o) => (o.ok ? o.report : o.item)) }), null]);
+      if (failures.length) {
+        const first = failures[0]!;
+        throw new PipelineError(`${formatCount(failures.length)} of ${formatCount(outcomes.length)} items failed; the first: ${first.item.email ?? "an item"}: ${first.item.error}`, {
+          status: `${formatCount(failures.length)} of ${formatCount(outcomes.length)} failed`,
+          code: "GW_GOTO_PROVISIONING_PARTLY_FAILED",
+          cause: first.ok ? undefined : first.error,
+        });
+      }
+      status.ok(`${formatCount(outcomes.length)} users done`);
+    });
+  }
+
+  RED.nodes.registerType("goto-provision-user", GoToProvisionUserNode);
+};
