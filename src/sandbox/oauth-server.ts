@@ -73,6 +73,11 @@ export class OAuthServer {
         for (const [k, v] of data.accessTokens ?? []) this.accessTokens.set(k, v);
       },
     });
+    // A protected endpoint with no rate limit of its own: the token tests call it to prove a token works.
+    sandbox.route("GET", `/_sandbox/${behaviour.name}/whoami`, (req) => {
+      const clientId = this.authenticate(req);
+      return clientId ? { json: { clientId } } : { status: 401, json: { error: "invalid_token" } };
+    });
     sandbox.route("POST", `/_sandbox/${behaviour.name}/lifetime`, (req) => {
       this.accessTokenLifetime = Number(req.body?.seconds) || this.accessTokenLifetime;
       return { status: 204 };
