@@ -1,0 +1,36 @@
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Database } from "../../src/core/db/database";
+import { HttpClient } from "../../src/core/http/client";
+import { TokenCipher } from "../../src/core/tokens/cipher";
+import { OAuthGrant } from "../../src/core/tokens/oauth-grant";
+import { PostgresTokenStore } from "../../src/core/tokens/pg-store";
+import { TokenManager } from "../../src/core/tokens/token-manager";
+import { Sandbox, TEAMLEADER_DEMO_CLIENT } from "../../src/sandbox";
+import { teamleaderOAuthProfile } from "../../src/teamleader/auth";
+import { TestDatabase, createTestDatabase } from "./pg";
+
+export type DatabaseKind = "server" | "embedded";
+
+/** A database of either kind for one suite: a fresh server database, or PGlite in a fresh directory. */
+export async function openDatabase(kind: DatabaseKind): Promise<{ db: Database; drop(): Promise<void>; testDb?: TestDatabase; dataDir?: string }> {
+  if (kind === "server") {
+    const testDb = await createTestDatabase("gw_tl");
+    const db = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
+    return { db, testDb, drop: async () => (await db.close(), await testDb.drop()) };
+  }
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), "gw-tl-pglite-"));
+  const db = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: () => undefined });
+  return { db, dataDir, drop: () => db.close() };
+}
+
+/** A token manager on the Teamleader sandbox with tokens in `db`, seeded with a fresh refresh token. */
+export async function sandboxTokens(sandbox: Sandbox, db: Database, key = `teamleader:${TEAMLEADER_DEMO_CLIENT.clientId}:${Math.random()}`): Promise<TokenManager> {
+  const http = new HttpClient({ name: "Teamleader", baseUrl: sandbox.url, backoff: { baseDelayMs: 10, maxDelayMs: 100 } });
+  const grant = new OAuthGrant(teamleaderOAuthProfile(`${sandbox.url}/teamleader/auth`), TEAMLEADER_DEMO_CLIENT, http);
+  const store = new PostgresTokenStore(db, TokenCipher.fromSecret(TEAMLEADER_DEMO_CLIENT.clientSecret, `postgres:${key}`));
+  const tokens = new TokenManager({ key, store, grant, label: "teamleader test connection" });
+  await tokens.seed(sandbox.teamleader.oauth.issueRefreshToken(TEAMLEADER_DEMO_CLIENT.clientId));
+  return tokens;
+}
