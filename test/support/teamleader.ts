@@ -84,3 +84,54 @@ export class HttpNodeServer {
     });
   }
 }
+
+export interface RunningInstance {
+  ready: Promise<void>;
+  statuses: string[];
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Triggers the query node once: its summary, or the error a Catch node got. */
+  sync(payload: unknown): Promise<{ summary?: any; error?: string }>;
+  /** Triggers it again and again for `durationMs`. */
+  loop(payload: unknown, durationMs: number, pauseMs?: number): Promise<import("../fixtures/teamleader-instance").LoopReport>;
+  query(sql: string, params?: unknown[]): Promise<any[]>;
+  kill(): void;
+  stop(): Promise<void>;
+}
+
+/** A Node-RED instance in an OS process of its own (test/fixtures/teamleader-instance.ts). */
+export function startInstance(config: import("../fixtures/teamleader-instance").InstanceConfig): RunningInstance {
+  const { fork } = require("node:child_process") as typeof import("node:child_process");
+  const child = fork(path.join(__dirname, "..", "fixtures", "teamleader-instance.js"), [], {
+    env: { ...process.env, GW_TL_INSTANCE: JSON.stringify(config) },
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+  });
+  const statuses: string[] = [];
+  const waiting = new Map<string, Array<(m: any) => void>>();
+  let failed: string | undefined;
+  const answer = (type: string) =>
+    new Promise<any>((resolve, reject) => {
+      if (failed) return reject(new Error(failed));
+      waiting.set(type, [...(waiting.get(type) ?? []), resolve]);
+    });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  const ready = answer("ready").then(() => undefined);
+  child.on("message", (m: { type: string; text?: string; error?: string }) => {
+    if (m.type === "status") statuses.push(m.text ?? "");
+    if (m.type === "failed") failed = m.error;
+    const queue = waiting.get(m.type);
+    if (queue?.length) queue.shift()!(m);
+  });
+  return {
+    ready,
+    statuses,
+    exit,
+    sync: (payload) => (child.send({ type: "sync", payload }), answer("result")),
+    loop: (payload, durationMs, pauseMs) => (child.send({ type: "loop", payload, durationMs, pauseMs }), answer("report").then((m) => m.report)),
+    query: (sql, params) => (child.send({ type: "query", sql, params }), answer("rows").then((m) => m.rows)),
+    kill: () => child.kill("SIGKILL"),
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.send({ type: "stop" });
+      await exit;
+    },
+  };
+}
