@@ -69,6 +69,19 @@ describe("database", () => {
       }
     });
 
+    it("refuses a query still waiting for a connection when the database closes, and lets running ones finish", async () => {
+      const db = await Database.open({ kind: "server", connection: { ...testDb.connection, max: 1 } }, { warn: () => undefined });
+      const running = db.query("SELECT pg_sleep(0.3) AS slept");
+      const waiting = db.query("SELECT 1").then(() => undefined, (err: Error & { code?: string }) => err); // the pool's one connection is busy
+      await new Promise((r) => setTimeout(r, 50));
+      await db.close();
+      assert.equal((await running).rowCount, 1);
+      const refused = await waiting;
+      assert.equal(refused?.code, "GW_DB_CLOSED");
+      assert.match(refused.message, /the database connection was closed/);
+      await assert.rejects(db.query("SELECT 1"), /the database connection was closed/);
+    });
+
     it("carries notifications between two pools (two Node-RED processes) over LISTEN/NOTIFY", async () => {
       const a = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
       const b = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });

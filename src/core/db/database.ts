@@ -31,6 +31,9 @@ export class Database {
   private listenClient?: pg.Client;
   private readonly channels = new Map<string, EventEmitter>();
   private closed = false;
+  // pg-pool never settles a connect() still waiting when end() is called: closing rejects them.
+  private readonly closing: Promise<never>;
+  private signalClosed!: (err: Error) => void;
 
   private constructor(
     readonly kind: "server" | "embedded",
@@ -41,6 +44,8 @@ export class Database {
   ) {
     // An idle client that loses its server emits 'error' on the pool; unheard, it ends the process.
     pool.on("error", (err) => this.log.warn(`database connection lost: ${errorMessage(err)}`));
+    this.closing = new Promise<never>((_resolve, reject) => (this.signalClosed = reject));
+    this.closing.catch(() => undefined);
   }
 
   static async open(config: DatabaseConfig, log: DatabaseLog): Promise<Database> {
@@ -65,10 +70,16 @@ export class Database {
   }
 
   async query<R extends pg.QueryResultRow = any>(text: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
+    const client = await this.connect();
+    let failure: Error | undefined;
     try {
-      return await this.pool.query<R>(text, params as any[]);
+      return await client.query<R>(text, params as any[]);
     } catch (err) {
+      failure = err as Error;
       throw databaseError(err);
+    } finally {
+      // As pg's own pool.query does: a client that failed a query is not reused.
+      client.release(failure);
     }
   }
 
@@ -88,11 +99,15 @@ export class Database {
     }
   }
 
+  /** A client of the pool; rejects, rather than waits forever, once the database is closed. */
   async connect(): Promise<pg.PoolClient> {
+    if (this.closed) throw closedError();
+    const pending = this.pool.connect();
     try {
-      const client = await this.pool.connect();
-      return client;
+      return await Promise.race([pending, this.closing]);
     } catch (err) {
+      // Should the pool hand a client over after all, it goes straight back.
+      pending.then((client) => client.release(), () => undefined);
       throw databaseError(err);
     }
   }
@@ -160,6 +175,7 @@ export class Database {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.signalClosed(closedError());
     const listener = this.listenClient;
     this.listenClient = undefined;
     await listener?.end().catch(() => undefined);
@@ -202,6 +218,10 @@ export class Database {
       }
     }
   }
+}
+
+function closedError(): PipelineError {
+  return new PipelineError("the database connection was closed (the postgres-database node was redeployed or stopped)", { code: "GW_DB_CLOSED", status: "database closed" });
 }
 
 /** A database failure as a user reads it, with PostgreSQL's own code kept. */
