@@ -94,10 +94,15 @@ export class TeamleaderSandbox {
       return { json: { changed: this.data.change(resource, body.change ?? 0), added: this.data.add(resource, body.add ?? 0), removed: this.data.remove(resource, body.remove ?? 0) } };
     });
     server.route("POST", "/_sandbox/teamleader/settings", (req) => {
-      const body = (req.body ?? {}) as { rateLimit?: boolean; requests?: number; latencyMs?: number };
+      const body = (req.body ?? {}) as { rateLimit?: boolean; requests?: number; windowMs?: number; latencyMs?: number; resetQuota?: boolean };
       if (body.rateLimit !== undefined) this.rateLimit.enabled = body.rateLimit;
       if (body.requests !== undefined) this.rateLimit.requests = body.requests;
+      if (body.windowMs !== undefined) this.rateLimit.windowMs = body.windowMs;
       if (body.latencyMs !== undefined) this.latencyMs = body.latencyMs;
+      if (body.resetQuota) {
+        this.resetQuota();
+        this.requestTimes.length = 0;
+      }
       return { status: 204 };
     });
     server.route("GET", "/_sandbox/teamleader/request-times", () => ({ json: this.requestTimes }));
