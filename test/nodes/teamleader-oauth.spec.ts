@@ -1,47 +1,49 @@
 import assert from "node:assert/strict";
-import pg from "pg";
 import { request } from "undici";
 import postgresDatabase from "../../src/nodes/postgres-database";
 import teamleaderConnection from "../../src/nodes/teamleader-connection";
 import teamleaderOAuth from "../../src/nodes/teamleader-oauth";
 import teamleaderQuery from "../../src/nodes/teamleader-query";
 import { Sandbox } from "../../src/sandbox";
+import type { Database } from "../../src/core/db/database";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { eventually, nodeRed } from "../support/node-red";
-import { HttpNodeServer, httpInNodes, sandboxClient } from "../support/teamleader";
+import { DatabaseKind, HttpNodeServer, httpInNodes, sandboxClient } from "../support/teamleader";
 
 const helper = nodeRed();
 
-describe("teamleader-oauth node: the OAuth callback", function () {
-  this.timeout(60_000);
+for (const kind of ["server", "embedded"] as DatabaseKind[]) describe(`teamleader-oauth node: the OAuth callback (${kind === "server" ? "PostgreSQL server" : "embedded PGlite"})`, function () {
+  this.timeout(120_000);
   const sandbox = new Sandbox();
   let testDb: TestDatabase;
-  let admin: pg.Client;
   const web = new HttpNodeServer();
 
   before(async () => {
     await sandbox.listen();
     testDb = await createTestDatabase("gw_tlo");
-    admin = new pg.Client(testDb.connection);
-    await admin.connect();
     await web.listen();
   });
   after(async () => {
     await web.close();
-    await admin.end();
     await testDb.drop();
     await sandbox.close();
   });
+
+  /** SQL on the flow's own database (server or embedded). */
+  async function sql(text: string, params?: unknown[]): Promise<any[]> {
+    const db: Database = await helper.getNode("db").database();
+    return (await db.query(text, params)).rows;
+  }
   afterEach(() => helper.unload());
 
   let client: { clientId: string; clientSecret: string };
 
   /** http in → teamleader-oauth → http response, a users.me query on the same connection, and a Catch node. */
-  async function load(connection: { id?: string; clientId?: string } = {}) {
+  async function load(connection: { id?: string; clientId?: string; clientSecret?: string } = {}) {
     const id = connection.id ?? "conn";
     const flow = [
       { id: "tab", type: "tab", label: "oauth" },
-      { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: testDb.name, poolSize: "4" },
+      kind === "server" ? { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: testDb.name, poolSize: "4" } : { id: "db", type: "postgres-database", mode: "embedded" },
       { id, type: "teamleader-connection", name: "Main", database: "db", redirectUri: `${web.url}/teamleader/oauth`, authHost: `${sandbox.url}/teamleader/auth`, apiHost: `${sandbox.url}/teamleader/api` },
       { id: "in", type: "http in", z: "tab", x: 100, y: 100, url: "/teamleader/oauth", method: "get", wires: [["callback"]] },
       { id: "callback", type: "teamleader-oauth", z: "tab", x: 300, y: 100, connection: id, wires: [["res"], ["res"]] },
@@ -53,7 +55,7 @@ describe("teamleader-oauth node: the OAuth callback", function () {
     ];
     await helper.load([postgresDatabase, teamleaderConnection, teamleaderOAuth, teamleaderQuery, httpInNodes(), web.capture], flow, {
       db: { user: "postgres" },
-      [id]: { clientId: connection.clientId ?? client.clientId, clientSecret: client.clientSecret },
+      [id]: { clientId: connection.clientId ?? client.clientId, clientSecret: connection.clientSecret ?? client.clientSecret },
     });
     const caught: any[] = [];
     helper.getNode("caught").on("input", (m: unknown) => caught.push(m));
@@ -107,7 +109,7 @@ describe("teamleader-oauth node: the OAuth callback", function () {
     assert.ok(!page.text.includes(back.searchParams.get("code")!), "the code is not echoed");
     assert.ok(await callsUsersMe(), "the connection works with the stored tokens");
     assert.deepEqual(caught, []);
-    const { rows } = await admin.query("SELECT state FROM gluework_oauth_tokens WHERE token_key = $1", [`teamleader:${client.clientId}`]);
+    const rows = await sql("SELECT state FROM gluework_oauth_tokens WHERE token_key = $1", [`teamleader:${client.clientId}`]);
     assert.equal(rows[0].state, "authorized");
   });
 
@@ -152,7 +154,7 @@ describe("teamleader-oauth node: the OAuth callback", function () {
   it("answers an expired state 401", async () => {
     await load();
     const back = await consent(await authorizeUrl());
-    await admin.query("UPDATE teamleader_oauth_states SET expires_at = now() - interval '1 second'");
+    await sql("UPDATE teamleader_oauth_states SET expires_at = now() - interval '1 second'");
     const expired = await callback(back.search);
     assert.equal(expired.status, 401);
     assert.match(expired.text, /this authorization expired; a link works for 10 minutes/);
@@ -177,6 +179,17 @@ describe("teamleader-oauth node: the OAuth callback", function () {
     assert.equal(page.status, 401);
     assert.match(page.text, /Authorization refused: access to Teamleader was not granted, so nothing changed/);
     assert.equal((await callback(back.search.replace("error=access_denied", "code=x"))).status, 401, "its state is used up");
+  });
+
+  it("answers 400 when Teamleader refuses the client secret, and tells the Catch node", async () => {
+    const { caught } = await load({ clientSecret: "not-the-secret-0123456789" });
+    const back = await consent(await authorizeUrl());
+    const page = await callback(back.search);
+    assert.equal(page.status, 400);
+    assert.match(page.text, /code rejected: Teamleader refused the client id or secret: check them in the teamleader-connection node/);
+    assert.ok(!page.text.includes("not-the-secret"), "no secret in the page");
+    const err = await eventually(() => caught[0], 5000, "the Catch node");
+    assert.match(err.error.message, /refused the client id or secret/);
   });
 
   it("says to deploy first when the connection is not deployed", async () => {
