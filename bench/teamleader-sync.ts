@@ -5,7 +5,7 @@ import { request } from "undici";
 import { Database } from "../src/core/db/database";
 import { TEAMLEADER_DEMO_CLIENT } from "../src/sandbox";
 import { TeamleaderData } from "../src/sandbox/teamleader-data";
-import { SyncRow, SyncTables } from "../src/teamleader/tables";
+import { BatchWriter, SyncTables } from "../src/teamleader/tables";
 import { createTestDatabase } from "../test/support/pg";
 import type { SyncWorkerConfig, SyncWorkerResult } from "./workers/teamleader-sync";
 import type { Benchmark } from "./support";
@@ -37,10 +37,9 @@ export const benchmark: Benchmark = {
       if (full.summary.resources.companies?.inserted !== rows) throw new Error(`the sync wrote ${full.summary.resources.companies?.inserted} rows, not ${rows}`);
 
       // 2. The write path alone, on the same records: batched upserts, then one INSERT per record.
-      const records = new TeamleaderData(SEED, { companies: rows }).list("companies", { sort: { field: "added_at", order: "asc" }, customFields: true });
-      const syncRows: SyncRow[] = records.map((r) => ({ id: String(r.id), record: JSON.stringify(r), updatedAt: String(r.updated_at) }));
-      const writeRowsPerS = await batchedWrites(testDb.connection, syncRows);
-      const singleRowsPerS = await singleInserts(testDb.connection, syncRows);
+      const records = new TeamleaderData(SEED, { companies: rows }).list("companies", { sort: { field: "added_at", order: "asc" }, customFields: true }) as Array<{ id: string; updated_at: string }>;
+      const writeRowsPerS = await batchedWrites(testDb.connection, records);
+      const singleRowsPerS = await singleInserts(testDb.connection, records);
 
       // 3. Teamleader's limit on: 200 requests in any minute (a 5 s window scaled down for --quick).
       const windowMs = quick ? 5_000 : 60_000;
@@ -95,23 +94,26 @@ function runSync(config: SyncWorkerConfig): Promise<SyncWorkerResult> {
   });
 }
 
-/** The sync's own write path: multi-row upserts of 1,000 rows into an empty table. */
-async function batchedWrites(connection: pg.PoolConfig, rows: SyncRow[]): Promise<number> {
+/** The sync's own write path (its BatchWriter, as the sync sets it up), a page of 100 records at a time, into an empty table. */
+async function batchedWrites(connection: pg.PoolConfig, records: Array<{ id: string; updated_at: string }>): Promise<number> {
   const db = await Database.open({ kind: "server", connection }, { warn: () => undefined });
   try {
     const tables = new SyncTables(db, "write_");
     await tables.ensure();
     await db.query("CHECKPOINT");
+    const writer = new BatchWriter(tables, "companies", { updatedAt: true });
     const started = process.hrtime.bigint();
-    for (let i = 0; i < rows.length; i += 1000) await tables.upsert("companies", rows.slice(i, i + 1000));
-    return Math.round(rows.length / (Number(process.hrtime.bigint() - started) / 1e9));
+    for (let i = 0; i < records.length; i += 100) await writer.add(records.slice(i, i + 100));
+    await writer.flush();
+    if (writer.counts.inserted !== records.length) throw new Error(`the write path wrote ${writer.counts.inserted} rows, not ${records.length}`);
+    return Math.round(records.length / (Number(process.hrtime.bigint() - started) / 1e9));
   } finally {
     await db.close();
   }
 }
 
 /** As a flow of generic PostgreSQL nodes writes: one parameterised INSERT per record, each awaited. */
-async function singleInserts(connection: pg.PoolConfig, rows: SyncRow[]): Promise<number> {
+async function singleInserts(connection: pg.PoolConfig, rows: Array<{ id: string; updated_at: string }>): Promise<number> {
   const pool = new pg.Pool({ ...connection, max: 10 });
   try {
     await pool.query("CREATE TABLE single_companies (id text PRIMARY KEY, record jsonb NOT NULL, updated_at timestamptz, synced_at timestamptz NOT NULL, deleted_at timestamptz)");
@@ -120,7 +122,7 @@ async function singleInserts(connection: pg.PoolConfig, rows: SyncRow[]): Promis
     for (const row of rows) {
       await pool.query(
         "INSERT INTO single_companies (id, record, updated_at, synced_at) VALUES ($1, $2, $3, now()) ON CONFLICT (id) DO UPDATE SET record = EXCLUDED.record, updated_at = EXCLUDED.updated_at, synced_at = EXCLUDED.synced_at",
-        [row.id, row.record, row.updatedAt],
+        [row.id, row, row.updated_at], // pg turns the record into JSON, as it does for msg.params
       );
     }
     return Math.round(rows.length / (Number(process.hrtime.bigint() - started) / 1e9));

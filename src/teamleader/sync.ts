@@ -1,7 +1,7 @@
 import { PipelineError, errorMessage } from "../core/errors";
 import { MAX_PAGE_SIZE, Page, PageError, TeamleaderApi } from "./api";
 import { RESOURCES, ResourceSpec } from "./resources";
-import { SyncRow, SyncTables } from "./tables";
+import { BatchWriteError, BatchWriter, SyncTables } from "./tables";
 import { ListRequest, SyncResource, TeamleaderRecord } from "./types";
 
 export type SyncMode = "delta" | "full";
@@ -49,6 +49,8 @@ export interface SyncSettings {
   pageSize?: number;
   /** Rows per database write. */
   batchSize?: number;
+  /** Database writes in flight at once. */
+  writeConcurrency?: number;
   /** A delta run asks for changes since the cursor minus this much (10 minutes by default). */
   overlapMs?: number;
 }
@@ -66,7 +68,7 @@ export class SyncError extends PipelineError {
   }
 }
 
-const DEFAULTS = { pageSize: MAX_PAGE_SIZE, batchSize: 1000, overlapMs: 10 * 60_000 };
+const DEFAULTS = { pageSize: MAX_PAGE_SIZE, batchSize: 500, writeConcurrency: 2, overlapMs: 10 * 60_000 };
 const IDS_PER_LOOKUP = 100;
 
 /**
@@ -87,6 +89,7 @@ export class TeamleaderSync {
     this.settings = {
       pageSize: Math.min(MAX_PAGE_SIZE, Math.max(1, settings.pageSize ?? DEFAULTS.pageSize)),
       batchSize: Math.max(1, settings.batchSize ?? DEFAULTS.batchSize),
+      writeConcurrency: Math.max(1, settings.writeConcurrency ?? DEFAULTS.writeConcurrency),
       overlapMs: Math.max(0, settings.overlapMs ?? DEFAULTS.overlapMs),
     };
   }
@@ -111,6 +114,7 @@ export class TeamleaderSync {
       return { status: "already running", mode: requested, fetched: 0, inserted: 0, updated: 0, deleted: 0, pages: 0, seconds: 0, ...(runningOn ? { runningOn } : {}) };
     }
     let page: number | undefined;
+    let writer: BatchWriter | undefined;
     try {
       const state = await this.tables.state(resource);
       const mode: SyncMode = requested === "delta" && spec.updatedSince && state?.cursor ? "delta" : "full";
@@ -119,7 +123,7 @@ export class TeamleaderSync {
       const counts = { fetched: 0, inserted: 0, updated: 0, deleted: 0, pages: 0 };
       let serverStart: number | undefined;
       let maxUpdated: number | undefined;
-      const writer = new BatchWriter(this.tables, resource, spec, this.settings.batchSize, counts);
+      writer = new BatchWriter(this.tables, resource, { batchSize: this.settings.batchSize, concurrency: this.settings.writeConcurrency, updatedAt: spec.updatedAt });
 
       const body = this.listRequest(spec, mode, state?.cursor ?? null);
       const pages = this.api.pages<TeamleaderRecord>(spec.endpoint, body, { paged: spec.paged, signal: request.signal })[Symbol.asyncIterator]();
@@ -161,6 +165,8 @@ export class TeamleaderSync {
       page = undefined;
 
       if (mode === "full") counts.deleted = await this.sweepDeleted(resource, spec, sweepStart, writer, request.signal);
+      counts.inserted = writer.counts.inserted;
+      counts.updated = writer.counts.updated;
 
       // Everything changed before the run began has now been seen: the server's clock says when
       // that was; without it, the newest change seen is the safe mark (teamleader.md §5).
@@ -169,7 +175,9 @@ export class TeamleaderSync {
       await this.tables.completed(resource, mode, cursor === null ? null : new Date(cursor), summary);
       return summary;
     } catch (err) {
-      const error = this.explain(err, resource, page, request.signal);
+      // Writes still in flight finish (or fail) before the lock goes.
+      await writer?.settle();
+      const error = this.explain(err, resource, err instanceof BatchWriteError ? err.lastPage : page, request.signal);
       await this.tables.failed(resource, error.message).catch(() => undefined);
       throw error;
     } finally {
@@ -221,49 +229,10 @@ export class TeamleaderSync {
     if (signal?.aborted) {
       return new SyncError(`the ${resource} sync was stopped${page ? ` at page ${page}` : ""}: the node closed. Rows written so far stay; the next run completes it`, resource, page, err);
     }
+    if (err instanceof BatchWriteError) return new SyncError(`the ${resource} sync stopped: ${err.message}`, resource, page, err.cause);
     const cause = err instanceof PageError && err.cause !== undefined ? err.cause : err;
     const where = page ? ` at page ${page}` : "";
     return new SyncError(`the ${resource} sync stopped${where}: ${errorMessage(cause)}`, resource, page, err);
-  }
-}
-
-/** Collects records into batches and writes each with one statement; counts what it wrote. */
-class BatchWriter {
-  private rows: SyncRow[] = [];
-  private firstPage?: number;
-  private lastPage?: number;
-
-  constructor(
-    private readonly tables: SyncTables,
-    private readonly resource: SyncResource,
-    private readonly spec: ResourceSpec,
-    private readonly batchSize: number,
-    private readonly counts: { inserted: number; updated: number },
-  ) {}
-
-  async add(records: readonly TeamleaderRecord[], page: number): Promise<void> {
-    for (const record of records) {
-      if (typeof record?.id !== "string" || !record.id) continue;
-      this.rows.push({ id: record.id, record: JSON.stringify(record), updatedAt: this.spec.updatedAt && typeof record.updated_at === "string" ? record.updated_at : null });
-    }
-    this.firstPage ??= page;
-    this.lastPage = page;
-    if (this.rows.length >= this.batchSize) await this.flush();
-  }
-
-  async flush(): Promise<void> {
-    if (this.rows.length === 0) return;
-    const rows = this.rows;
-    const pages = this.firstPage === this.lastPage ? `page ${this.lastPage}` : `pages ${this.firstPage}–${this.lastPage}`;
-    this.rows = [];
-    this.firstPage = undefined;
-    try {
-      const written = await this.tables.upsert(this.resource, rows);
-      this.counts.inserted += written.inserted;
-      this.counts.updated += written.updated;
-    } catch (err) {
-      throw new SyncError(`the ${this.resource} sync stopped writing ${pages}: ${errorMessage(err)}`, this.resource, this.lastPage, err);
-    }
   }
 }
 

@@ -1,6 +1,6 @@
 import os from "node:os";
 import type pg from "pg";
-import { ConfigError, errorMessage } from "../core/errors";
+import { ConfigError, PipelineError, errorMessage } from "../core/errors";
 import { Database, Migration } from "../core/db/database";
 import { SYNC_RESOURCES, SyncResource } from "./types";
 
@@ -230,6 +230,106 @@ export class SyncTables {
         }
       },
     };
+  }
+}
+
+export interface BatchWriterOptions {
+  /** Rows per statement. */
+  batchSize?: number;
+  /** Statements in flight at once: the server parses each batch's JSON on one core. */
+  concurrency?: number;
+  /** Keep the records' `updated_at` in its column. */
+  updatedAt: boolean;
+}
+
+/** A batch could not be written: which pages it held, and why. */
+export class BatchWriteError extends PipelineError {
+  constructor(
+    message: string,
+    readonly lastPage: number | undefined,
+    cause: unknown,
+  ) {
+    super(message, { cause, status: (cause as PipelineError)?.status ?? "database error", code: (cause as PipelineError)?.code ?? "GW_DB" });
+  }
+}
+
+/**
+ * Collects records into batches and writes each with one upsert, two batches in flight at a time
+ * by default, so the database parses one batch while the next is sent. Rows are sorted by id in
+ * each batch: two batches holding the same ids then lock them in the same order and cannot
+ * deadlock. It counts what it wrote; the first failure is thrown by the next add() or flush().
+ */
+export class BatchWriter {
+  readonly counts = { inserted: 0, updated: 0 };
+  private rows: SyncRow[] = [];
+  private firstPage?: number;
+  private lastPage?: number;
+  private readonly inflight = new Set<Promise<void>>();
+  private failure?: BatchWriteError;
+  private readonly batchSize: number;
+  private readonly concurrency: number;
+
+  constructor(
+    private readonly tables: SyncTables,
+    private readonly resource: SyncResource,
+    private readonly options: BatchWriterOptions,
+  ) {
+    this.batchSize = Math.max(1, options.batchSize ?? 500);
+    this.concurrency = Math.max(1, options.concurrency ?? 2);
+  }
+
+  async add(records: readonly { id?: unknown; updated_at?: unknown }[], page?: number): Promise<void> {
+    this.throwIfFailed();
+    for (const record of records) {
+      if (typeof record?.id !== "string" || !record.id) continue;
+      this.rows.push({ id: record.id, record: JSON.stringify(record), updatedAt: this.options.updatedAt && typeof record.updated_at === "string" ? record.updated_at : null });
+    }
+    if (page !== undefined) {
+      this.firstPage ??= page;
+      this.lastPage = page;
+    }
+    if (this.rows.length >= this.batchSize) await this.write();
+  }
+
+  /** Writes what is buffered and waits for every write in flight. */
+  async flush(): Promise<void> {
+    if (this.rows.length > 0) this.start();
+    await this.settle();
+    this.throwIfFailed();
+  }
+
+  /** Waits for the writes in flight, whatever their outcome. */
+  async settle(): Promise<void> {
+    while (this.inflight.size > 0) await Promise.all(this.inflight);
+  }
+
+  private async write(): Promise<void> {
+    this.start();
+    while (this.inflight.size >= this.concurrency) await Promise.race(this.inflight);
+    this.throwIfFailed();
+  }
+
+  private start(): void {
+    const rows = dedupe(this.rows).slice().sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const pages = this.firstPage === undefined ? "" : this.firstPage === this.lastPage ? ` page ${this.lastPage}` : ` pages ${this.firstPage}–${this.lastPage}`;
+    const lastPage = this.lastPage;
+    this.rows = [];
+    this.firstPage = undefined;
+    const write: Promise<void> = this.tables.upsert(this.resource, rows).then(
+      (written) => {
+        this.counts.inserted += written.inserted;
+        this.counts.updated += written.updated;
+      },
+      (err: unknown) => {
+        this.failure ??= new BatchWriteError(`writing${pages} failed: ${errorMessage(err)}`, lastPage, err);
+      },
+    );
+    const tracked = write.finally(() => this.inflight.delete(tracked));
+    this.inflight.add(tracked);
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
   }
 }
 

@@ -138,7 +138,7 @@ for (const kind of ["server", "embedded"] as DatabaseKind[]) {
           resources: ["companies"],
           mode: "full",
           onProgress: (p) => {
-            // Page 2 is already being fetched while page 1 is written: the fault hits page 3.
+            // Page 2 may already be on its way while page 1 is written: the fault hits page 2 or 3.
             if (p.page === 1) sandbox.server.inject({ path: "/teamleader/api/companies.list", status: 403, json: { errors: [{ code: 403, title: "Forbidden", status: 403, meta: { hint: "missing scope" } }] } });
           },
         })
@@ -148,17 +148,33 @@ for (const kind of ["server", "embedded"] as DatabaseKind[]) {
         );
       assert.ok(failure instanceof SyncError);
       assert.equal(failure.resource, "companies");
-      assert.equal(failure.page, 3);
-      assert.match(failure.message, /^the companies sync stopped at page 3: Teamleader answered 403 Forbidden to POST \/teamleader\/api\/companies\.list: Forbidden \(missing scope\)/);
-      assert.equal((await rows(tables, "companies")).length, 200, "the first two pages stay");
+      const page = failure.page!;
+      assert.ok(page === 2 || page === 3, `failed at page ${page}`);
+      assert.match(failure.message, new RegExp(`^the companies sync stopped at page ${page}: Teamleader answered 403 Forbidden to POST /teamleader/api/companies\\.list: Forbidden \\(missing scope\\)`));
+      assert.equal((await rows(tables, "companies")).length, (page - 1) * 100, "the pages before it stay");
       const state = await tables.state("companies");
       assert.equal(state?.cursor, null, "the cursor did not move");
-      assert.match(state?.lastError ?? "", /page 3/);
+      assert.match(state?.lastError ?? "", new RegExp(`page ${page}`));
 
       const summary = await sync.run({ resources: ["companies"], mode: "delta" });
       assert.equal(summary.resources.companies!.mode, "full", "no cursor yet: the delta runs as a full sweep");
       assert.deepEqual((await rows(tables, "companies")).map((r) => r.id), sandbox.teamleader.data.liveIds("companies").sort());
       assert.ok((await tables.state("companies"))?.cursor instanceof Date);
+    });
+
+    it("a write the database refuses names the resource and pages, and keeps the batches written before", async () => {
+      const { tables, sync } = freshSync();
+      await tables.ensure();
+      const onPage3 = sandbox.teamleader.data.list("companies", { sort: { field: "added_at", order: "asc" }, page: { size: 100, number: 3 } })[10]!.id;
+      await db.query(`ALTER TABLE ${tables.prefix}companies ADD CONSTRAINT no_such_company CHECK (id <> '${onPage3}')`);
+      await assert.rejects(sync.run({ resources: ["companies"], mode: "full" }), (err: SyncError) => {
+        assert.equal(err.resource, "companies");
+        assert.equal(err.page, 3);
+        assert.match(err.message, /^the companies sync stopped: writing page 3 failed: database error: .*no_such_company/);
+        return true;
+      });
+      assert.equal((await rows(tables, "companies")).length, 200);
+      assert.equal((await tables.state("companies"))?.cursor, null);
     });
 
     it("a list whose page repeats stops with an error instead of looping", async () => {
