@@ -8,7 +8,8 @@ import { Sandbox } from "../../src/sandbox";
 import type { Database } from "../../src/core/db/database";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { eventually, nodeRed } from "../support/node-red";
-import { DatabaseKind, HttpNodeServer, httpInNodes, sandboxClient } from "../support/teamleader";
+import { HttpNodeServer, coreNode } from "../support/http-nodes";
+import { DatabaseKind, sandboxClient } from "../support/teamleader";
 
 const helper = nodeRed();
 
@@ -53,7 +54,7 @@ for (const kind of ["server", "embedded"] as DatabaseKind[]) describe(`teamleade
       { id: "catch", type: "catch", z: "tab", x: 100, y: 200, scope: null, uncaught: false, wires: [["caught"]] },
       { id: "caught", type: "helper", z: "tab", x: 300, y: 200, wires: [] },
     ];
-    await helper.load([postgresDatabase, teamleaderConnection, teamleaderOAuth, teamleaderQuery, httpInNodes(), web.capture], flow, {
+    await helper.load([postgresDatabase, teamleaderConnection, teamleaderOAuth, teamleaderQuery, coreNode("network/21-httpin.js"), web.capture], flow, {
       db: { user: "postgres" },
       [id]: { clientId: connection.clientId ?? client.clientId, clientSecret: connection.clientSecret ?? client.clientSecret },
     });

@@ -35,12 +35,6 @@ export async function sandboxTokens(sandbox: Sandbox, db: Database, key = `teaml
   return tokens;
 }
 
-/** Node-RED's own `http in` / `http response` nodes, from the runtime under test. */
-export function httpInNodes(): unknown {
-  const { nodeRedPath } = require("./node-red") as typeof import("./node-red");
-  return require(require.resolve("@node-red/nodes/core/network/21-httpin.js", { paths: [path.dirname(nodeRedPath())] }));
-}
-
 let clients = 0;
 
 /** A Teamleader OAuth client of its own for one test, so tests share no token chain. */
@@ -48,41 +42,6 @@ export function sandboxClient(sandbox: Sandbox): { clientId: string; clientSecre
   const client = { clientId: `tl-test-client-${process.pid}-${++clients}`, clientSecret: `tl-test-secret-${Math.random().toString(36).slice(2)}-0123456789` };
   sandbox.teamleader.oauth.registerClient(client.clientId, client.clientSecret);
   return client;
-}
-
-/**
- * The test helper gives `http in` nodes an Express app of their own (RED.httpNode) but serves it
- * nowhere: this serves whichever app the last loaded flow got, on a port of its own.
- */
-export class HttpNodeServer {
-  private app?: (req: unknown, res: unknown) => void;
-  private server?: import("node:http").Server;
-  url = "";
-
-  /** Pass this along with the node modules to `helper.load`. */
-  readonly capture = (RED: { httpNode: (req: unknown, res: unknown) => void }) => {
-    this.app = RED.httpNode;
-  };
-
-  async listen(): Promise<string> {
-    const http = await import("node:http");
-    this.server = http.createServer((req, res) => {
-      if (this.app) this.app(req, res);
-      else res.writeHead(503).end();
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as import("node:net").AddressInfo).port}`;
-    return this.url;
-  }
-
-  async close(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-  }
 }
 
 export interface RunningInstance {
