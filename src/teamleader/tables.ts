@@ -193,12 +193,23 @@ export class SyncTables {
   /**
    * The right to sync `resource`, or null while another sync of it runs in this process or on
    * any instance using this database. The database lock is a session advisory lock on a
-   * connection held for the run, so it ends with the process if that dies.
+   * connection held for the run, so it ends with the process if that dies. The embedded
+   * database belongs to one process (and has one connection), so the guard in the process is
+   * the whole lock there.
    */
   async tryLock(resource: SyncResource): Promise<{ release(): Promise<void> } | null> {
     const key = `${databaseIdentity(this.db)}|${this.prefix}${resource}`;
     if (runningHere.has(key)) return null;
     runningHere.add(key);
+    if (this.db.kind === "embedded") {
+      let released = false;
+      return {
+        release: async () => {
+          if (!released) runningHere.delete(key);
+          released = true;
+        },
+      };
+    }
     let client: pg.PoolClient | undefined;
     try {
       client = await this.db.connect();

@@ -148,6 +148,24 @@ describe("database", () => {
       }
     });
 
+    it("keeps concurrent queries apart: each gets its own statement's answer", async () => {
+      const db = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: () => undefined });
+      try {
+        // Different statements at once, some with parameters too large for one TCP packet (a
+        // batch of synced records is): on one backend their protocol messages must not interleave,
+        // or one query's parameters meet another's statement.
+        const asked = Array.from({ length: 60 }, (_, i) =>
+          i % 3 === 0
+            ? db.query<{ n: number }>("SELECT length($1::text) - $2::int AS n", ["x".repeat(400_000 + i), 400_000]).then((r) => r.rows[0]!.n)
+            : db.query<{ n: number }>("SELECT $1::int AS n", [i]).then((r) => r.rows[0]!.n),
+        );
+        const answers = await Promise.allSettled(asked);
+        assert.deepEqual(answers.map((a) => (a.status === "fulfilled" ? a.value : (a.reason as Error).message)), Array.from({ length: 60 }, (_, i) => i));
+      } finally {
+        await db.close();
+      }
+    });
+
     it("refuses a second process on the same data directory with a message that says what to do", async () => {
       const { fork } = await import("node:child_process");
       const db = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: () => undefined });

@@ -57,8 +57,12 @@ export class Database {
     }
     const handle = await acquireEmbedded(config.dataDir, { keepAliveMs: config.keepAliveMs, log });
     const connection: pg.PoolConfig = { host: "127.0.0.1", port: handle.port, user: "postgres", database: "postgres" };
-    // The embedded server multiplexes its connections onto one backend; a few are plenty.
-    const pool = new pg.Pool({ ...connection, max: Math.min(4, handle.maxConnections), idleTimeoutMillis: 30_000, connectionTimeoutMillis: 30_000 });
+    // The embedded server runs every connection on one backend and keeps one connection's
+    // protocol messages together only inside a transaction: a statement whose messages span
+    // several packets can meet another connection's Bind. One connection keeps them apart, and
+    // costs nothing, as the backend runs one statement at a time anyway. Callers queue for it as
+    // long as it takes (closing the database still refuses them).
+    const pool = new pg.Pool({ ...connection, max: 1, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 0 });
     const db = new Database("embedded", pool, log, connection, handle);
     try {
       await db.ping();
