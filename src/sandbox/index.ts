@@ -2,10 +2,11 @@ import { GoToSandbox, GoToSandboxOptions } from "./goto";
 import { GraphSandbox } from "./graph";
 import { MicrosoftSandbox } from "./microsoft";
 import { SandboxServer } from "./server";
-import { TeamleaderSandbox } from "./teamleader";
+import { TeamleaderSandbox, TeamleaderSandboxOptions } from "./teamleader";
 
 export interface SandboxOptions {
   goto?: GoToSandboxOptions;
+  teamleader?: TeamleaderSandboxOptions;
 }
 
 /** Every provider's stand-in on one server. */
@@ -18,7 +19,7 @@ export class Sandbox {
 
   constructor(options: SandboxOptions = {}) {
     this.goto = new GoToSandbox(this.server, options.goto);
-    this.teamleader = new TeamleaderSandbox(this.server);
+    this.teamleader = new TeamleaderSandbox(this.server, options.teamleader);
     this.microsoft = new MicrosoftSandbox(this.server);
     this.graph = new GraphSandbox(this.server, this.microsoft);
   }

@@ -69,6 +69,19 @@ describe("database", () => {
       }
     });
 
+    it("refuses a query still waiting for a connection when the database closes, and lets running ones finish", async () => {
+      const db = await Database.open({ kind: "server", connection: { ...testDb.connection, max: 1 } }, { warn: () => undefined });
+      const running = db.query("SELECT pg_sleep(0.3) AS slept");
+      const waiting = db.query("SELECT 1").then(() => undefined, (err: Error & { code?: string }) => err); // the pool's one connection is busy
+      await new Promise((r) => setTimeout(r, 50));
+      await db.close();
+      assert.equal((await running).rowCount, 1);
+      const refused = await waiting;
+      assert.equal(refused?.code, "GW_DB_CLOSED");
+      assert.match(refused.message, /the database connection was closed/);
+      await assert.rejects(db.query("SELECT 1"), /the database connection was closed/);
+    });
+
     it("carries notifications between two pools (two Node-RED processes) over LISTEN/NOTIFY", async () => {
       const a = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
       const b = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
@@ -130,6 +143,24 @@ describe("database", () => {
           });
         await Promise.all([bump(), bump(), bump(), bump()]);
         assert.equal((await db.query("SELECT n FROM counters WHERE id = 'x'")).rows[0].n, 4);
+      } finally {
+        await db.close();
+      }
+    });
+
+    it("keeps concurrent queries apart: each gets its own statement's answer", async () => {
+      const db = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: () => undefined });
+      try {
+        // Different statements at once, some with parameters too large for one TCP packet (a
+        // batch of synced records is): on one backend their protocol messages must not interleave,
+        // or one query's parameters meet another's statement.
+        const asked = Array.from({ length: 60 }, (_, i) =>
+          i % 3 === 0
+            ? db.query<{ n: number }>("SELECT length($1::text) - $2::int AS n", ["x".repeat(400_000 + i), 400_000]).then((r) => r.rows[0]!.n)
+            : db.query<{ n: number }>("SELECT $1::int AS n", [i]).then((r) => r.rows[0]!.n),
+        );
+        const answers = await Promise.allSettled(asked);
+        assert.deepEqual(answers.map((a) => (a.status === "fulfilled" ? a.value : (a.reason as Error).message)), Array.from({ length: 60 }, (_, i) => i));
       } finally {
         await db.close();
       }

@@ -31,6 +31,9 @@ export class Database {
   private listenClient?: pg.Client;
   private readonly channels = new Map<string, EventEmitter>();
   private closed = false;
+  // pg-pool never settles a connect() still waiting when end() is called: closing rejects them.
+  private readonly closing: Promise<never>;
+  private signalClosed!: (err: Error) => void;
 
   private constructor(
     readonly kind: "server" | "embedded",
@@ -41,6 +44,8 @@ export class Database {
   ) {
     // An idle client that loses its server emits 'error' on the pool; unheard, it ends the process.
     pool.on("error", (err) => this.log.warn(`database connection lost: ${errorMessage(err)}`));
+    this.closing = new Promise<never>((_resolve, reject) => (this.signalClosed = reject));
+    this.closing.catch(() => undefined);
   }
 
   static async open(config: DatabaseConfig, log: DatabaseLog): Promise<Database> {
@@ -52,8 +57,12 @@ export class Database {
     }
     const handle = await acquireEmbedded(config.dataDir, { keepAliveMs: config.keepAliveMs, log });
     const connection: pg.PoolConfig = { host: "127.0.0.1", port: handle.port, user: "postgres", database: "postgres" };
-    // The embedded server multiplexes its connections onto one backend; a few are plenty.
-    const pool = new pg.Pool({ ...connection, max: Math.min(4, handle.maxConnections), idleTimeoutMillis: 30_000, connectionTimeoutMillis: 30_000 });
+    // The embedded server runs every connection on one backend and keeps one connection's
+    // protocol messages together only inside a transaction: a statement whose messages span
+    // several packets can meet another connection's Bind. One connection keeps them apart, and
+    // costs nothing, as the backend runs one statement at a time anyway. Callers queue for it as
+    // long as it takes (closing the database still refuses them).
+    const pool = new pg.Pool({ ...connection, max: 1, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 0 });
     const db = new Database("embedded", pool, log, connection, handle);
     try {
       await db.ping();
@@ -65,10 +74,16 @@ export class Database {
   }
 
   async query<R extends pg.QueryResultRow = any>(text: string, params?: unknown[]): Promise<pg.QueryResult<R>> {
+    const client = await this.connect();
+    let failure: Error | undefined;
     try {
-      return await this.pool.query<R>(text, params as any[]);
+      return await client.query<R>(text, params as any[]);
     } catch (err) {
+      failure = err as Error;
       throw databaseError(err);
+    } finally {
+      // As pg's own pool.query does: a client that failed a query is not reused.
+      client.release(failure);
     }
   }
 
@@ -88,11 +103,15 @@ export class Database {
     }
   }
 
+  /** A client of the pool; rejects, rather than waits forever, once the database is closed. */
   async connect(): Promise<pg.PoolClient> {
+    if (this.closed) throw closedError();
+    const pending = this.pool.connect();
     try {
-      const client = await this.pool.connect();
-      return client;
+      return await Promise.race([pending, this.closing]);
     } catch (err) {
+      // Should the pool hand a client over after all, it goes straight back.
+      pending.then((client) => client.release(), () => undefined);
       throw databaseError(err);
     }
   }
@@ -160,6 +179,7 @@ export class Database {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.signalClosed(closedError());
     const listener = this.listenClient;
     this.listenClient = undefined;
     await listener?.end().catch(() => undefined);
@@ -202,6 +222,10 @@ export class Database {
       }
     }
   }
+}
+
+function closedError(): PipelineError {
+  return new PipelineError("the database connection was closed (the postgres-database node was redeployed or stopped)", { code: "GW_DB_CLOSED", status: "database closed" });
 }
 
 /** A database failure as a user reads it, with PostgreSQL's own code kept. */

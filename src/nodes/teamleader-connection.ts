@@ -1,0 +1,78 @@
+import { ConfigError, errorMessage } from "../core/errors";
+import { DatabaseProvider, configNode } from "../core/node/config";
+import { migrateConfig } from "../core/node/migrate";
+import { OAuthConnection } from "../core/node/oauth-connection";
+import type { Node, NodeAPI, NodeDef } from "../core/node/types";
+import { teamleaderOAuthProfile } from "../teamleader/auth";
+import { TeamleaderConnection, TeamleaderConnectionProvider } from "../teamleader/connection";
+
+interface TeamleaderConnectionDef {
+  name?: string;
+  redirectUri: string;
+  authHost?: string;
+  apiHost?: string;
+  database: string;
+  requestsPerMinute?: string;
+}
+
+interface Credentials {
+  clientId?: string;
+  clientSecret?: string;
+  refreshToken?: string;
+}
+
+type TeamleaderConnectionNode = Node<Credentials> & TeamleaderConnectionProvider & { connection: TeamleaderConnection };
+
+const routesOn = new WeakSet<object>();
+
+export = function register(RED: NodeAPI) {
+  function TeamleaderConnectionConfig(this: TeamleaderConnectionNode, def: TeamleaderConnectionDef & NodeDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    const creds = node.credentials ?? {};
+    const label = `teamleader-connection node '${config.name || node.id}'`;
+    // Tokens always in the database under the integration's key: every instance of this
+    // integration on that database shares one single-use refresh-token chain.
+    const oauth = new OAuthConnection(RED, {
+      profile: teamleaderOAuthProfile(config.authHost),
+      clientId: creds.clientId ?? "",
+      clientSecret: creds.clientSecret ?? "",
+      refreshToken: creds.refreshToken,
+      store: "postgres",
+      database: config.database,
+      key: `teamleader:${creds.clientId ?? ""}`,
+      label,
+    });
+    node.connection = new TeamleaderConnection({
+      oauth,
+      database: async () => configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database").database(),
+      redirectUri: config.redirectUri,
+      apiHost: config.apiHost,
+      requestsPerMinute: config.requestsPerMinute === undefined || config.requestsPerMinute === "" ? 200 : Number(config.requestsPerMinute),
+      log: (line) => node.debug(line),
+    });
+    node.on("close", (_removed: boolean, done: () => void) => {
+      void Promise.allSettled([node.connection.close(), oauth.close()]).then(() => done());
+    });
+  }
+
+  RED.nodes.registerType("teamleader-connection", TeamleaderConnectionConfig, {
+    credentials: { clientId: { type: "text" }, clientSecret: { type: "password" }, refreshToken: { type: "password" } },
+  });
+
+  // The dialog's Authorize link: a new state for a deployed connection, and Teamleader's URL with it.
+  if (routesOn.has(RED.httpAdmin)) return;
+  routesOn.add(RED.httpAdmin);
+  RED.httpAdmin.post("/gluework/teamleader-connection/:id/authorize", RED.auth.needsPermission("teamleader-connection.write"), (req: any, res: any) => {
+    const node = RED.nodes.getNode(String(req.params.id)) as TeamleaderConnectionNode | null;
+    if (!node || node.type !== "teamleader-connection") {
+      res.status(404).json({ error: "this teamleader-connection node is not deployed yet: deploy it, then authorize" });
+      return;
+    }
+    node.connection.startAuthorization().then(
+      (authorizeUrl) => res.json({ authorizeUrl }),
+      (err: unknown) => res.status(err instanceof ConfigError ? 400 : 500).json({ error: errorMessage(err) }),
+    );
+  });
+};

@@ -1,0 +1,80 @@
+import { InputError } from "../core/errors";
+import { configNode } from "../core/node/config";
+import { handleInput } from "../core/node/input";
+import { Lifecycle } from "../core/node/lifecycle";
+import { migrateConfig } from "../core/node/migrate";
+import { showConnectionState } from "../core/node/oauth-connection";
+import { StatusReporter, formatCount } from "../core/node/status";
+import type { Node, NodeAPI, NodeDef } from "../core/node/types";
+import type { TeamleaderConnectionProvider } from "../teamleader/connection";
+import { parseResources } from "../teamleader/resources";
+import type { SyncMode } from "../teamleader/sync";
+
+interface TeamleaderQueryDef {
+  connection: string;
+  mode: "call" | "sync";
+  endpoint?: string;
+  allPages?: boolean;
+  resources?: string;
+  syncMode?: SyncMode;
+  tablePrefix?: string;
+}
+
+export = function register(RED: NodeAPI) {
+  function TeamleaderQueryNode(this: Node, def: TeamleaderQueryDef & NodeDef) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const config = migrateConfig(def, []);
+    const status = new StatusReporter(node);
+    const life = new Lifecycle(node);
+    const stop = new AbortController();
+    life.onClose(() => stop.abort(new Error("the node closed")));
+    life.onClose(() => status.clear());
+    const provider = RED.nodes.getNode(config.connection) as TeamleaderConnectionProvider | null;
+    if (provider?.connection) showConnectionState(provider.connection.oauth, status, life);
+
+    handleInput(node, status, async (msg, send) => {
+      const { connection } = configNode<TeamleaderConnectionProvider>(RED, config.connection, "teamleader-connection", "Teamleader connection");
+      const payload = (typeof msg.payload === "object" && msg.payload !== null ? msg.payload : {}) as Record<string, unknown>;
+
+      if (config.mode !== "sync") {
+        const endpoint = config.endpoint || (typeof msg.topic === "string" ? msg.topic : "");
+        if (!endpoint) throw new InputError("no endpoint: set one in the node or in msg.topic (e.g. users.me)");
+        status.busy("requesting");
+        if (config.allPages && endpoint.endsWith(".list")) {
+          const { records, pages } = await connection.api.listAll(endpoint, payload, stop.signal);
+          msg.payload = records;
+          status.ok(`${formatCount(records.length)} records · ${pages} p.`);
+        } else {
+          const { body, status: code } = await connection.api.call<{ data?: unknown } | string>(endpoint, payload, stop.signal);
+          msg.payload = typeof body === "object" && body !== null && "data" in body ? body.data : body === "" ? null : body;
+          status.ok(`${endpoint} · ${code}`);
+        }
+        send(msg);
+        return;
+      }
+
+      const resources = parseResources(payload.resources ?? config.resources);
+      if ("unknown" in resources) throw new InputError(`unknown Teamleader resources: ${resources.unknown.join(", ")} (use companies, contacts, departments, events, invoices, projects, users)`);
+      const asked = payload.mode ?? (payload.full === true ? "full" : payload.full === false ? "delta" : config.syncMode);
+      if (asked !== undefined && asked !== "delta" && asked !== "full") throw new InputError(`msg.payload.mode must be "delta" or "full", not "${String(asked)}"`);
+      const mode: SyncMode = asked ?? "delta";
+      status.busy(`${mode} sync`);
+      const sync = await connection.sync(config.tablePrefix || undefined);
+      const summary = await sync.run({ resources, mode, signal: stop.signal, onProgress: (p) => status.busy(`${p.resource} ${formatCount(p.fetched)}`) });
+      const entries = Object.values(summary.resources);
+      const busy = entries.filter((r) => r.status === "already running").length;
+      const rows = entries.reduce((n, r) => n + r.fetched, 0);
+      if (busy > 0) {
+        status.warn(busy === entries.length ? "already running" : `${busy} already running`);
+        node.warn(`Teamleader sync: ${Object.entries(summary.resources).filter(([, r]) => r.status === "already running").map(([name]) => name).join(", ")} already running; skipped`);
+      } else {
+        status.ok(`synced ${formatCount(rows)} · ${summary.seconds} s`);
+      }
+      msg.payload = summary;
+      send(msg);
+    });
+  }
+
+  RED.nodes.registerType("teamleader-query", TeamleaderQueryNode);
+};
