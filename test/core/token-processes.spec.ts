@@ -11,8 +11,7 @@ const DURATION_MS = Number(process.env.GW_TOKEN_PROCESS_MS ?? 30_000);
 
 describe("OAuth token core across OS processes", function () {
   this.timeout(DURATION_MS + 60_000);
-  // The workers call users.me as fast as they can: Teamleader's rate limit would only slow them.
-  const sandbox = new Sandbox({ teamleader: { rateLimit: { enabled: false } } });
+  const sandbox = new Sandbox();
   let testDb: TestDatabase;
 
   before(async () => {
