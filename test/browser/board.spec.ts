@@ -209,6 +209,7 @@ describe("support desk board in a browser", function () {
   it("shows who is connected where, and for how long", async () => {
     const page = await openBoard(browser, red);
     await iAm(page, "Burt");
+    await page.locator(".v-overlay .v-list").waitFor({ state: "hidden" });
     await page.locator(".gw-duration", { hasText: /\ds$/ }).first().waitFor();
     await screenshot(page, "board.png");
     await page.close();
