@@ -30,11 +30,7 @@ export = function register(RED: NodeAPI) {
     const config = migrateConfig(def, []);
     const status = new StatusReporter(node);
     const life = new Lifecycle(node);
-    const stop = new AbortController();
-    life.onClose(() => {
-      stop.abort(new Error("the goto-call-logs node was closed by a redeploy"));
-      status.clear();
-    });
+    life.onClose(() => status.clear());
     const existing = config.goto ? (RED.nodes.getNode(config.goto) as GoToConnection | null) : null;
     if (existing?.connection) showConnectionState(existing.connection, status, life);
 
@@ -51,13 +47,13 @@ export = function register(RED: NodeAPI) {
         const id = RED.util.generateId();
         status.busy(`${date} · requesting`);
         try {
-          for await (const batch of callLogsForDay(client, day, { source, accountKey, batchSize: Number(config.batchSize) || undefined, signal: stop.signal })) {
+          for await (const batch of callLogsForDay(client, day, { source, accountKey, batchSize: Number(config.batchSize) || undefined, signal: life.signal })) {
             const parts = { id, index: batch.index, ...(batch.last ? { count: batch.index + 1 } : {}) };
             send({ ...msg, payload: batch.rows, parts, date, filename: `${date}_call_logs.csv` });
             status.busy(`${date} · ${formatCount(batch.total)} calls`);
             if (batch.last) calls += batch.total;
             // Read on only as fast as a writer downstream keeps up (when it says so).
-            else await partSent(id, batch.index, AHEAD, undefined, stop.signal);
+            else await partSent(id, batch.index, AHEAD, undefined, life.signal);
           }
         } finally {
           endSequence(id);

@@ -28,11 +28,7 @@ export = function register(RED: NodeAPI) {
     const config = migrateConfig(def, []);
     const status = new StatusReporter(node);
     const life = new Lifecycle(node);
-    const stop = new AbortController();
-    life.onClose(() => {
-      stop.abort(new Error("the goto-provision-user node was closed by a redeploy"));
-      status.clear();
-    });
+    life.onClose(() => status.clear());
     const existing = config.goto ? (RED.nodes.getNode(config.goto) as GoToConnection | null) : null;
     if (existing?.connection) showConnectionState(existing.connection, status, life);
 
@@ -61,10 +57,10 @@ export = function register(RED: NodeAPI) {
         status.busy(batch ? `0/${formatCount(requests.length)}` : "requesting");
         let shown = 0;
         const provisioner = new Provisioner({
-          admin: new GoToAdminApi(goto.api("admin"), await goto.accountKey(), { signal: stop.signal }),
+          admin: new GoToAdminApi(goto.api("admin"), await goto.accountKey(), { signal: life.signal }),
           deprovision: config.deprovision === "unlicense" ? "unlicense" : "delete",
           welcomeEmail: config.welcomeEmail !== false,
-          signal: stop.signal,
+          signal: life.signal,
           onProgress: (done, total) => {
             if (Date.now() - shown < 250) return; // a status a person can read, not one per user
             shown = Date.now();

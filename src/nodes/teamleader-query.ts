@@ -27,8 +27,6 @@ export = function register(RED: NodeAPI) {
     const config = migrateConfig(def, []);
     const status = new StatusReporter(node);
     const life = new Lifecycle(node);
-    const stop = new AbortController();
-    life.onClose(() => stop.abort(new Error("the node closed")));
     life.onClose(() => status.clear());
     const provider = RED.nodes.getNode(config.connection) as TeamleaderConnectionProvider | null;
     if (provider?.connection) showConnectionState(provider.connection.oauth, status, life);
@@ -42,11 +40,11 @@ export = function register(RED: NodeAPI) {
         if (!endpoint) throw new InputError("no endpoint: set one in the node or in msg.topic (e.g. users.me)");
         status.busy("requesting");
         if (config.allPages && endpoint.endsWith(".list")) {
-          const { records, pages } = await connection.api.listAll(endpoint, payload, stop.signal);
+          const { records, pages } = await connection.api.listAll(endpoint, payload, life.signal);
           msg.payload = records;
           status.ok(`${formatCount(records.length)} records · ${pages} p.`);
         } else {
-          const { body, status: code } = await connection.api.call<{ data?: unknown } | string>(endpoint, payload, stop.signal);
+          const { body, status: code } = await connection.api.call<{ data?: unknown } | string>(endpoint, payload, life.signal);
           msg.payload = typeof body === "object" && body !== null && "data" in body ? body.data : body === "" ? null : body;
           status.ok(`${endpoint} · ${code}`);
         }
@@ -61,7 +59,7 @@ export = function register(RED: NodeAPI) {
       const mode: SyncMode = asked ?? "delta";
       status.busy(`${mode} sync`);
       const sync = await connection.sync(config.tablePrefix || undefined);
-      const summary = await sync.run({ resources, mode, signal: stop.signal, onProgress: (p) => status.busy(`${p.resource} ${formatCount(p.fetched)}`) });
+      const summary = await sync.run({ resources, mode, signal: life.signal, onProgress: (p) => status.busy(`${p.resource} ${formatCount(p.fetched)}`) });
       const entries = Object.values(summary.resources);
       const busy = entries.filter((r) => r.status === "already running").length;
       const rows = entries.reduce((n, r) => n + r.fetched, 0);

@@ -35,3 +35,15 @@ describe("node lifecycle", () => {
     assert.deepEqual(order, ["second", "first"]);
   });
 });
+
+describe("node lifecycle signal", () => {
+  it("aborts the node's signal when it closes, saying which node", async () => {
+    const node = Object.assign(fakeNode(), { type: "goto-call-logs" });
+    const life = new Lifecycle(node as never);
+    const signal = life.signal;
+    assert.equal(signal.aborted, false);
+    await new Promise<void>((resolve) => node.emit("close", false, resolve));
+    assert.equal(signal.aborted, true);
+    assert.match(String(signal.reason), /the goto-call-logs node was closed/);
+  });
+});

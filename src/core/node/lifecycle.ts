@@ -14,8 +14,9 @@ const CLOSE_BUDGET_MS = 14_000; // Node-RED gives a node 15 s to close
 export class Lifecycle {
   private readonly closers = new Set<Closer>();
   private closed = false;
+  private controller?: AbortController;
 
-  constructor(private readonly node: Pick<Node, "on" | "error" | "warn">) {
+  constructor(private readonly node: Pick<Node, "on" | "error" | "warn"> & { type?: string }) {
     node.on("close", (_removed: boolean, done: () => void) => {
       void this.close().then(done, done);
     });
@@ -23,6 +24,15 @@ export class Lifecycle {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** Aborted when the node closes, so long work (a backfill, a sync) stops at its next request. */
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      const controller = (this.controller = new AbortController());
+      this.onClose(() => controller.abort(new Error(`the ${this.node.type ?? "node"} node was closed (a redeploy or a shutdown)`)));
+    }
+    return this.controller.signal;
   }
 
   /** Runs `closer` when the node closes. */
