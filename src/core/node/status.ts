@@ -53,7 +53,10 @@ function shorten(text: string): string {
   return text.length > 40 ? `${text.slice(0, 39)}…` : text;
 }
 
+// One formatter for every count: toLocaleString builds a new one on each call, at a cost of milliseconds.
+const COUNT = new Intl.NumberFormat("en-US");
+
 /** 1200 → "1,200": counts as a person reads them in a status. */
 export function formatCount(n: number): string {
-  return n.toLocaleString("en-US");
+  return COUNT.format(n);
 }
