@@ -1,9 +1,11 @@
 import { isIP } from "node:net";
+import path from "node:path";
+import { Worker } from "node:worker_threads";
 import { ConfidentialClientApplication } from "@azure/msal-node";
-import nodemailer, { Transporter } from "nodemailer";
 import type SMTPPool from "nodemailer/lib/smtp-pool";
 import { ConfigError, PipelineError } from "../core/errors";
 import { redact, registerSecret } from "../core/redact";
+import { FromThread, SMTP_THREAD, ThreadError, ToThread, fromThreadError, toThreadError } from "./smtp-thread";
 
 /** The settings of an SMTP config node. */
 export interface SmtpSettings {
@@ -46,13 +48,21 @@ export interface MailTransport {
 
 const OFFICE365_SCOPE = "https://outlook.office365.com/.default";
 
+type Provision = (user: string, renew: boolean, callback: (err: Error | null, token?: string, expires?: number) => void) => void;
+
 /**
  * nodemailer's pooled SMTP transport: a few connections kept open, each sending any number of
  * messages (a new connection costs a TLS handshake, an AUTH and, on some servers, a greeting delay).
  * Every mail keeps the Message-ID and Date it was given when queued, so a retry is the same mail.
+ * The pool lives in the process's SMTP thread (`smtp-thread.ts`): building, encrypting and sending
+ * a burst of mail then takes a second core instead of Node-RED's event loop.
  */
 export class SmtpTransport implements MailTransport {
-  private readonly transporter: Transporter<SMTPPool.SentMessageInfo>;
+  private readonly options: SMTPPool.Options;
+  private readonly provision?: Provision;
+  private readonly pool = ++poolCount;
+  private openedOn?: Worker;
+  private closed = false;
 
   constructor(readonly settings: SmtpSettings) {
     if (!settings.host) throw new ConfigError("the SMTP connection has no host");
@@ -79,30 +89,152 @@ export class SmtpTransport implements MailTransport {
       if (!settings.user) throw new ConfigError("the SMTP connection uses a password but has no user");
       options.auth = { user: settings.user, pass: settings.password ?? "" };
     } else if (settings.auth === "oauth2") {
-      const provision = office365Tokens(settings);
-      options.auth = { type: "OAuth2", user: settings.user || settings.sender, provisionCallback: provision } as SMTPPool.Options["auth"];
+      this.provision = office365Tokens(settings);
     }
-    this.transporter = nodemailer.createTransport(options);
-    // An idle pooled connection that breaks reports here; the next send reconnects.
-    this.transporter.on("error", () => undefined);
+    this.options = options;
   }
 
-  async send(mail: OutgoingMail): Promise<void> {
-    await this.transporter.sendMail({
-      from: this.settings.sender,
-      to: mail.to,
-      subject: mail.subject,
-      text: mail.text,
-      messageId: mail.messageId,
-      date: mail.date,
-      disableFileAccess: true,
-      disableUrlAccess: true,
+  send(mail: OutgoingMail): Promise<void> {
+    if (this.closed) return Promise.reject(Object.assign(new Error("the SMTP transport is closed"), { code: "ECONNECTION" }));
+    const thread = smtpThread.worker();
+    if (this.openedOn !== thread) {
+      // A first send, or the thread was started anew: the pool is opened there.
+      this.openedOn = thread;
+      smtpThread.open(this.pool, this, {
+        type: "open",
+        pool: this.pool,
+        options: this.options,
+        sender: this.settings.sender,
+        oauth2User: this.provision ? this.settings.user || this.settings.sender : undefined,
+      });
+    }
+    return smtpThread.send(this.pool, mail);
+  }
+
+  /** Gives the pool's connections back (QUIT); mails still queued in it fail as a closed connection. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.openedOn) await smtpThread.close(this.pool, this.openedOn);
+    this.openedOn = undefined;
+  }
+
+  /** A token for XOAUTH2, asked for by the thread. */
+  token(renew: boolean, answer: (result: { token?: string; expires?: number; error?: ThreadError }) => void): void {
+    try {
+      this.provision!("", renew, (err, token, expires) => answer(err ? { error: toThreadError(err) } : { token, expires }));
+    } catch (err) {
+      answer({ error: toThreadError(err) });
+    }
+  }
+}
+
+let poolCount = 0;
+
+/** The process's one SMTP thread, started with the first mail and started again if it ever ends. */
+class SmtpThread {
+  private thread?: Worker;
+  private seq = 0;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  private readonly transports = new Map<number, SmtpTransport>();
+  private readonly closing = new Map<number, () => void>();
+  private outgoing: Array<{ pool: number; seq: number; mail: OutgoingMail }> = [];
+
+  worker(): Worker {
+    return this.thread ?? this.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.thread?.terminate();
+  }
+
+  open(pool: number, transport: SmtpTransport, message: ToThread): void {
+    this.transports.set(pool, transport);
+    this.worker().postMessage(message);
+  }
+
+  send(pool: number, mail: OutgoingMail): Promise<void> {
+    const thread = this.worker();
+    const seq = ++this.seq;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject });
+      // Mails handed over in one turn of the event loop cross to the thread in one message.
+      if (!this.outgoing.length) {
+        queueMicrotask(() => {
+          const mails = this.outgoing;
+          this.outgoing = [];
+          if (this.thread === thread) thread.postMessage({ type: "send", mails } satisfies ToThread);
+        });
+      }
+      this.outgoing.push({ pool, seq, mail });
     });
   }
 
-  async close(): Promise<void> {
-    this.transporter.close();
+  async close(pool: number, on: Worker): Promise<void> {
+    this.transports.delete(pool);
+    if (this.thread !== on) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, 5000);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.closing.set(pool, done);
+      on.postMessage({ type: "close", pool } satisfies ToThread);
+    });
+    this.closing.delete(pool);
   }
+
+  private start(): Worker {
+    const thread = new Worker(path.join(__dirname, "smtp-thread.js"), { workerData: SMTP_THREAD });
+    this.thread = thread;
+    thread.unref(); // open pools must not keep a stopping Node-RED alive
+    thread.on("message", (message: FromThread) => {
+      switch (message.type) {
+        case "results":
+          for (const { seq, error } of message.results) {
+            const waiting = this.pending.get(seq);
+            this.pending.delete(seq);
+            if (error) waiting?.reject(fromThreadError(error));
+            else waiting?.resolve();
+          }
+          return;
+        case "token": {
+          const { pool, seq } = message;
+          const transport = this.transports.get(pool);
+          const answer = (result: { token?: string; expires?: number; error?: ThreadError }) => {
+            if (this.thread === thread) thread.postMessage({ type: "token", pool, seq, ...result } satisfies ToThread);
+          };
+          if (transport) transport.token(message.renew, answer);
+          else answer({ error: { message: "the SMTP connection is closed", code: "ECONNECTION" } });
+          return;
+        }
+        case "closed":
+          this.closing.get(message.pool)?.();
+          return;
+      }
+    });
+    thread.on("error", () => undefined); // reported to the mails through `exit`
+    thread.on("exit", () => {
+      if (this.thread !== thread) return;
+      this.thread = undefined;
+      this.outgoing = [];
+      const lost = [...this.pending.values()];
+      this.pending.clear();
+      for (const p of lost) p.reject(Object.assign(new Error("the SMTP thread stopped"), { code: "ECONNECTION" }));
+      for (const done of this.closing.values()) done();
+    });
+    return thread;
+  }
+}
+
+const smtpThread = new SmtpThread();
+
+/**
+ * Ends the process's SMTP thread with every pool in it: the mails they hold fail as on a broken
+ * connection (the relays try them again) and the next mail starts a new thread.
+ */
+export function stopSmtpThread(): Promise<void> {
+  return smtpThread.stop();
 }
 
 /** nodemailer's XOAUTH2 provision callback, fed by msal-node's client-credentials grant (cached by msal). */
