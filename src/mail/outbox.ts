@@ -37,7 +37,10 @@ export interface OutboxMail {
   lastError?: string;
 }
 
-export type NewMail = Pick<OutboxMail, "id" | "messageId" | "to" | "subject" | "text" | "kind">;
+export type NewMail = Pick<OutboxMail, "id" | "messageId" | "createdAt" | "to" | "subject" | "text" | "kind"> & {
+  /** Stored already leased to the caller, who sends it at once (no claim needed). */
+  leased?: boolean;
+};
 
 export interface OutboxCounts {
   /** Waiting or being sent. */
@@ -62,11 +65,11 @@ interface Row {
  * is answered and deleted only once the SMTP server has taken it. Mails are claimed with a lease
  * (FOR UPDATE SKIP LOCKED), so several Node-RED instances on one database never send one twice,
  * and a mail claimed by an instance that died is taken up again once its lease runs out.
- * Writes that arrive together go to the database together (one INSERT, one DELETE).
+ * Writes that arrive together go to the database together (new mails and sent ones in one statement).
+ * A mail the relay can send at once is stored already leased to it, so it needs no claim.
  */
 export class Outbox {
-  private readonly adds = new Batcher<NewMail>((mails) => this.insert(mails));
-  private readonly removals = new Batcher<string>((ids) => this.remove(ids));
+  private readonly writes = new WriteQueue((mails, ids) => this.write(mails, ids));
 
   constructor(
     private readonly db: Database,
@@ -80,7 +83,7 @@ export class Outbox {
 
   /** Resolves once the mail is stored. */
   add(mail: NewMail): Promise<void> {
-    return this.adds.push(mail);
+    return this.writes.add(mail);
   }
 
   /** Up to `limit` mails that are due, now leased to the caller. */
@@ -97,9 +100,12 @@ export class Outbox {
     return rows.sort((a, b) => a.created_at.getTime() - b.created_at.getTime()).map(toMail);
   }
 
-  /** The SMTP server took it: it leaves the outbox. */
-  sent(id: string): Promise<void> {
-    return this.removals.push(id);
+  /**
+   * The SMTP server took it: it leaves the outbox. With `more` (other mails are being sent), the
+   * row may wait a moment to leave with theirs.
+   */
+  sent(id: string, more = false): Promise<void> {
+    return this.writes.remove(id, more);
   }
 
   /** Back to the queue without counting an attempt (the server, not the mail, was the problem). */
@@ -167,23 +173,42 @@ export class Outbox {
     return rows.map((r) => r.id);
   }
 
-  /** Waits for writes already handed over. */
+  /** Writes what waits at once, and waits for writes already handed over. */
   async flush(): Promise<void> {
-    await Promise.all([this.adds.idle(), this.removals.idle()]);
+    this.writes.hurry();
+    await this.writes.idle();
   }
 
-  private async insert(mails: NewMail[]): Promise<void> {
-    const records = mails.map((m) => ({ id: m.id, message_id: m.messageId, recipients: m.to, subject: m.subject, body: m.text, kind: m.kind }));
+  /** Stops lingering: the relay is closing, so every write goes at once. */
+  hurry(): void {
+    this.writes.hurry();
+  }
+
+  /** New mails in, sent mails out: one statement, so one round trip, for both. */
+  private async write(mails: NewMail[], sent: string[]): Promise<void> {
+    if (!mails.length) {
+      await this.db.query(`DELETE FROM gluework_mail_outbox WHERE id = ANY($1)`, [sent]);
+      return;
+    }
+    const records = mails.map((m) => ({
+      id: m.id,
+      message_id: m.messageId,
+      created_at: m.createdAt.toISOString(),
+      recipients: m.to,
+      subject: m.subject,
+      body: m.text,
+      kind: m.kind,
+      leased: !!m.leased,
+    }));
     await this.db.query(
-      `INSERT INTO gluework_mail_outbox (id, queue, message_id, recipients, subject, body, kind)
-       SELECT id, $1, message_id, recipients, subject, body, kind
-       FROM jsonb_to_recordset($2::jsonb) AS m(id text, message_id text, recipients jsonb, subject text, body text, kind text)`,
-      [this.queue, JSON.stringify(records)],
+      `WITH sent AS (DELETE FROM gluework_mail_outbox WHERE id = ANY($4::text[]))
+       INSERT INTO gluework_mail_outbox (id, queue, message_id, created_at, recipients, subject, body, kind, state, lease_until)
+       SELECT id, $1, message_id, created_at, recipients, subject, body, kind,
+         CASE WHEN leased THEN 'sending' ELSE 'pending' END,
+         CASE WHEN leased THEN now() + $3 * interval '1 millisecond' END
+       FROM jsonb_to_recordset($2::jsonb) AS m(id text, message_id text, created_at timestamptz, recipients jsonb, subject text, body text, kind text, leased boolean)`,
+      [this.queue, JSON.stringify(records), this.leaseMs, sent],
     );
-  }
-
-  private async remove(ids: string[]): Promise<void> {
-    await this.db.query(`DELETE FROM gluework_mail_outbox WHERE id = ANY($1)`, [ids]);
   }
 }
 
@@ -202,35 +227,85 @@ function toMail(row: Row): OutboxMail {
 }
 
 /**
- * Group commit: items pushed while a write is under way go together in the next one, so a burst
- * costs a few round trips instead of one per item. Each push resolves when its write has.
+ * Group commit: writes that arrive while one is under way go together in the next, so a burst
+ * costs a few round trips instead of one per mail. A new mail is written at once (its sender waits
+ * for the answer); a sent mail's removal waits up to `lingerMs` for company, or rides along with
+ * the next new mails. Until it is gone only a crash could send that mail again, with the same
+ * Message-ID. Each call resolves when its write has.
  */
-class Batcher<T> {
-  private waiting: Array<{ item: T; resolve: () => void; reject: (err: unknown) => void }> = [];
+class WriteQueue {
+  private adds: Array<Waiter<NewMail>> = [];
+  private removals: Array<Waiter<string> & { at: number }> = [];
   private running?: Promise<void>;
+  private kick?: () => void;
+  private hurried = false;
+  /** A removal waits that is not to linger. */
+  private urgent = false;
 
   constructor(
-    private readonly write: (items: T[]) => Promise<void>,
-    private readonly maxBatch = 500,
+    private readonly write: (mails: NewMail[], sent: string[]) => Promise<void>,
+    private readonly maxAdds = 500,
+    private readonly maxRemovals = 1000,
+    private readonly lingerMs = 25,
   ) {}
 
-  push(item: T): Promise<void> {
+  add(mail: NewMail): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.waiting.push({ item, resolve, reject });
+      this.adds.push({ item: mail, resolve, reject });
+      this.kick?.();
       this.running ??= this.drain();
     });
   }
 
+  remove(id: string, linger: boolean): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.removals.push({ item: id, resolve, reject, at: Date.now() });
+      if (!linger) {
+        this.urgent = true;
+        this.kick?.();
+      }
+      this.running ??= this.drain();
+    });
+  }
+
+  /** From now on nothing waits (the relay is closing). */
+  hurry(): void {
+    this.hurried = true;
+    this.kick?.();
+  }
+
   async idle(): Promise<void> {
+    this.kick?.();
     while (this.running) await this.running;
   }
 
   private async drain(): Promise<void> {
-    await new Promise<void>((r) => setImmediate(r)); // let the rest of this burst arrive
-    while (this.waiting.length) {
-      const batch = this.waiting.splice(0, this.maxBatch);
+    while (this.adds.length || this.removals.length) {
+      if (this.adds.length) {
+        await new Promise<void>((r) => setImmediate(r)); // let the rest of this burst arrive
+      } else {
+        const wait = this.urgent || this.hurried ? 0 : this.lingerMs - (Date.now() - this.removals[0]!.at);
+        if (wait > 0) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(go, wait);
+            function go() {
+              clearTimeout(timer);
+              resolve();
+            }
+            this.kick = go;
+          });
+          this.kick = undefined;
+        }
+      }
+      const adds = this.adds.splice(0, this.maxAdds);
+      const removals = this.removals.splice(0, this.maxRemovals);
+      this.urgent = false;
+      const batch = [...adds, ...removals];
       try {
-        await this.write(batch.map((b) => b.item));
+        await this.write(
+          adds.map((a) => a.item),
+          removals.map((r) => r.item),
+        );
         for (const b of batch) b.resolve();
       } catch (err) {
         for (const b of batch) b.reject(err);
@@ -238,4 +313,10 @@ class Batcher<T> {
     }
     this.running = undefined;
   }
+}
+
+interface Waiter<T> {
+  item: T;
+  resolve: () => void;
+  reject: (err: unknown) => void;
 }

@@ -55,6 +55,11 @@ export class MailRelay extends EventEmitter {
   private readonly maxServerRetryMs: number;
   private readonly maxInFlight: number;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Mails being stored that will be sent at once: their room is taken. */
+  private reserved = 0;
+  /** The outbox may hold due mails nobody is sending. */
+  private backlog = true;
+  private waitingForRoom = false;
   private counts: OutboxCounts = { queued: 0, failed: 0 };
   private serverDown?: string;
   private serverFailures = 0;
@@ -85,10 +90,21 @@ export class MailRelay extends EventEmitter {
   /** Stores the mail; resolves with its id once it is safe in the outbox. */
   async accept(content: MailContent, to: string[]): Promise<string> {
     const id = randomUUID();
-    await this.outbox.add({ id, messageId: `<${id}@${this.options.messageIdDomain}>`, to, subject: content.subject, text: content.text, kind: content.kind });
+    const mail: OutboxMail = { id, messageId: `<${id}@${this.options.messageIdDomain}>`, createdAt: new Date(), to, subject: content.subject, text: content.text, kind: content.kind, attempts: 0 };
+    // With room and a working server, the mail is stored leased to this relay and sent straight
+    // away; otherwise it waits in the outbox for the pump, as mails from before a restart do.
+    const direct = !this.closed && !this.serverDown && this.inFlight.size + this.reserved < this.maxInFlight;
+    if (direct) this.reserved++;
+    try {
+      await this.outbox.add({ ...mail, leased: direct });
+    } finally {
+      if (direct) this.reserved--;
+    }
     this.counts.queued++;
     this.changed();
-    this.wake();
+    if (direct && !this.closed) this.track(this.deliver(mail));
+    else if (direct) await this.outbox.release([id]).catch(() => undefined); // closing: for the next start (or the lease) to send
+    else this.wake();
     return id;
   }
 
@@ -117,6 +133,7 @@ export class MailRelay extends EventEmitter {
   async close(graceMs = 10_000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.outbox.hurry();
     this.wake();
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
@@ -136,15 +153,21 @@ export class MailRelay extends EventEmitter {
         }
         // While the server is down, one mail at a time probes it.
         // Claim in batches: with many in flight, wait until half the room is free again.
-        const room = this.serverDown ? (this.inFlight.size ? 0 : 1) : this.maxInFlight - this.inFlight.size;
-        if (room <= 0 || (!this.serverDown && this.inFlight.size > 0 && room < this.maxInFlight / 2)) {
+        const busy = this.inFlight.size + this.reserved;
+        const room = this.serverDown ? (busy ? 0 : 1) : this.maxInFlight - busy;
+        if (room <= 0 || (!this.serverDown && busy > 0 && room < this.maxInFlight / 2)) {
+          this.waitingForRoom = true;
           await this.sleep(60_000);
+          this.waitingForRoom = false;
           continue;
         }
-        const mails = await this.outbox.claim(room);
+        // Mails sent straight from `accept` need no claim: the outbox is read only when it may
+        // hold mails nobody sends (from before a restart, held back, due for a retry).
+        const mails = this.backlog ? await this.outbox.claim(room) : [];
+        if (mails.length < room) this.backlog = false;
         if (!mails.length) {
-          if (this.inFlight.size) await this.sleep(60_000);
-          else await this.sleep((await this.outbox.nextDueInMs()) ?? 60_000);
+          await this.sleep((await this.outbox.nextDueInMs()) ?? 60_000);
+          this.backlog = true; // woken by news, or a retry or a lease is due: look
           continue;
         }
         for (const mail of mails) this.track(this.deliver(mail));
@@ -152,6 +175,7 @@ export class MailRelay extends EventEmitter {
         // The database is away: wait and try again; the mails are safe where they are.
         this.emit("warning", `the outbox could not be read: ${errorMessage(err)}`);
         await this.sleep(5000);
+        this.backlog = true;
       }
     }
   }
@@ -160,17 +184,19 @@ export class MailRelay extends EventEmitter {
     const tracked: Promise<void> = work
       .catch((err: unknown) => {
         this.emit("warning", `a mail's outcome could not be stored: ${errorMessage(err)}`);
+        this.wake(); // its row stays leased until the lease runs out: the pump is to look then
       })
       .finally(() => {
-      this.inFlight.delete(tracked);
-      this.wake();
-    });
+        this.inFlight.delete(tracked);
+        if (this.waitingForRoom) this.wake();
+      });
     this.inFlight.add(tracked);
   }
 
   private async deliver(mail: OutboxMail): Promise<void> {
     if (this.serverDown && Date.now() < this.resumeAt) {
       await this.outbox.release([mail.id]);
+      this.wake();
       return;
     }
     let outcome: Outcome;
@@ -184,7 +210,7 @@ export class MailRelay extends EventEmitter {
     }
     switch (outcome) {
       case "sent":
-        await this.outbox.sent(mail.id);
+        await this.outbox.sent(mail.id, this.inFlight.size > 1);
         this.counts.queued = Math.max(0, this.counts.queued - 1);
         if (this.serverDown) this.serverUp();
         this.changed();
@@ -192,11 +218,13 @@ export class MailRelay extends EventEmitter {
       case "server":
         await this.outbox.release([mail.id]);
         this.serverUnusable(reason);
+        this.wake();
         return;
       case "retry":
         if (mail.attempts + 1 < this.maxAttempts) {
           await this.outbox.retryLater(mail.id, this.retryDelay(mail.attempts + 1), reason);
           if (this.serverDown) this.serverUp();
+          this.wake(); // the pump is to wait for this retry too
           return;
         }
         break;
