@@ -19,6 +19,8 @@ export interface AuthoritySettings {
   requireKnownUser?: boolean;
   throttle?: LoginThrottle;
   clock?: Clock;
+  /** Tokens remembered as verified, so a caller's repeated token skips the signature (0: none). */
+  verifiedCacheSize?: number;
 }
 
 export interface IssuedToken {
@@ -56,10 +58,18 @@ export class Refusal {
 export class TokenAuthority {
   readonly throttle: LoginThrottle;
   private readonly clock: Clock;
+  /**
+   * Tokens whose signature and claims have been checked, by audience and token: a monitoring
+   * system sends the same token with every message, and the signature cannot change. Time and
+   * the user list are checked again on every use; the oldest entry goes first.
+   */
+  private readonly verified = new Map<string, { username: string; claims: jwt.JwtPayload; exp: number; nbf?: number }>();
+  private readonly cacheSize: number;
 
   constructor(readonly settings: AuthoritySettings) {
     this.throttle = settings.throttle ?? new LoginThrottle({}, settings.clock);
     this.clock = settings.clock ?? systemClock;
+    this.cacheSize = settings.verifiedCacheSize ?? 1000;
   }
 
   /** A token for `username`, who has already been checked. */
@@ -102,6 +112,21 @@ export class TokenAuthority {
   /** The user a token stands for, or why it is refused. */
   verify(token: string | undefined, options: { audience?: string } = {}): VerifiedUser | Refusal {
     if (!token) return new Refusal("token missing");
+    const audience = options.audience || this.settings.audience;
+    const tolerance = this.settings.clockToleranceS ?? 30;
+    const now = Math.floor(this.clock.now() / 1000);
+    const cacheKey = `${audience}\n${token}`;
+    const known = this.verified.get(cacheKey);
+    if (known) {
+      // The same tests as jsonwebtoken's, against the time of this call.
+      if (now >= known.exp + tolerance) {
+        this.verified.delete(cacheKey);
+        return new Refusal("token expired");
+      }
+      if (known.nbf !== undefined && known.nbf > now + tolerance) return new Refusal("token not valid yet");
+      if (this.settings.requireKnownUser !== false && !this.settings.users.has(known.username)) return new Refusal("unknown user");
+      return { username: known.username, claims: structuredClone(known.claims) };
+    }
     const { keys } = this.settings;
     const decoded = jwt.decode(token, { complete: true });
     if (!decoded || typeof decoded.payload === "string") return new Refusal("malformed token");
@@ -113,9 +138,9 @@ export class TokenAuthority {
       claims = jwt.verify(token, keys.verifyWith, {
         algorithms: [keys.algorithm],
         issuer: this.settings.issuer,
-        audience: options.audience || this.settings.audience,
-        clockTolerance: this.settings.clockToleranceS ?? 30,
-        clockTimestamp: Math.floor(this.clock.now() / 1000),
+        audience,
+        clockTolerance: tolerance,
+        clockTimestamp: now,
       }) as jwt.JwtPayload;
     } catch (err) {
       return new Refusal(reasonOf(err));
@@ -123,6 +148,10 @@ export class TokenAuthority {
     if (typeof claims.exp !== "number") return new Refusal("token has no expiry (exp)");
     if (typeof claims.sub !== "string" || !claims.sub) return new Refusal("token has no subject (sub)");
     if (this.settings.requireKnownUser !== false && !this.settings.users.has(claims.sub)) return new Refusal("unknown user");
+    if (this.cacheSize > 0) {
+      if (this.verified.size >= this.cacheSize) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(cacheKey, { username: claims.sub, claims: structuredClone(claims), exp: claims.exp, nbf: typeof claims.nbf === "number" ? claims.nbf : undefined });
+    }
     return { username: claims.sub, claims };
   }
 }

@@ -93,6 +93,26 @@ describe("JWT key, login and verify", () => {
     it("garbage", () => assert.equal(reason("not.a.token"), "malformed token"));
   });
 
+  it("remembers a verified token, yet refuses it once expired, for another audience, or signed otherwise", async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const auth = authority(clock);
+    const { token } = auth.issue("promon", { lifetimeS: 60 });
+    const first = auth.verify(token);
+    assert.ok(!(first instanceof Refusal));
+    first.claims.sub = "changed by a flow"; // what a flow does to msg.user must not reach the next message
+    const again = auth.verify(token);
+    assert.ok(!(again instanceof Refusal));
+    assert.equal(again.claims.sub, "promon");
+    assert.equal((auth.verify(token, { audience: "reports" }) as Refusal).reason, "wrong audience");
+    const forged = `${token.split(".").slice(0, 2).join(".")}.${Buffer.from("x".repeat(32)).toString("base64url")}`;
+    assert.equal((auth.verify(forged) as Refusal).reason, "invalid signature");
+    await clock.advance(60_000 + 29_000);
+    assert.ok(!(auth.verify(token) instanceof Refusal), "within the clock skew");
+    await clock.advance(1_000);
+    assert.equal((auth.verify(token) as Refusal).reason, "token expired");
+    assert.equal((auth.verify(token) as Refusal).reason, "token expired");
+  });
+
   it("slows failed logins per user and per address, and a good login clears its record", async () => {
     const clock = new ManualClock(1_700_000_000_000);
     const auth = authority(clock);
