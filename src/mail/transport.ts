@@ -156,6 +156,7 @@ class SmtpThread {
     const thread = this.worker();
     const seq = ++this.seq;
     return new Promise<void>((resolve, reject) => {
+      if (!this.pending.size) thread.ref(); // a mail on its way keeps the process alive
       this.pending.set(seq, { resolve, reject });
       // Mails handed over in one turn of the event loop cross to the thread in one message.
       if (!this.outgoing.length) {
@@ -187,7 +188,6 @@ class SmtpThread {
   private start(): Worker {
     const thread = new Worker(path.join(__dirname, "smtp-thread.js"), { workerData: SMTP_THREAD });
     this.thread = thread;
-    thread.unref(); // open pools must not keep a stopping Node-RED alive
     thread.on("message", (message: FromThread) => {
       switch (message.type) {
         case "results":
@@ -197,6 +197,7 @@ class SmtpThread {
             if (error) waiting?.reject(fromThreadError(error));
             else waiting?.resolve();
           }
+          if (!this.pending.size) thread.unref();
           return;
         case "token": {
           const { pool, seq } = message;
@@ -223,6 +224,9 @@ class SmtpThread {
       for (const p of lost) p.reject(Object.assign(new Error("the SMTP thread stopped"), { code: "ECONNECTION" }));
       for (const done of this.closing.values()) done();
     });
+    // Idle open pools must not keep a stopping Node-RED alive; mails on their way do (see send).
+    // (After the listeners: adding a message listener refs the thread again.)
+    thread.unref();
     return thread;
   }
 }

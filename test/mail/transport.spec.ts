@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import path from "node:path";
 import { classify } from "../../src/mail/relay";
 import { OutgoingMail, SmtpSettings, SmtpTransport, stopSmtpThread } from "../../src/mail/transport";
 import { SmtpSink, mailHeader } from "../../src/sandbox/smtp-sink";
@@ -81,6 +83,30 @@ describe("SMTP transport in the process's SMTP thread", function () {
     }
     await t.send(mail(4));
     await eventually(() => sink.received.some((m) => mailHeader(m.raw, "Message-ID") === "<mail-4@example.com>"), 5000, "the mail after the restart");
+  });
+
+  it("does not keep a process alive that has sent mail and has nothing else to do", async () => {
+    const script = `
+      const { SmtpTransport } = require(${JSON.stringify(path.join(__dirname, "..", "..", "src", "mail", "transport"))});
+      const t = new SmtpTransport({ host: "127.0.0.1", port: ${sink.port}, security: "starttls", verifyCertificate: false, auth: "password",
+        user: ${JSON.stringify(AUTH.user)}, password: ${JSON.stringify(AUTH.pass)}, sender: "monitoring@example.com", poolSize: 1 });
+      t.send({ messageId: "<exit@example.com>", date: new Date(), to: ["ops@example.com"], subject: "s", text: "t" })
+        .then(() => console.log("sent"), (e) => { console.error(e.message); process.exitCode = 3; });`;
+    const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d));
+    const code = await new Promise<number | string>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        resolve("still running after 10 s");
+      }, 10_000);
+      child.on("exit", (c) => {
+        clearTimeout(timer);
+        resolve(c ?? -1);
+      });
+    });
+    assert.equal(code, 0);
+    assert.equal(out.trim(), "sent");
   });
 
   it("refuses a mail after close without reaching the server", async () => {
