@@ -63,7 +63,7 @@ export class TokenAuthority {
    * system sends the same token with every message, and the signature cannot change. Time and
    * the user list are checked again on every use; the oldest entry goes first.
    */
-  private readonly verified = new Map<string, { username: string; claims: jwt.JwtPayload; exp: number; nbf?: number }>();
+  private readonly verified = new Map<string, VerifiedUser & { claims: { exp: number } }>();
   private readonly cacheSize: number;
 
   constructor(readonly settings: AuthoritySettings) {
@@ -119,11 +119,12 @@ export class TokenAuthority {
     const known = this.verified.get(cacheKey);
     if (known) {
       // The same tests as jsonwebtoken's, against the time of this call.
-      if (now >= known.exp + tolerance) {
+      const { exp, nbf } = known.claims;
+      if (now >= exp + tolerance) {
         this.verified.delete(cacheKey);
         return new Refusal("token expired");
       }
-      if (known.nbf !== undefined && known.nbf > now + tolerance) return new Refusal("token not valid yet");
+      if (typeof nbf === "number" && nbf > now + tolerance) return new Refusal("token not valid yet");
       if (this.settings.requireKnownUser !== false && !this.settings.users.has(known.username)) return new Refusal("unknown user");
       return { username: known.username, claims: structuredClone(known.claims) };
     }
@@ -150,7 +151,7 @@ export class TokenAuthority {
     if (this.settings.requireKnownUser !== false && !this.settings.users.has(claims.sub)) return new Refusal("unknown user");
     if (this.cacheSize > 0) {
       if (this.verified.size >= this.cacheSize) this.verified.delete(this.verified.keys().next().value!);
-      this.verified.set(cacheKey, { username: claims.sub, claims: structuredClone(claims), exp: claims.exp, nbf: typeof claims.nbf === "number" ? claims.nbf : undefined });
+      this.verified.set(cacheKey, { username: claims.sub, claims: structuredClone(claims) as jwt.JwtPayload & { exp: number } });
     }
     return { username: claims.sub, claims };
   }

@@ -275,7 +275,6 @@ class WriteQueue {
   }
 
   async idle(): Promise<void> {
-    this.kick?.();
     while (this.running) await this.running;
   }
 

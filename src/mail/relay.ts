@@ -57,8 +57,6 @@ export class MailRelay extends EventEmitter {
   private readonly inFlight = new Set<Promise<void>>();
   /** Mails being stored that will be sent at once: their room is taken. */
   private reserved = 0;
-  /** The outbox may hold due mails nobody is sending. */
-  private backlog = true;
   private waitingForRoom = false;
   private counts: OutboxCounts = { queued: 0, failed: 0 };
   private serverDown?: string;
@@ -161,21 +159,16 @@ export class MailRelay extends EventEmitter {
           this.waitingForRoom = false;
           continue;
         }
-        // Mails sent straight from `accept` need no claim: the outbox is read only when it may
-        // hold mails nobody sends (from before a restart, held back, due for a retry).
-        const mails = this.backlog ? await this.outbox.claim(room) : [];
-        if (mails.length < room) this.backlog = false;
-        if (!mails.length) {
-          await this.sleep((await this.outbox.nextDueInMs()) ?? 60_000);
-          this.backlog = true; // woken by news, or a retry or a lease is due: look
-          continue;
-        }
+        const mails = await this.outbox.claim(room);
         for (const mail of mails) this.track(this.deliver(mail));
+        // Fewer than there was room for: the outbox holds no more that are due. Mails sent
+        // straight from `accept` need no claim, so the pump sleeps until something is due (a
+        // retry, a lease that runs out) or news wakes it (mail held back, released, retried).
+        if (mails.length < room) await this.sleep((await this.outbox.nextDueInMs()) ?? 60_000);
       } catch (err) {
         // The database is away: wait and try again; the mails are safe where they are.
         this.emit("warning", `the outbox could not be read: ${errorMessage(err)}`);
         await this.sleep(5000);
-        this.backlog = true;
       }
     }
   }

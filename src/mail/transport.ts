@@ -100,7 +100,7 @@ export class SmtpTransport implements MailTransport {
     if (this.openedOn !== thread) {
       // A first send, or the thread was started anew: the pool is opened there.
       this.openedOn = thread;
-      smtpThread.open(this.pool, this, {
+      smtpThread.open(this, {
         type: "open",
         pool: this.pool,
         options: this.options,
@@ -147,8 +147,8 @@ class SmtpThread {
     await this.thread?.terminate();
   }
 
-  open(pool: number, transport: SmtpTransport, message: ToThread): void {
-    this.transports.set(pool, transport);
+  open(transport: SmtpTransport, message: Extract<ToThread, { type: "open" }>): void {
+    this.transports.set(message.pool, transport);
     this.worker().postMessage(message);
   }
 
