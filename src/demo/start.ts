@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   Sandbox           ${sandbox.url}  (GoTo, Teamleader, Microsoft stand-ins; ${sandbox.url}/_sandbox/stats)
   Azure Blob        ${azurite.blobUrl}  (Azurite; the account is Azurite's public development account)
   SMTP              ${loopback}:${smtp.port}  (each mail kept as an .eml file in ${mailDir})
-  Database          ${env.databaseUrl ? "the PostgreSQL server in DATABASE_URL" : `embedded (PGlite, in ${path.join(userDir, "gluework", "pglite")})`}
+  Database          ${env.databaseUrl ? "the PostgreSQL server in DATABASE_URL" : `embedded PostgreSQL, in ${path.join(userDir, "gluework", "postgres")}`}
   State             ${stateDir}
 
   ${flows.filter((n) => n.type === "tab").length} flows deployed from flows/. Ctrl-C stops everything.`);

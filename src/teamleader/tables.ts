@@ -31,8 +31,8 @@ export const DEFAULT_TABLE_PREFIX = "teamleader_";
 /** How the database is told one sync of a resource runs: an advisory lock key per table. */
 const LOCK_NAMESPACE = "gluework:teamleader-sync:";
 
-// Per process, whatever the database does with advisory locks: the embedded database runs every
-// connection on one backend, where a second pg_try_advisory_lock succeeds.
+// Per process as well: a session advisory lock is re-entrant for its own connection, and two syncs
+// of this process may hold different pool connections; this set keeps them apart without a query.
 const runningHere = new Set<string>();
 
 /** The tables a sync writes, for one table prefix: one per resource, and the cursors in `<prefix>sync_state`. */
@@ -193,23 +193,12 @@ export class SyncTables {
   /**
    * The right to sync `resource`, or null while another sync of it runs in this process or on
    * any instance using this database. The database lock is a session advisory lock on a
-   * connection held for the run, so it ends with the process if that dies. The embedded
-   * database belongs to one process (and has one connection), so the guard in the process is
-   * the whole lock there.
+   * connection held for the run, so it ends with the process if that dies.
    */
   async tryLock(resource: SyncResource): Promise<{ release(): Promise<void> } | null> {
     const key = `${databaseIdentity(this.db)}|${this.prefix}${resource}`;
     if (runningHere.has(key)) return null;
     runningHere.add(key);
-    if (this.db.kind === "embedded") {
-      let released = false;
-      return {
-        release: async () => {
-          if (!released) runningHere.delete(key);
-          released = true;
-        },
-      };
-    }
     let client: pg.PoolClient | undefined;
     try {
       client = await this.db.connect();

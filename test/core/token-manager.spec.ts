@@ -6,20 +6,24 @@ import { HttpClient } from "../../src/core/http/client";
 import { TokenStore } from "../../src/core/tokens/types";
 import { GOTO_DEMO_CLIENT, Sandbox, TEAMLEADER_DEMO_CLIENT } from "../../src/sandbox";
 import { TestDatabase, createTestDatabase } from "../support/pg";
+import { openDatabase } from "../support/databases";
 import { fileStore, manager, postgresStore } from "../support/tokens";
 
 describe("OAuth token core", () => {
   const sandbox = new Sandbox({ goto: { rotateEvery: 3 } });
   let testDb: TestDatabase;
   let db: Database;
+  let embedded: { db: Database; drop(): Promise<void> };
 
   before(async () => {
     await sandbox.listen();
     testDb = await createTestDatabase();
     db = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
+    embedded = await openDatabase("embedded");
   });
   after(async () => {
     await db.close();
+    await embedded.drop();
     await testDb.drop();
     await sandbox.close();
   });
@@ -33,6 +37,7 @@ describe("OAuth token core", () => {
   const stores: Array<[string, () => TokenStore]> = [
     ["file store", () => fileStore()],
     ["PostgreSQL store", () => postgresStore(db, `secret-${Math.random()}`)],
+    ["PostgreSQL store on the embedded server", () => postgresStore(embedded.db, `secret-${Math.random()}`)],
   ];
 
   for (const [storeName, makeStore] of stores) {

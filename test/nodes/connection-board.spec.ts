@@ -5,11 +5,12 @@ import path from "node:path";
 import connectionBoard from "../../src/nodes/connection-board";
 import postgresDatabase from "../../src/nodes/postgres-database";
 import { TestDatabase, createTestDatabase } from "../support/pg";
+import { DATABASE_KINDS, databaseNode, kindLabel } from "../support/databases";
 import { eventually, nodeRed } from "../support/node-red";
 
 const helper = nodeRed();
 
-describe("connection-board", function () {
+for (const kind of DATABASE_KINDS) describe(`connection-board (${kindLabel(kind)})`, function () {
   this.timeout(30_000);
   let testDb: TestDatabase;
   let seen: { board: any[]; audit: any[]; answers: any[]; caught: any[] };
@@ -24,7 +25,7 @@ describe("connection-board", function () {
   async function start(settings: Record<string, unknown>) {
     const flow = [
       { id: "tab", type: "tab" },
-      { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: testDb.name },
+      { id: "db", ...databaseNode(kind, testDb) },
       { id: "board", type: "connection-board", z: "tab", x: 100, y: 100, database: "db", board: `b${++boardNumber}`, policy: "exclusive", timeZone: "Europe/Brussels", ...settings, wires: [["out-board"], ["out-audit"], ["out-answers"]] },
       { id: "out-board", type: "helper", z: "tab", x: 300, y: 60, wires: [] },
       { id: "out-audit", type: "helper", z: "tab", x: 300, y: 100, wires: [] },

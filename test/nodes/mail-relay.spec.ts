@@ -14,12 +14,13 @@ import { alertmanagerFiring, grafanaFiring, uptimeKumaDown } from "../fixtures/m
 import { HttpNodeServer, coreNode } from "../support/http-nodes";
 import { eventually, nodeRed } from "../support/node-red";
 import { TestDatabase, createTestDatabase } from "../support/pg";
+import { DATABASE_KINDS, databaseNode, kindLabel } from "../support/databases";
 import { selfSignedCertificate } from "../support/tls";
 
 const helper = nodeRed();
 const SMTP_USER = { user: "relay@example.com", pass: "sink-password-0123" };
 
-describe("mail-relay node", function () {
+for (const kind of DATABASE_KINDS) describe(`mail-relay node (${kindLabel(kind)})`, function () {
   this.timeout(120_000);
   const http = new HttpNodeServer();
   const secret = generateSecret();
@@ -39,7 +40,7 @@ describe("mail-relay node", function () {
       { id: "tab", type: "tab", label: "relay" },
       { id: "key", type: "jwt-auth-key", algorithm: "HS256", issuer: "node-red", audience: "api", clockTolerance: "30" },
       { id: "smtp", type: "smtp-connection", host: "127.0.0.1", port: String(sink.port), security: "starttls", verifyCertificate: false, auth: "password", sender: "monitoring@example.com", poolSize: "5", ...smtp },
-      { id: "gw-database", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: testDb.name, ssl: "disable", poolSize: "4", ...database },
+      { id: "gw-database", ...databaseNode(kind, testDb, { poolSize: "4", ...database }) },
       { id: "in", type: "http in", z: "tab", x: 100, y: 100, url: "/api/placeMessage", method: "post", wires: [["verify"]] },
       { id: "verify", type: "jwt-auth", z: "tab", x: 300, y: 100, key: "key", mode: "verify", fromHeader: true, fromBearer: true, wires: [["relay"], ["res"]] },
       { id: "relay", type: "mail-relay", z: "tab", x: 500, y: 100, smtp: "smtp", database: "gw-database", to: "ops@example.com", allowed: "@example.com", subject: "Monitoring message", maxKiB: "64", retries: "5", retryDelay: "10", ...relay, wires: [["res"], ["res"], ["failed"]] },

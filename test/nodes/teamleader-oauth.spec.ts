@@ -13,7 +13,7 @@ import { DatabaseKind, sandboxClient } from "../support/teamleader";
 
 const helper = nodeRed();
 
-for (const kind of ["server", "embedded"] as DatabaseKind[]) describe(`teamleader-oauth node: the OAuth callback (${kind === "server" ? "PostgreSQL server" : "embedded PGlite"})`, function () {
+for (const kind of ["server", "embedded"] as DatabaseKind[]) describe(`teamleader-oauth node: the OAuth callback (${kind === "server" ? "PostgreSQL server" : "embedded PostgreSQL"})`, function () {
   this.timeout(120_000);
   const sandbox = new Sandbox();
   let testDb: TestDatabase;

@@ -1,5 +1,3 @@
-import { mkdtempSync } from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { Database } from "../../src/core/db/database";
 import { HttpClient } from "../../src/core/http/client";
@@ -9,21 +7,9 @@ import { PostgresTokenStore } from "../../src/core/tokens/pg-store";
 import { TokenManager } from "../../src/core/tokens/token-manager";
 import { Sandbox, TEAMLEADER_DEMO_CLIENT } from "../../src/sandbox";
 import { teamleaderOAuthProfile } from "../../src/teamleader/auth";
-import { TestDatabase, createTestDatabase } from "./pg";
 
-export type DatabaseKind = "server" | "embedded";
-
-/** A database of either kind for one suite: a fresh server database, or PGlite in a fresh directory. */
-export async function openDatabase(kind: DatabaseKind): Promise<{ db: Database; drop(): Promise<void>; testDb?: TestDatabase; dataDir?: string }> {
-  if (kind === "server") {
-    const testDb = await createTestDatabase("gw_tl");
-    const db = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
-    return { db, testDb, drop: async () => (await db.close(), await testDb.drop()) };
-  }
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), "gw-tl-pglite-"));
-  const db = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: () => undefined });
-  return { db, dataDir, drop: () => db.close() };
-}
+export type { DatabaseKind } from "./databases";
+export { openDatabase } from "./databases";
 
 /** A token manager on the Teamleader sandbox with tokens in `db`, seeded with a fresh refresh token. */
 export async function sandboxTokens(sandbox: Sandbox, db: Database, key = `teamleader:${TEAMLEADER_DEMO_CLIENT.clientId}:${Math.random()}`): Promise<TokenManager> {

@@ -10,7 +10,7 @@ import { DatabaseKind, openDatabase, sandboxTokens } from "../support/teamleader
 const VOLUMES = { companies: 250, contacts: 120, departments: 3, events: 30, invoices: 150, projects: 40, users: 12 };
 
 for (const kind of ["server", "embedded"] as DatabaseKind[]) {
-  describe(`Teamleader sync into PostgreSQL (${kind === "server" ? "PostgreSQL server" : "embedded PGlite"})`, function () {
+  describe(`Teamleader sync into PostgreSQL (${kind === "server" ? "PostgreSQL server" : "embedded PostgreSQL"})`, function () {
     this.timeout(120_000);
     const sandbox = new Sandbox({ teamleader: { volumes: VOLUMES } });
     let db: Database;

@@ -49,12 +49,18 @@ function bundledBinaries(): { binDir?: string; reason: string } {
   const native = path.resolve(path.dirname(entry), "..", "native");
   const binDir = path.join(native, "bin");
   repairPackage(native);
+  const problem = cannotRun(binDir);
+  return problem ? { reason: problem } : { binDir, reason: "" };
+}
+
+/** Why the programs in `binDir` cannot run here, checked without running them; undefined when they can. */
+export function cannotRun(binDir: string): string | undefined {
   const interpreter = elfInterpreter(path.join(binDir, "postgres"));
   if (interpreter && !existsSync(interpreter)) {
-    return { reason: `the bundled PostgreSQL is a glibc build and this system has no ${interpreter} (a musl system such as Alpine Linux)` };
+    return `the bundled PostgreSQL is a glibc build and this system has no ${interpreter} (a musl system such as Alpine Linux)`;
   }
-  if (!runnable(binDir)) return { reason: `the bundled PostgreSQL in ${binDir} cannot be run` };
-  return { binDir, reason: "" };
+  if (!runnable(binDir)) return `the bundled PostgreSQL in ${binDir} cannot be run`;
+  return undefined;
 }
 
 /**

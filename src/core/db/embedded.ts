@@ -277,7 +277,7 @@ async function adopt(dir: string, dataDir: string, password: string | undefined)
     throw inUse(dir, `pid ${owner.pid}`);
   }
   if (password && port > 0) {
-    for (let attempt = 0; attempt < 50; attempt++) {
+    for (let attempt = 0; attempt < 50 && alive(pid); attempt++) {
       const client = new pg.Client({ host: "127.0.0.1", port, user: USER, password, database: "postgres", connectionTimeoutMillis: 2000 });
       client.on("error", () => undefined);
       try {
