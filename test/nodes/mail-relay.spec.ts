@@ -80,6 +80,8 @@ for (const kind of DATABASE_KINDS) describe(`mail-relay node (${kindLabel(kind)}
     await testDb.drop();
   });
   afterEach(async () => {
+    // Each test starts with an empty outbox (the embedded one lives as long as the user directory).
+    await helper.getNode("gw-database")?.database().then((db: any) => db.query("DELETE FROM gluework_mail_outbox"), () => undefined).catch(() => undefined);
     await helper.unload();
     await sink?.close();
   });
