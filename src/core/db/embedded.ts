@@ -141,10 +141,7 @@ export function embeddedServerInfo(dir?: string): EmbeddedServerInfo[] {
   for (const [key, entry] of entries) {
     const server = entry.server;
     if (!server || entry.stopping || (wanted && wanted !== key)) continue;
-    const pids = processTree(server.pid);
-    const memory = pids.map(processMemory);
-    const sum = (field: "rss" | "pss") => (memory.every((m) => m[field] !== undefined) ? memory.reduce((s, m) => s + m[field]!, 0) : undefined);
-    out.push({ dataDir: path.join(key, "data"), port: server.port, pids, rssBytes: sum("rss"), pssBytes: sum("pss"), binDir: server.binaries.binDir, binaries: server.binaries.source, runsAs: server.runsAs });
+    out.push({ dataDir: path.join(key, "data"), port: server.port, ...serverMemory(server.pid), binDir: server.binaries.binDir, binaries: server.binaries.source, runsAs: server.runsAs });
   }
   return out;
 }
@@ -592,6 +589,14 @@ function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** A server's processes (the postmaster `pid` and its children) and their memory summed (Linux). */
+export function serverMemory(pid: number): { pids: number[]; rssBytes?: number; pssBytes?: number } {
+  const pids = processTree(pid);
+  const memory = pids.map(processMemory);
+  const sum = (field: "rss" | "pss") => (memory.every((m) => m[field] !== undefined) ? memory.reduce((s, m) => s + m[field]!, 0) : undefined);
+  return { pids, rssBytes: sum("rss"), pssBytes: sum("pss") };
 }
 
 /** The postmaster and its children, from /proc (Linux). */
