@@ -1,9 +1,16 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import pg from "pg";
+import connectionBoard from "../../src/nodes/connection-board";
 import postgresDatabase from "../../src/nodes/postgres-database";
 import type { Database } from "../../src/core/db/database";
+import { embeddedServerInfo } from "../../src/core/db/embedded";
 import { TestDatabase, createTestDatabase } from "../support/pg";
-import { nodeRed } from "../support/node-red";
+import { eventually, nodeRed } from "../support/node-red";
+import { startNodeRed } from "../support/node-red-process";
 
 const helper = nodeRed();
 
@@ -52,4 +59,84 @@ describe("postgres-database config node", () => {
     });
     await assert.rejects(node.database(), /database unreachable/);
   });
+
+  describe("embedded", function () {
+    this.timeout(120_000);
+
+    it("starts no server until a flow uses the database, then one in the user directory shared by every node", async () => {
+      const userDir = String((helper as any)._settings.userDir);
+      const dir = path.join(userDir, "gluework", "postgres");
+      await helper.load(postgresDatabase, [
+        { id: "db1", type: "postgres-database", mode: "embedded" },
+        { id: "db2", type: "postgres-database", mode: "embedded", poolSize: "3" },
+      ]);
+      assert.deepEqual(embeddedServerInfo(dir), [], "no server before the first use");
+      const [a, b]: Database[] = await Promise.all([helper.getNode("db1").database(), helper.getNode("db2").database()]);
+      const servers = embeddedServerInfo(dir);
+      assert.equal(servers.length, 1, "one server for both nodes");
+      assert.equal(servers[0]!.dataDir, path.join(dir, "data"));
+      assert.equal((b.pool as unknown as { options: pg.PoolConfig }).options.max, 3);
+      await a.query("CREATE TABLE IF NOT EXISTS shared_here (n integer)");
+      await b.query("INSERT INTO shared_here VALUES (1)");
+      assert.equal((await a.query("SELECT count(*)::int AS n FROM shared_here")).rows[0].n >= 1, true);
+    });
+
+    it("tells a flow's status and its Catch node when the disk is full", async function () {
+      if (process.getuid?.() !== 0) this.skip(); // mounting a small file system takes root
+      const original = String((helper as any)._settings.userDir);
+      const mount = mkdtempSync(path.join(os.tmpdir(), "gw-full-nr-"));
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=3m", "tmpfs", mount]);
+      try {
+        (helper as any).settings({ userDir: mount });
+        const flow = [
+          { id: "tab", type: "tab" },
+          { id: "db", type: "postgres-database", mode: "embedded" },
+          { id: "board", type: "connection-board", z: "tab", x: 100, y: 100, database: "db", board: "full", policy: "exclusive", connections: "a;b", users: "Burt", wires: [[], [], []] },
+          { id: "catch", type: "catch", z: "tab", x: 100, y: 200, scope: null, uncaught: false, wires: [["caught"]] },
+          { id: "caught", type: "helper", z: "tab", x: 300, y: 200, wires: [] },
+        ];
+        await helper.load([postgresDatabase, connectionBoard], flow);
+        const statuses: any[] = [];
+        helper.getNode("board").on("call:status", (call: any) => statuses.push(call.args[0]));
+        const caught: any[] = [];
+        helper.getNode("caught").on("input", (m: any) => caught.push(m));
+        await eventually(() => caught.length > 0, 30_000, "the Catch message");
+        assert.match(caught[0].error.message, /the embedded database did not start: the disk is full/);
+        await eventually(() => statuses.some((st) => st.text === "disk full" && st.fill === "red"), 5000, "a red 'disk full' status");
+      } finally {
+        await helper.unload();
+        (helper as any).settings({ userDir: original });
+        execFileSync("umount", [mount]);
+      }
+    });
+
+    it("stops its server when Node-RED stops", async () => {
+      const red = await startNodeRed();
+      let postmaster = 0;
+      try {
+        await red.deploy([
+          { id: "tab", type: "tab" },
+          { id: "db", type: "postgres-database", mode: "embedded" },
+          { id: "board", type: "connection-board", z: "tab", x: 100, y: 100, database: "db", board: "stop", policy: "exclusive", connections: "a;b", users: "Burt", wires: [[], [], []] },
+        ]);
+        const pidFile = path.join(red.userDir, "gluework", "postgres", "data", "postmaster.pid");
+        await eventually(() => existsSync(pidFile), 30_000, "the embedded server to start");
+        postmaster = Number(readFileSync(pidFile, "utf8").split("\n")[0]);
+        assert.ok(alive(postmaster));
+      } finally {
+        await red.stop();
+      }
+      await eventually(() => !alive(postmaster), 10_000, "the server to stop with Node-RED");
+      assert.equal(existsSync(path.join(red.userDir, "gluework", "postgres", "data", "postmaster.pid")), false, "a clean shutdown");
+    });
+  });
 });
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -190,7 +190,10 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
   const account = await runAccount();
   installExitHook();
   // 0711 as root: the server's user may pass through to data/, but sees nothing else here.
-  await fs.mkdir(dir, { recursive: true, mode: account ? 0o711 : 0o700 });
+  await fs.mkdir(path.dirname(dir), { recursive: true });
+  await fs.mkdir(dir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "EEXIST") throw err;
+  });
   await fs.chmod(dir, account ? 0o711 : 0o700);
   if (account) {
     await letThrough(dir, account, options.log);
