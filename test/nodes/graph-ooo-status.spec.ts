@@ -5,12 +5,13 @@ import postgresDatabase from "../../src/nodes/postgres-database";
 import { MICROSOFT_DEMO_APP, Sandbox } from "../../src/sandbox";
 import { alwaysOn, disabled, scheduled } from "../../src/sandbox/graph";
 import { TestDatabase, createTestDatabase } from "../support/pg";
+import { DATABASE_KINDS, databaseNode, kindLabel } from "../support/databases";
 import { eventually, nodeRed } from "../support/node-red";
 
 const helper = nodeRed();
 const nodes = [graphApp, graphOooStatus, postgresDatabase];
 
-describe("graph-ooo-status", function () {
+for (const kind of DATABASE_KINDS) describe(`graph-ooo-status (${kindLabel(kind)})`, function () {
   this.timeout(30_000);
   const sandbox = new Sandbox();
   let testDb: TestDatabase;
@@ -36,7 +37,7 @@ describe("graph-ooo-status", function () {
     return [
       { id: "tab", type: "tab", label: "ooo" },
       { id: "app", type: "graph-app", tenantId: MICROSOFT_DEMO_APP.tenantId, clientId: MICROSOFT_DEMO_APP.clientId, authType: "secret", authorityHost: sandbox.url, graphUrl: `${sandbox.url}/microsoft/graph` },
-      { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: testDb.name },
+      { id: "db", ...databaseNode(kind, testDb) },
       { id, type: "graph-ooo-status", z: "tab", x: 100, y: 100, app: "app", database: "db", users, interval: "3600", wires: [["changes"], ["answers"], ["refusals"]] },
       { id: "changes", type: "helper", z: "tab", x: 300, y: 60, wires: [] },
       { id: "answers", type: "helper", z: "tab", x: 300, y: 100, wires: [] },

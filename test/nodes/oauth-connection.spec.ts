@@ -5,11 +5,12 @@ import { HttpClient } from "../../src/core/http/client";
 import type { OAuthConnection } from "../../src/core/node/oauth-connection";
 import { GOTO_DEMO_CLIENT, Sandbox } from "../../src/sandbox";
 import { TestDatabase, createTestDatabase } from "../support/pg";
+import { DATABASE_KINDS, databaseNode, kindLabel } from "../support/databases";
 import { eventually, nodeRed } from "../support/node-red";
 
 const helper = nodeRed();
 
-describe("OAuth connection of a config node", () => {
+for (const kind of DATABASE_KINDS) describe(`OAuth connection of a config node (${kindLabel(kind)})`, () => {
   const sandbox = new Sandbox();
   let testDb: TestDatabase;
   before(async () => {
@@ -28,7 +29,7 @@ describe("OAuth connection of a config node", () => {
     it(`seeds its ${store} store from the credentials and keeps the chain across a redeploy`, async () => {
       const flow = [
         { id: "cred", type: "gw-probe-credentials", authHost: `${sandbox.url}/goto/auth`, store, database: "db" },
-        { id: "db", type: "postgres-database", mode: "server", database: testDb.name, host: "127.0.0.1", port: "5432" },
+        { id: "db", ...databaseNode(kind, testDb) },
       ];
       const refresh = sandbox.goto.oauth.issueRefreshToken(GOTO_DEMO_CLIENT.clientId);
       await helper.load([probeNode, postgresDatabase], flow, { ...creds(refresh), db: { user: "postgres" } });
