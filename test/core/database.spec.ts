@@ -223,6 +223,23 @@ describe("database", () => {
       assert.equal(existsSync(path.join(dataDir, "data", "postmaster.pid")), false);
     });
 
+    it("starts its server again on the same port when it dies under running flows, and their pools go on", async () => {
+      const warnings: string[] = [];
+      const db = await Database.open({ kind: "embedded", dataDir, keepAliveMs: 0 }, { warn: (m) => warnings.push(m) });
+      try {
+        const [before] = embeddedServerInfo(dataDir);
+        process.kill(before!.pids[0]!, "SIGKILL");
+        await eventually(async () => (await db.query("SELECT 1 AS one").catch(() => undefined))?.rows[0].one === 1, 20_000, "the database to answer again");
+        const [after] = embeddedServerInfo(dataDir);
+        assert.equal(after!.port, before!.port);
+        assert.notEqual(after!.pids[0], before!.pids[0]);
+        assert.ok(warnings.some((w) => /stopped unexpectedly/.test(w)), warnings.join("; "));
+        assert.equal((await db.query("SELECT count(*)::int AS n FROM widgets")).rows[0].n, 2, "nothing committed was lost");
+      } finally {
+        await db.close();
+      }
+    });
+
     describe("faults", () => {
       const holder = path.join(__dirname, "..", "fixtures", "embedded-holder.js");
       function hold(dir: string, rows = 0): Promise<{ child: ChildProcess; line: any }> {

@@ -66,6 +66,8 @@ interface Server {
   binaries: PostgresBinaries;
   runsAs: string;
   child?: ChildProcess;
+  /** Starts the server again on the same port (for one that stopped by itself). */
+  relaunch?: () => Promise<{ port: number; pid: number; child: ChildProcess }>;
 }
 
 interface Entry {
@@ -74,6 +76,7 @@ interface Entry {
   server?: Server;
   stopTimer?: NodeJS.Timeout;
   stopping?: Promise<void>;
+  restarts: number[];
 }
 
 const entries = new Map<string, Entry>();
@@ -88,11 +91,14 @@ export async function acquireEmbedded(dir: string, options: EmbeddedOptions = {}
     entry = entries.get(key);
   }
   if (!entry) {
-    const created: Entry = { refs: 0, ready: start(key, options) };
+    const created: Entry = { refs: 0, ready: start(key, options), restarts: [] };
     entry = created;
     entries.set(key, created);
     created.ready.then(
-      (server) => (created.server = server),
+      (server) => {
+        created.server = server;
+        supervise(key, created, options.log);
+      },
       () => entries.get(key) === created && entries.delete(key),
     );
   }
@@ -144,6 +150,39 @@ export function embeddedServerInfo(dir?: string): EmbeddedServerInfo[] {
     out.push({ dataDir: path.join(key, "data"), port: server.port, ...serverMemory(server.pid), binDir: server.binaries.binDir, binaries: server.binaries.source, runsAs: server.runsAs });
   }
   return out;
+}
+
+/**
+ * A server that stops by itself (killed, crashed) while flows use it is started again on the
+ * same port, so their pools go on; three times a minute at most.
+ */
+function supervise(key: string, entry: Entry, log?: { warn(message: string): void }): void {
+  const server = entry.server;
+  const child = server?.child;
+  if (!server?.relaunch || !child) return;
+  child.once("exit", () => {
+    if (entry.stopping || entries.get(key) !== entry) return;
+    const now = Date.now();
+    entry.restarts = entry.restarts.filter((t) => now - t < 60_000);
+    if (entry.restarts.length >= 3) {
+      log?.warn("the embedded database stopped three times within a minute; it starts again at the next use");
+      entries.delete(key);
+      return;
+    }
+    entry.restarts.push(now);
+    entry.ready = (async () => {
+      await sleep(500);
+      Object.assign(server, await server.relaunch!());
+      return server;
+    })();
+    entry.ready.then(
+      () => supervise(key, entry, log),
+      (err) => {
+        log?.warn(`the embedded database could not start again: ${errorMessage(err)}`);
+        if (entries.get(key) === entry && !entry.stopping) entries.delete(key);
+      },
+    );
+  });
 }
 
 function stopEntry(key: string, entry: Entry): Promise<void> {
@@ -226,7 +265,8 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
     }
     const server = await launch(binaries, dataDir, options.port, account, options.log);
     await writeOwner(dir);
-    return { ...server, password: secret, binaries, runsAs: account?.name ?? currentUser() };
+    const relaunch = () => launch(binaries, dataDir, server.port, account, options.log);
+    return { ...server, password: secret, binaries, runsAs: account?.name ?? currentUser(), relaunch };
   } finally {
     await unlock().catch(() => undefined);
   }
