@@ -258,6 +258,13 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
       return { ...adopted, password: password!, binaries, runsAs: account?.name ?? currentUser() };
     }
     const initialised = await exists(path.join(dataDir, "PG_VERSION"));
+    if (initialised && !password) {
+      throw embeddedError(
+        `the embedded database's password file ${passwordFile} is missing, so nothing can connect to its cluster; put it back, or delete ${dataDir} to start with an empty database`,
+        "GW_DB_EMBEDDED_PASSWORD",
+        "database password missing",
+      );
+    }
     const secret = initialised && password ? password : randomBytes(24).toString("base64url");
     if (!initialised) {
       await writePassword(passwordFile, secret);
@@ -308,7 +315,7 @@ async function adopt(dir: string, dataDir: string, password: string | undefined)
   }
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
-  if (!(pid > 0) || !alive(pid) || !isPostgres(pid)) {
+  if (!(pid > 0) || !alive(pid) || !isPostgres(pid, dataDir)) {
     await fs.rm(pidFile, { force: true });
     return undefined;
   }
@@ -507,10 +514,12 @@ function alive(pid: number): boolean {
   }
 }
 
-function isPostgres(pid: number): boolean {
+/** Whether `pid` is a PostgreSQL server on `dataDir` (not a process that reuses an old pid, nor another cluster's server). */
+function isPostgres(pid: number, dataDir: string): boolean {
   if (process.platform !== "linux") return true;
   try {
-    return /postgres/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+    const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    return /postgres/.test(args[0] ?? "") && args.includes(dataDir);
   } catch {
     return false;
   }
