@@ -64,7 +64,11 @@ describe("postgres-database config node", () => {
     this.timeout(120_000);
 
     it("starts no server until a flow uses the database, then one in the user directory shared by every node", async () => {
-      const userDir = String((helper as any)._settings.userDir);
+      // A user directory of its own: other suites' flows use the shared one's server.
+      const original = String((helper as any)._settings.userDir);
+      const userDir = mkdtempSync(path.join(os.tmpdir(), "gw-nr-first-"));
+      (helper as any).settings({ userDir });
+      after(() => (helper as any).settings({ userDir: original }));
       const dir = path.join(userDir, "gluework", "postgres");
       await helper.load(postgresDatabase, [
         { id: "db1", type: "postgres-database", mode: "embedded" },

@@ -272,7 +272,18 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
     }
     const server = await launch(binaries, dataDir, options.port, account, options.log);
     await writeOwner(dir);
-    const relaunch = () => launch(binaries, dataDir, server.port, account, options.log);
+    const relaunch = async () => {
+      // A killed postmaster's backends end on their own within moments; until then, the
+      // shared memory they hold keeps a new server from starting.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await launch(binaries, dataDir, server.port, account, options.log);
+        } catch (err) {
+          if (attempt >= 20 || !/shared memory block.*still in use|postmaster\.pid/i.test(errorMessage(err))) throw err;
+          await sleep(500);
+        }
+      }
+    };
     return { ...server, password: secret, binaries, runsAs: account?.name ?? currentUser(), relaunch };
   } finally {
     await unlock().catch(() => undefined);
