@@ -225,6 +225,9 @@ function embeddedError(message: string, code: string, status: string, cause?: un
 }
 
 async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
+  if (process.platform === "win32") {
+    throw embeddedError("the embedded database runs on Linux and macOS only; on Windows, set a PostgreSQL server URL in the postgres-database node", "GW_DB_NO_BINARIES", "no PostgreSQL for this system");
+  }
   let binaries = findBinaries(options.binDir);
   const account = await runAccount();
   installExitHook();
