@@ -37,7 +37,7 @@ export class GraphClient {
    */
   async findUser(address: string): Promise<GraphUser> {
     try {
-      return await this.http.json<GraphUser>({ path: `users/${encodeURIComponent(address)}`, query: { $select: USER_FIELDS } });
+      return await this.http.json<GraphUser>({ path: userPath(address), query: { $select: USER_FIELDS } });
     } catch (err) {
       if (!(err instanceof HttpError) || err.statusCode !== 404) throw this.explain(err, address);
     }
@@ -57,7 +57,7 @@ export class GraphClient {
   /** One user's setting; the first look at a new user, which also proves the mailbox exists. */
   async automaticReplies(user: GraphUser, address: string): Promise<AutomaticRepliesSetting> {
     try {
-      return await this.http.json<AutomaticRepliesSetting>({ path: `users/${encodeURIComponent(user.id)}/mailboxSettings/automaticRepliesSetting` });
+      return await this.http.json<AutomaticRepliesSetting>({ path: `${userPath(user.id)}/mailboxSettings/automaticRepliesSetting` });
     } catch (err) {
       throw this.explain(err, address);
     }
@@ -81,6 +81,16 @@ export class GraphClient {
     const code = (err.body as GraphErrorBody | undefined)?.error?.code ?? "";
     return userProblem(err.statusCode, code, address, err) ?? err;
   }
+}
+
+/**
+ * The path of a user by id or user principal name. Graph reads a segment that starts with `$` as
+ * one of its own (`$count`), so such a name is addressed as `users('$…')`, quotes doubled
+ * (graph-ooo.md §1.2); every other is one encoded segment (a guest's `#` as `%23`).
+ */
+export function userPath(key: string): string {
+  if (key.startsWith("$")) return `users('${encodeURIComponent(key.replace(/'/g, "''")).replace(/^%24/, "$")}')`;
+  return `users/${encodeURIComponent(key)}`;
 }
 
 /** The problem a Graph status and error code mean for a watched address, if they mean one. */
