@@ -132,10 +132,10 @@ function explainMsalError(err: unknown): PipelineError {
   const code = e?.errorCode ?? "";
   const detail = (e?.errorMessage ?? e?.message ?? String(err)).split("\n")[0]!;
   if (code === "invalid_client" || /AADSTS7000215|AADSTS700027/.test(detail)) {
-    return new ConfigError(`Microsoft identity refused the app's secret or certificate: check them in the graph-app node (${detail})`, { cause: err, code: "GW_GRAPH_INVALID_CLIENT" });
+    return new ConfigError(`Microsoft identity refused the app's secret or certificate: check them in the graph-app node (${detail})`, { cause: err, code: "GW_GRAPH_INVALID_CLIENT", status: "app secret refused" });
   }
   if (code === "unauthorized_client" || /AADSTS700016|AADSTS90002/.test(detail)) {
-    return new ConfigError(`Microsoft identity does not know this app or tenant: check the tenant id and client id in the graph-app node (${detail})`, { cause: err, code: "GW_GRAPH_UNKNOWN_APP" });
+    return new ConfigError(`Microsoft identity does not know this app or tenant: check the tenant id and client id in the graph-app node (${detail})`, { cause: err, code: "GW_GRAPH_UNKNOWN_APP", status: "unknown app or tenant" });
   }
   if (code === "invalid_grant") return new AuthorizationRequiredError(`Microsoft identity refused the grant: ${detail}`, { cause: err });
   return new PipelineError(`no token from Microsoft identity: ${detail}`, { cause: err, code: "GW_GRAPH_TOKEN", status: "token error" });
