@@ -53,6 +53,7 @@ describe("Graph sandbox", () => {
     sandbox.graph.appReadsInFlight = 2;
     sandbox.graph.appRetryAfter = "0.25";
     sandbox.graph.itemLatencyMs = 20;
+    sandbox.graph.resetLoad();
     try {
       const requests = Array.from({ length: 8 }, (_, i) => ({ id: String(i + 1), method: "GET", url: `/users/user${String(i + 1).padStart(4, "0")}@contoso.test/mailboxSettings/automaticRepliesSetting` }));
       const { body } = await call("POST", "/$batch", { requests });
