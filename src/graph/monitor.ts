@@ -305,8 +305,9 @@ export class OutOfOfficeMonitor {
       const now = this.clock.now();
       if (now >= deadline) break;
       const available = this.budget.available;
-      // A batch of 20 holds 4 reads in flight (Graph's own limit per batch); fewer slots, fewer users.
-      const size = available >= OUTLOOK_ITEMS_PER_BATCH ? MAX_BATCH : available;
+      // A batch holds at most 4 reads in flight (Graph's own limit per batch): with fewer slots, fewer
+      // users; full batches of 20 only once Outlook has stopped refusing.
+      const size = available < OUTLOOK_ITEMS_PER_BATCH ? available : this.budget.calm ? MAX_BATCH : OUTLOOK_ITEMS_PER_BATCH;
       const chunk: Watched[] = [];
       let nextReady = Infinity;
       let readyLeft = false;
