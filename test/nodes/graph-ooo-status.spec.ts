@@ -14,7 +14,7 @@ describe("graph-ooo-status", function () {
   this.timeout(30_000);
   const sandbox = new Sandbox();
   let testDb: TestDatabase;
-  let seen: { changes: any[]; answers: any[]; refusals: any[]; caught: any[]; completed: any[] };
+  let seen: { changes: any[]; answers: any[]; refusals: any[]; summaries: any[]; caught: any[]; completed: any[] };
   let testNumber = 0;
 
   before(async () => {
@@ -32,13 +32,14 @@ describe("graph-ooo-status", function () {
   });
   afterEach(() => helper.unload());
 
-  function flow(users: string, id: string) {
+  function flow(users: string, id: string, extra: Record<string, unknown> = {}) {
     return [
       { id: "tab", type: "tab", label: "ooo" },
       { id: "app", type: "graph-app", tenantId: MICROSOFT_DEMO_APP.tenantId, clientId: MICROSOFT_DEMO_APP.clientId, authType: "secret", authorityHost: sandbox.url, graphUrl: `${sandbox.url}/microsoft/graph` },
       { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: testDb.name },
-      { id, type: "graph-ooo-status", z: "tab", x: 100, y: 100, app: "app", database: "db", users, interval: "3600", wires: [["changes"], ["answers"], ["refusals"]] },
+      { id, type: "graph-ooo-status", z: "tab", x: 100, y: 100, app: "app", database: "db", watchedUsers: users, interval: "3600", readsInFlight: "4", version: 2, ...extra, wires: [["changes"], ["answers"], ["refusals"], ["summaries"]] },
       { id: "changes", type: "helper", z: "tab", x: 300, y: 60, wires: [] },
+      { id: "summaries", type: "helper", z: "tab", x: 300, y: 180, wires: [] },
       { id: "answers", type: "helper", z: "tab", x: 300, y: 100, wires: [] },
       { id: "refusals", type: "helper", z: "tab", x: 300, y: 140, wires: [] },
       { id: "catch", type: "catch", z: "tab", x: 100, y: 200, scope: null, uncaught: false, wires: [["caught"]] },
@@ -49,15 +50,18 @@ describe("graph-ooo-status", function () {
   }
 
   /** Each test watches its own list (the list is kept per node id), unless it names one. */
-  async function start(users = "", id = `ooo${++testNumber}`) {
-    seen = { changes: [], answers: [], refusals: [], caught: [], completed: [] };
-    await helper.load(nodes, flow(users, id), { app: { clientSecret: MICROSOFT_DEMO_APP.clientSecret }, db: { user: "postgres" } });
-    for (const out of ["changes", "answers", "refusals", "caught", "completed"] as const) helper.getNode(out).on("input", (m: any) => seen[out].push(m));
+  async function start(users = "", id = `ooo${++testNumber}`, options: { extra?: Record<string, unknown>; secret?: string; ready?: RegExp } = {}) {
+    seen = { changes: [], answers: [], refusals: [], summaries: [], caught: [], completed: [] };
+    await helper.load(nodes, flow(users, id, options.extra), { app: { clientSecret: options.secret ?? MICROSOFT_DEMO_APP.clientSecret }, db: { user: "postgres" } });
+    for (const out of ["changes", "answers", "refusals", "summaries", "caught", "completed"] as const) helper.getNode(out).on("input", (m: any) => seen[out].push(m));
     const node = helper.getNode(id);
     // The node polls once as it starts; tests begin after that first poll.
-    await eventually(() => node.status.getCalls().some((c: any) => /watched · .* · \d\d:\d\d/.test(c.args[0]?.text ?? "")), 10_000, "the first poll");
+    const ready = options.ready ?? /watched · .* · \d\d:\d\d/;
+    await eventually(() => node.status.getCalls().some((c: any) => ready.test(c.args[0]?.text ?? "")), 10_000, "the first poll");
     return node;
   }
+
+  const lastStatus = (node: any) => node.status.lastCall.args[0];
 
   /** Polls now and waits until the node is done with the message. */
   async function poll(node: any) {
@@ -187,6 +191,84 @@ describe("graph-ooo-status", function () {
     node.receive({ topic: "list" });
     await eventually(() => seen.answers.length === 1, 10_000, "the list");
     assert.deepEqual(seen.answers[0].payload.watching.map((u: any) => u.email), ["ann@contoso.test"]);
+  });
+
+  it("reads a list saved under the first version's 'users' property", async () => {
+    const node = await start("", `v1-${testNumber}`, { extra: { watchedUsers: undefined, users: "ann@contoso.test bob@contoso.test", version: 1 } });
+    await eventually(() => seen.changes.length === 2, 10_000, "the baselines");
+    assert.deepEqual(seen.changes.map((c) => c.topic).sort(), ["ann@contoso.test", "bob@contoso.test"]);
+    await poll(node);
+    assert.equal(seen.summaries.at(-1).payload.read, 2);
+  });
+
+  it("sends a summary at the end of every cycle and stays green while everyone is read", async () => {
+    const node = await start("ann@contoso.test\nbob@contoso.test");
+    await poll(node);
+    const summary = seen.summaries.at(-1);
+    assert.equal(summary.topic, "cycle");
+    assert.deepEqual(
+      { watched: summary.payload.watched, read: summary.payload.read, notRead: summary.payload.notRead, throttled: summary.payload.throttled, errors: summary.payload.errors, failure: summary.payload.failure },
+      { watched: 2, read: 2, notRead: 0, throttled: 0, errors: 0, failure: null },
+    );
+    assert.equal(lastStatus(node).fill, "green");
+    assert.match(lastStatus(node).text, /^2 watched · 1 out · \d\d:\d\d$/);
+  });
+
+  it("turns yellow when some users were not read, and red when none were", async () => {
+    const node = await start("ann@contoso.test\nbob@contoso.test");
+    const ann = sandbox.graph.user("ann@contoso.test")!;
+    const bob = sandbox.graph.user("bob@contoso.test")!;
+    try {
+      bob.mailbox = false;
+      await poll(node);
+      assert.equal(lastStatus(node).fill, "yellow");
+      assert.match(lastStatus(node).text, /^1 of 2 read/);
+      assert.deepEqual(seen.summaries.at(-1).payload.notReadUsers, [{ email: "bob@contoso.test", reason: "no-mailbox" }]);
+      ann.mailbox = false;
+      await poll(node);
+      assert.equal(lastStatus(node).fill, "red");
+      assert.match(lastStatus(node).text, /^none of 2 read/);
+      ann.mailbox = true;
+      bob.mailbox = true;
+      await poll(node);
+      assert.equal(lastStatus(node).fill, "green");
+    } finally {
+      ann.mailbox = true;
+      bob.mailbox = true;
+    }
+  });
+
+  it("turns red naming a missing permission, and tells Catch once", async () => {
+    const node = await start("ann@contoso.test\nbob@contoso.test");
+    sandbox.graph.permissions.mailboxSettingsRead = false;
+    try {
+      const caught = seen.caught.length;
+      await poll(node);
+      assert.deepEqual(lastStatus(node), { fill: "red", shape: "ring", text: "missing permission" });
+      assert.equal(seen.caught.length - caught, 1);
+      assert.match(seen.caught.at(-1).error.message, /MailboxSettings\.Read/);
+    } finally {
+      sandbox.graph.permissions.mailboxSettingsRead = true;
+    }
+  });
+
+  it("turns red naming a refused client secret, without showing it", async () => {
+    const node = await start("ann@contoso.test", undefined, { secret: "not-the-secret", ready: /app secret refused/ });
+    assert.deepEqual(lastStatus(node), { fill: "red", shape: "ring", text: "app secret refused" });
+    await eventually(() => seen.caught.length >= 1, 10_000, "the catch");
+    assert.match(seen.caught[0].error.message, /refused the app's secret/);
+    assert.doesNotMatch(JSON.stringify(node.status.getCalls().map((c: any) => c.args[0])), /not-the-secret/);
+  });
+
+  it("tries a user whose lookup failed at deploy again at the next poll", async () => {
+    // The lookup and its four retries all fail; the poll that follows deploy finds the user.
+    sandbox.server.inject({ method: "GET", path: "/microsoft/graph/v1.0/users/ann%40contoso.test", status: 503, headers: { "Retry-After": "0" }, times: 5 });
+    const node = await start("ann@contoso.test");
+    await eventually(() => seen.changes.length === 1, 10_000, "the baseline");
+    assert.equal(seen.changes[0].payload.initial, true);
+    assert.equal(seen.summaries.at(-1).payload.read, 1);
+    assert.equal(lastStatus(node).fill, "green");
+    sandbox.server.clearFaults();
   });
 
   it("waits out a user's own 429 and Retry-After without losing the change", async () => {
