@@ -244,18 +244,23 @@ export class OutOfOfficeMonitor {
       reasons.set(user, reason);
     };
 
+    let wake: () => void = () => undefined;
     const sendBatch = async (chunk: Watched[], ticket: ReadTicket): Promise<void> => {
       let responses: BatchResponse[];
       try {
         result.batches++;
         responses = await this.opts.graph.batch(chunk.map((u, i) => ({ id: String(i + 1), method: "GET", url: `/${userPath(u.userId)}/mailboxSettings/automaticRepliesSetting` })), signal);
       } catch (err) {
+        release(ticket);
         result.errors++;
         const error = asPipelineError(err);
         if (!isPassing(error) || ++batchFailures >= MAX_BATCH_FAILURES) fatal ??= error;
         for (const user of chunk) later(user, "error");
         return;
       }
+      // The reads are over: the next batch goes out while this one's answers are judged.
+      release(ticket);
+      await new Promise<void>((resolve) => setImmediate(resolve));
       batchFailures = 0;
       const byId = new Map(responses.map((r) => [String(r.id), r]));
       let refused = false;
@@ -300,6 +305,10 @@ export class OutOfOfficeMonitor {
       if (refused) this.budget.throttled(ticket);
       if (reads) this.budget.succeeded(reads);
     };
+    const release = (ticket: ReadTicket) => {
+      this.budget.release(ticket);
+      wake();
+    };
 
     while (!fatal && !signal?.aborted) {
       const now = this.clock.now();
@@ -322,9 +331,9 @@ export class OutOfOfficeMonitor {
         const ticket = this.budget.take(Math.min(chunk.length, OUTLOOK_ITEMS_PER_BATCH));
         for (const user of chunk) sending.add(user);
         const batch: Promise<void> = sendBatch(chunk, ticket).finally(() => {
-          this.budget.release(ticket);
           for (const user of chunk) sending.delete(user);
           inFlight.delete(batch);
+          wake();
         });
         inFlight.add(batch);
         continue;
@@ -333,7 +342,7 @@ export class OutOfOfficeMonitor {
       if (!readyLeft && inFlight.size === 0 && nextReady >= deadline) break;
       // Wait for a slot, a batch to come back, or the next Retry-After to pass, whichever is first.
       const waited = new AbortController();
-      const waits: Array<Promise<unknown>> = [...inFlight];
+      const waits: Array<Promise<unknown>> = [...inFlight, new Promise<void>((resolve) => (wake = resolve))];
       if (readyLeft) waits.push(this.budget.freed());
       else if (nextReady < deadline) waits.push(this.clock.sleep(nextReady - now, waited.signal).catch(() => undefined));
       await Promise.race(waits);
