@@ -1,4 +1,4 @@
-import { PipelineError } from "../core/errors";
+import { ConfigError, PipelineError } from "../core/errors";
 import { HttpClient, HttpClientOptions, HttpError, TokenSource } from "../core/http/client";
 import { AutomaticRepliesSetting, BatchRequest, BatchResponse, GraphErrorBody, GraphUser } from "./types";
 
@@ -39,14 +39,14 @@ export class GraphClient {
     try {
       return await this.http.json<GraphUser>({ path: userPath(address), query: { $select: USER_FIELDS } });
     } catch (err) {
-      if (!(err instanceof HttpError) || err.statusCode !== 404) throw this.explain(err, address);
+      if (!(err instanceof HttpError) || err.statusCode !== 404) throw this.explainLookup(err, address);
     }
     const escaped = address.replace(/'/g, "''");
     let found: { value: GraphUser[] };
     try {
       found = await this.http.json<{ value: GraphUser[] }>({ path: "users", query: { $filter: `mail eq '${escaped}'`, $select: USER_FIELDS } });
     } catch (err) {
-      throw this.explain(err, address);
+      throw this.explainLookup(err, address);
     }
     const exact = found.value.filter((u) => (u.mail ?? "").toLowerCase() === address.toLowerCase());
     if (exact.length === 1) return exact[0]!;
@@ -73,6 +73,20 @@ export class GraphClient {
 
   async close(): Promise<void> {
     await this.http.close();
+  }
+
+  /** A directory lookup refused (403) means the app lacks User.Read.All, for every user alike. */
+  private explainLookup(err: unknown, address: string): unknown {
+    if (err instanceof HttpError && err.statusCode === 403) {
+      const code = (err.body as GraphErrorBody | undefined)?.error?.code ?? "403";
+      return new ConfigError(`Graph refused to look up ${address} in Entra ID (${code}): grant the app the User.Read.All application permission with admin consent`, {
+        cause: err,
+        code: "GW_GRAPH_PERMISSION",
+        status: "missing permission",
+        httpStatus: 403,
+      });
+    }
+    return this.explain(err, address);
   }
 
   /** Graph's answer for a user, classified: only 404s mean the user or mailbox is not there. */

@@ -71,6 +71,7 @@ describe("out-of-office monitor against the Graph sandbox", function () {
     sandbox.graph.appReadsInFlight = undefined;
     sandbox.graph.itemLatencyMs = 2;
     sandbox.graph.permissions.mailboxSettingsRead = true;
+    sandbox.graph.permissions.userReadAll = true;
     sandbox.microsoft.tokenLifetime = 3599;
     sandbox.server.clearFaults();
   });
@@ -205,6 +206,26 @@ describe("out-of-office monitor against the Graph sandbox", function () {
     assert.equal(result.failure.status, "missing permission");
     assert.match(result.failure.message, /MailboxSettings\.Read/);
     assert.deepEqual(result.problems, []);
+  });
+
+  it("stops a list with the cause named when the app may not look users up, and looks them up once it may", async () => {
+    const m = monitor();
+    sandbox.graph.permissions.userReadAll = false;
+    try {
+      const refused = await m.replace(addresses(60, 3)).catch((err) => err);
+      assert.ok(refused instanceof ConfigError);
+      assert.equal(refused.status, "missing permission");
+      assert.match(refused.message, /User\.Read\.All/);
+      assert.deepEqual(m.pendingLookups, addresses(60, 3));
+      const blocked = await m.poll();
+      assert.ok(blocked.failure instanceof ConfigError);
+      assert.equal(blocked.failure.status, "missing permission");
+    } finally {
+      sandbox.graph.permissions.userReadAll = true;
+    }
+    const result = await m.poll();
+    assert.equal(result.read, 3);
+    assert.equal(result.changes.filter((c) => c.initial).length, 3);
   });
 
   it("stops with the cause named when Microsoft refuses the app's secret", async () => {
