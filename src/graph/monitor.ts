@@ -1,5 +1,6 @@
 import { Clock, systemClock } from "../core/clock";
 import { AuthorizationRequiredError, ConfigError, InputError, PipelineError, asPipelineError } from "../core/errors";
+import { HttpError } from "../core/http/client";
 import { backoffDelay, serverRetryDelay } from "../core/http/retry";
 import { GraphClient, MAX_BATCH, UserLookupError, UserProblem, userPath, userProblem } from "./client";
 import { Observation, atMoment, isChange, nextBoundary, observe, plainText } from "./out-of-office";
@@ -254,7 +255,9 @@ export class OutOfOfficeMonitor {
         release(ticket);
         result.errors++;
         const error = asPipelineError(err);
-        if (!isPassing(error) || ++batchFailures >= MAX_BATCH_FAILURES) fatal ??= error;
+        // Graph refusing the token itself (401 after a fresh one) will not pass within this cycle.
+        const refusedToken = err instanceof HttpError && err.statusCode === 401;
+        if (!isPassing(error) || refusedToken || ++batchFailures >= MAX_BATCH_FAILURES) fatal ??= error;
         for (const user of chunk) later(user, "error");
         return;
       }
