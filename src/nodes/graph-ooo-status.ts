@@ -42,7 +42,7 @@ export = function register(RED: NodeAPI) {
     const intervalS = Math.max(MIN_INTERVAL_S, Number(config.interval) || 60);
     const readsInFlight = Math.max(1, Math.floor(Number(config.readsInFlight) || 4));
     let lastPoll = "";
-    let polling: Promise<void> | undefined;
+    let polling: Promise<PollResult> | undefined;
     let cancelWakeup: (() => void) | undefined;
 
     const monitor = (async () => {
@@ -85,7 +85,7 @@ export = function register(RED: NodeAPI) {
       }, Math.max(0, delay) + 50);
     };
 
-    const poll = (): Promise<void> => {
+    const poll = (): Promise<PollResult> => {
       polling ??= (async () => {
         const m = await monitor;
         const result = await m.poll(life.signal);
@@ -99,12 +99,22 @@ export = function register(RED: NodeAPI) {
         for (const r of result.refused) node.error(r.error, refusal(r.email, r.error));
         showWatching(m);
         scheduleWakeup(m);
-        if (result.failure) throw result.failure;
+        return result;
       })().finally(() => {
         polling = undefined;
       });
       return polling;
     };
+
+    // A cycle that failed on a timer goes to Catch; its status (yellow or red) is already set.
+    function pollOnTimer(): Promise<void> {
+      return poll().then(
+        (result) => {
+          if (result.failure) node.error(result.failure, { topic: "poll", payload: cycleSummary(result) });
+        },
+        (err) => report(err, "poll"),
+      );
+    }
 
     // Start: the list from the settings when there is one, then poll on the interval.
     life.timeout(async () => {
@@ -117,12 +127,13 @@ export = function register(RED: NodeAPI) {
           for (const r of result.refused) node.error(r.error, { topic: r.email, payload: { email: r.email } });
         }
         showWatching(m);
-        await poll();
       } catch (err) {
         report(err, "poll");
+        return;
       }
+      await pollOnTimer();
     }, 100);
-    life.interval(() => poll().catch((err) => report(err, "poll")), intervalS * 1000);
+    life.interval(pollOnTimer, intervalS * 1000);
     life.onClose(() => status.clear());
 
     handleInput(node, status, async (msg, send) => {
@@ -135,7 +146,8 @@ export = function register(RED: NodeAPI) {
         throw err;
       }
       if (request.kind === "poll") {
-        await poll();
+        const result = await poll();
+        if (result.failure) throw result.failure;
         return;
       }
       try {
