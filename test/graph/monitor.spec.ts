@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { Database } from "../../src/core/db/database";
 import { ConfigError } from "../../src/core/errors";
 import { EntraAppTokenSource } from "../../src/graph/app-token";
-import { GraphClient } from "../../src/graph/client";
+import { GraphClient, userPath } from "../../src/graph/client";
 import { OutOfOfficeMonitor, cycleSummary } from "../../src/graph/monitor";
 import { ReadBudget } from "../../src/graph/read-budget";
 import { WatchListStore } from "../../src/graph/watch-list";
@@ -42,6 +42,14 @@ describe("the budget of mailbox reads in flight", () => {
       budget.release(t);
     }
     assert.equal(budget.limit, 1);
+  });
+});
+
+describe("user paths", () => {
+  it("addresses a name that starts with $ as users('$…'), quotes doubled, and any other as one encoded segment", () => {
+    assert.equal(userPath("$adm'in@contoso.test"), "users('$adm''in%40contoso.test')");
+    assert.equal(userPath("guest_x.com#EXT#@contoso.test"), "users/guest_x.com%23EXT%23%40contoso.test");
+    assert.equal(userPath("5f0c2a1e-0000-4000-8000-000000000001"), "users/5f0c2a1e-0000-4000-8000-000000000001");
   });
 });
 

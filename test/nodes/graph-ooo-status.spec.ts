@@ -25,6 +25,7 @@ describe("graph-ooo-status", function () {
     sandbox.graph.addUser({ mail: "onprem@contoso.test", mailbox: false });
     sandbox.graph.addUser({ mail: "secret@contoso.test", restricted: true });
     sandbox.graph.addUser({ mail: "carol.smith@contoso.test", userPrincipalName: "csmith@contoso.test", displayName: "Carol" });
+    sandbox.graph.addUser({ mail: "admin@contoso.test", userPrincipalName: "$admin@contoso.test", displayName: "Dollar Admin" });
   });
   after(async () => {
     await testDb.drop();
@@ -92,6 +93,19 @@ describe("graph-ooo-status", function () {
     node.receive({ payload: { email: "carol.smith@contoso.test", status: true } });
     await eventually(() => seen.answers.length === 1, 10_000, "the answer");
     assert.equal(seen.answers[0].payload.displayName, "Carol");
+  });
+
+  it("watches a user principal name that starts with $, and one person once under two addresses", async () => {
+    const node = await start();
+    node.receive({ payload: { email: "$admin@contoso.test", status: true } });
+    await eventually(() => seen.answers.length === 1, 10_000, "the answer");
+    assert.equal(seen.answers[0].payload.displayName, "Dollar Admin");
+    node.receive({ payload: { email: "admin@contoso.test", status: true } });
+    await eventually(() => seen.answers.length === 2, 10_000, "the second answer");
+    assert.equal(seen.changes.length, 1, "one first look");
+    node.receive({ topic: "list" });
+    await eventually(() => seen.answers.length === 3, 10_000, "the list");
+    assert.deepEqual(seen.answers[2].payload.watching.map((u: any) => u.email), ["$admin@contoso.test"]);
   });
 
   it("stops watching a user", async () => {
