@@ -4,6 +4,9 @@ import graphOooStatus from "../../src/nodes/graph-ooo-status";
 import postgresDatabase from "../../src/nodes/postgres-database";
 import { MICROSOFT_DEMO_APP, Sandbox } from "../../src/sandbox";
 import { alwaysOn, disabled, scheduled } from "../../src/sandbox/graph";
+import type { Browser } from "playwright-core";
+import { launchChromium } from "../support/browser";
+import { NodeRedProcess, startNodeRed } from "../support/node-red-process";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { eventually, nodeRed } from "../support/node-red";
 
@@ -316,5 +319,47 @@ describe("graph-ooo-status", function () {
     assert.equal(seen.caught.length, 0);
     assert.equal(seen.changes.at(-1).payload.outOfOffice, false, "the change came through");
     sandbox.graph.setReplies("bob@contoso.test", alwaysOn("Bob is away"));
+  });
+});
+
+describe("graph-ooo-status in the Node-RED editor", function () {
+  this.timeout(120_000);
+  let red: NodeRedProcess;
+  let browser: Browser;
+
+  before(async () => {
+    red = await startNodeRed();
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    await red?.stop();
+  });
+
+  it("keeps the watched users and the reads in flight through the edit dialog, and exports them", async () => {
+    await red.deploy([
+      { id: "ed-tab", type: "tab", label: "ooo" },
+      { id: "ed-ooo", type: "graph-ooo-status", z: "ed-tab", x: 200, y: 100, app: "", database: "", watchedUsers: "ann@contoso.test\nbob@contoso.test", interval: "60", readsInFlight: "3", version: 2, wires: [[], [], [], []] },
+    ]);
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(red.url);
+    const loaded = () => (globalThis as any).RED?.nodes?.node?.("ed-ooo");
+    await page.waitForFunction(loaded, undefined, { timeout: 60_000 });
+    assert.equal(await page.evaluate(() => (globalThis as any).RED.nodes.node("ed-ooo").watchedUsers), "ann@contoso.test\nbob@contoso.test");
+    await page.evaluate(() => (globalThis as any).RED.editor.edit((globalThis as any).RED.nodes.node("ed-ooo")));
+    const field = page.locator("#node-input-watchedUsers");
+    await field.waitFor({ timeout: 20_000 });
+    assert.equal(await field.inputValue(), "ann@contoso.test\nbob@contoso.test");
+    assert.equal(await page.locator("#node-input-readsInFlight").inputValue(), "3");
+    await field.fill("carol@contoso.test");
+    // The editor's first-run tour may shade the page: press Done as its own handler would be.
+    await page.evaluate(() => (globalThis as any).$("#node-dialog-ok").trigger("click"));
+    await page.waitForFunction(() => (globalThis as any).RED.nodes.node("ed-ooo").watchedUsers === "carol@contoso.test", undefined, { timeout: 10_000 });
+    const exported = await page.evaluate(() => (globalThis as any).RED.nodes.createCompleteNodeSet().find((n: any) => n.id === "ed-ooo"));
+    assert.equal(exported.watchedUsers, "carol@contoso.test");
+    assert.equal(exported.readsInFlight, "3");
+    assert.equal(exported.version, 2);
+    assert.equal(exported.wires.length, 4, "four outputs");
+    await page.close();
   });
 });
