@@ -23,17 +23,25 @@ export interface EntraAppSettings {
   scope?: string;
 }
 
+/** msal-node renews a cached token once it is this close to expiry (graph-ooo.md §5.3). */
+const MSAL_RENEWAL_MARGIN_MS = 300_000;
+
 /**
- * App-only tokens for Microsoft Graph through msal-node's client-credentials flow and its cache.
+ * App-only tokens for Microsoft Graph through msal-node's client-credentials flow.
  * msal-node does not coalesce concurrent requests (graph-ooo.md §5.3), so one request is in flight
- * at a time here; `invalidate` skips msal's cache once after Graph refused a token.
+ * at a time here; `invalidate` skips msal's cache once after Graph refused a token. msal renews
+ * any token within 5 minutes of its expiry, so a token that lives less than that would cost a
+ * request per call: the token is kept here until a quarter of its life (at most 5 minutes) is left.
  */
 export class EntraAppTokenSource implements TokenSource {
   private readonly app: ConfidentialClientApplication;
   private inflight?: { promise: Promise<string>; forced: boolean };
+  private cached?: { token: string; renewAt: number };
   private readonly scope: string;
+  private readonly now: () => number;
 
-  constructor(settings: EntraAppSettings) {
+  constructor(settings: EntraAppSettings, now: () => number = Date.now) {
+    this.now = now;
     const { tenantId, clientId } = settings;
     if (!tenantId || !clientId) throw new ConfigError("the Entra ID app needs a tenant id and a client id");
     if (["common", "organizations", "consumers"].includes(tenantId.toLowerCase())) {
@@ -44,11 +52,13 @@ export class EntraAppTokenSource implements TokenSource {
   }
 
   getAccessToken(): Promise<string> {
+    if (this.cached && this.now() < this.cached.renewAt) return Promise.resolve(this.cached.token);
     return this.inflight?.promise ?? this.start(false);
   }
 
   /** Graph refused a token: ask msal for a new one, bypassing its cache (once for all callers). */
   invalidate(): Promise<string> {
+    this.cached = undefined;
     if (this.inflight?.forced) return this.inflight.promise;
     return this.start(true);
   }
@@ -74,6 +84,11 @@ export class EntraAppTokenSource implements TokenSource {
     }
     if (!result?.accessToken) throw new PipelineError("Microsoft identity answered without an access token", { code: "GW_GRAPH_TOKEN" });
     registerSecret(result.accessToken);
+    const expiresAt = result.expiresOn?.getTime();
+    if (expiresAt !== undefined) {
+      const life = expiresAt - this.now();
+      this.cached = { token: result.accessToken, renewAt: expiresAt - Math.min(MSAL_RENEWAL_MARGIN_MS, Math.max(0, life) / 4) };
+    }
     return result.accessToken;
   }
 }
@@ -117,10 +132,10 @@ function explainMsalError(err: unknown): PipelineError {
   const code = e?.errorCode ?? "";
   const detail = (e?.errorMessage ?? e?.message ?? String(err)).split("\n")[0]!;
   if (code === "invalid_client" || /AADSTS7000215|AADSTS700027/.test(detail)) {
-    return new ConfigError(`Microsoft identity refused the app's secret or certificate: check them in the graph-app node (${detail})`, { cause: err, code: "GW_GRAPH_INVALID_CLIENT" });
+    return new ConfigError(`Microsoft identity refused the app's secret or certificate: check them in the graph-app node (${detail})`, { cause: err, code: "GW_GRAPH_INVALID_CLIENT", status: "app secret refused" });
   }
   if (code === "unauthorized_client" || /AADSTS700016|AADSTS90002/.test(detail)) {
-    return new ConfigError(`Microsoft identity does not know this app or tenant: check the tenant id and client id in the graph-app node (${detail})`, { cause: err, code: "GW_GRAPH_UNKNOWN_APP" });
+    return new ConfigError(`Microsoft identity does not know this app or tenant: check the tenant id and client id in the graph-app node (${detail})`, { cause: err, code: "GW_GRAPH_UNKNOWN_APP", status: "unknown app or tenant" });
   }
   if (code === "invalid_grant") return new AuthorizationRequiredError(`Microsoft identity refused the grant: ${detail}`, { cause: err });
   return new PipelineError(`no token from Microsoft identity: ${detail}`, { cause: err, code: "GW_GRAPH_TOKEN", status: "token error" });

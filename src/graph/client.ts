@@ -1,4 +1,4 @@
-import { PipelineError } from "../core/errors";
+import { ConfigError, PipelineError } from "../core/errors";
 import { HttpClient, HttpClientOptions, HttpError, TokenSource } from "../core/http/client";
 import { AutomaticRepliesSetting, BatchRequest, BatchResponse, GraphErrorBody, GraphUser } from "./types";
 
@@ -37,16 +37,16 @@ export class GraphClient {
    */
   async findUser(address: string): Promise<GraphUser> {
     try {
-      return await this.http.json<GraphUser>({ path: `users/${encodeURIComponent(address)}`, query: { $select: USER_FIELDS } });
+      return await this.http.json<GraphUser>({ path: userPath(address), query: { $select: USER_FIELDS } });
     } catch (err) {
-      if (!(err instanceof HttpError) || err.statusCode !== 404) throw this.explain(err, address);
+      if (!(err instanceof HttpError) || err.statusCode !== 404) throw this.explainLookup(err, address);
     }
     const escaped = address.replace(/'/g, "''");
     let found: { value: GraphUser[] };
     try {
       found = await this.http.json<{ value: GraphUser[] }>({ path: "users", query: { $filter: `mail eq '${escaped}'`, $select: USER_FIELDS } });
     } catch (err) {
-      throw this.explain(err, address);
+      throw this.explainLookup(err, address);
     }
     const exact = found.value.filter((u) => (u.mail ?? "").toLowerCase() === address.toLowerCase());
     if (exact.length === 1) return exact[0]!;
@@ -57,7 +57,7 @@ export class GraphClient {
   /** One user's setting; the first look at a new user, which also proves the mailbox exists. */
   async automaticReplies(user: GraphUser, address: string): Promise<AutomaticRepliesSetting> {
     try {
-      return await this.http.json<AutomaticRepliesSetting>({ path: `users/${encodeURIComponent(user.id)}/mailboxSettings/automaticRepliesSetting` });
+      return await this.http.json<AutomaticRepliesSetting>({ path: `${userPath(user.id)}/mailboxSettings/automaticRepliesSetting` });
     } catch (err) {
       throw this.explain(err, address);
     }
@@ -75,12 +75,36 @@ export class GraphClient {
     await this.http.close();
   }
 
+  /** A directory lookup refused (403) means the app lacks User.Read.All, for every user alike. */
+  private explainLookup(err: unknown, address: string): unknown {
+    if (err instanceof HttpError && err.statusCode === 403) {
+      const code = (err.body as GraphErrorBody | undefined)?.error?.code ?? "403";
+      return new ConfigError(`Graph refused to look up ${address} in Entra ID (${code}): grant the app the User.Read.All application permission with admin consent`, {
+        cause: err,
+        code: "GW_GRAPH_PERMISSION",
+        status: "missing permission",
+        httpStatus: 403,
+      });
+    }
+    return this.explain(err, address);
+  }
+
   /** Graph's answer for a user, classified: only 404s mean the user or mailbox is not there. */
   explain(err: unknown, address: string): unknown {
     if (!(err instanceof HttpError)) return err;
     const code = (err.body as GraphErrorBody | undefined)?.error?.code ?? "";
     return userProblem(err.statusCode, code, address, err) ?? err;
   }
+}
+
+/**
+ * The path of a user by id or user principal name. Graph reads a segment that starts with `$` as
+ * one of its own (`$count`), so such a name is addressed as `users('$…')`, quotes doubled
+ * (graph-ooo.md §1.2); every other is one encoded segment (a guest's `#` as `%23`).
+ */
+export function userPath(key: string): string {
+  if (key.startsWith("$")) return `users('${encodeURIComponent(key.replace(/'/g, "''")).replace(/^%24/, "$")}')`;
+  return `users/${encodeURIComponent(key)}`;
 }
 
 /** The problem a Graph status and error code mean for a watched address, if they mean one. */

@@ -89,9 +89,14 @@ export function isChange(previous: Observation, next: Observation): boolean {
   return (
     previous.outOfOffice !== next.outOfOffice ||
     previous.status !== next.status ||
-    fingerprint(previous.externalReplyMessage) !== fingerprint(next.externalReplyMessage) ||
-    fingerprint(previous.internalReplyMessage) !== fingerprint(next.internalReplyMessage)
+    !sameText(previous.externalReplyMessage, next.externalReplyMessage) ||
+    !sameText(previous.internalReplyMessage, next.internalReplyMessage)
   );
+}
+
+/** The same HTML is the same text; other HTML is compared as text (converting it costs). */
+function sameText(a: string, b: string): boolean {
+  return a === b || fingerprint(a) === fingerprint(b);
 }
 
 /** Reply HTML as a person reads it. Exchange re-serialises HTML, so texts are compared as text. */

@@ -2,21 +2,30 @@ import { ConfigError, PipelineError, asPipelineError } from "../core/errors";
 import { DatabaseProvider, configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
-import { migrateConfig } from "../core/node/migrate";
-import { StatusReporter } from "../core/node/status";
+import { ConfigMigration, migrateConfig } from "../core/node/migrate";
+import { StatusReporter, formatCount } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef, NodeMessage, SendFunction } from "../core/node/types";
 import type { GraphApp } from "../graph/app";
 import { UserLookupError } from "../graph/client";
-import { OutOfOfficeChange, OutOfOfficeMonitor, changePayload } from "../graph/monitor";
+import { OutOfOfficeChange, OutOfOfficeMonitor, PollResult, changePayload, cycleSummary, isSettingsError } from "../graph/monitor";
 import { WatchRequest, parseWatchRequest } from "../graph/requests";
 import { WatchListStore } from "../graph/watch-list";
 
 interface OooDef extends NodeDef {
   app: string;
   database: string;
-  users: string;
+  /** Version 1 called this `users`, a name the editor keeps for itself (it dropped the field). */
+  watchedUsers: string;
   interval: string;
+  readsInFlight: string;
 }
+
+const MIGRATIONS: readonly ConfigMigration[] = [
+  {
+    version: 2,
+    up: ({ users, ...rest }) => ({ ...rest, watchedUsers: rest.watchedUsers ?? users ?? "" }),
+  },
+];
 
 /** The shortest polling interval: see the help for why. */
 const MIN_INTERVAL_S = 15;
@@ -27,25 +36,35 @@ export = function register(RED: NodeAPI) {
   function GraphOooStatusNode(this: Node, def: OooDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const config = migrateConfig(def, []);
+    const config = migrateConfig(def, MIGRATIONS);
     const status = new StatusReporter(node);
     const life = new Lifecycle(node);
     const intervalS = Math.max(MIN_INTERVAL_S, Number(config.interval) || 60);
+    const readsInFlight = Math.max(1, Math.floor(Number(config.readsInFlight) || 4));
     let lastPoll = "";
-    let polling: Promise<void> | undefined;
+    let polling: Promise<PollResult> | undefined;
     let cancelWakeup: (() => void) | undefined;
 
     const monitor = (async () => {
       const app = configNode<GraphApp>(RED, config.app, "graph-app", "Entra ID app");
       const db = await configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database").database();
-      const m = new OutOfOfficeMonitor({ graph: app.graph(), store: new WatchListStore(db, node.id) });
+      // A cycle may read for as long as the interval; the users left go first in the next one.
+      const m = new OutOfOfficeMonitor({ graph: app.graph(), store: new WatchListStore(db, node.id), readsInFlight, cycleBudgetMs: intervalS * 1000 });
       await m.load();
       return m;
     })();
     monitor.catch(() => undefined); // reported by whoever awaits it
 
     const changes = (list: OutOfOfficeChange[]): NodeMessage[] => list.map((c) => ({ topic: c.email, payload: changePayload(c) }));
-    const showWatching = (m: OutOfOfficeMonitor) => status.ready(`${m.users.length} watched · ${m.outOfOffice} out${lastPoll ? ` · ${lastPoll}` : ""}`);
+    let lastCycle: PollResult | undefined;
+    // Green only when the last cycle read everyone; yellow when it missed some, red when it read none.
+    const showWatching = (m: OutOfOfficeMonitor) => {
+      const cycle = lastCycle;
+      if (cycle?.failure && (isSettingsError(cycle.failure) || (cycle.read === 0 && cycle.watched > 0))) return status.error(cycle.failure.status);
+      if (cycle && cycle.read === 0 && cycle.watched > 0) return status.error(`none of ${formatCount(cycle.watched)} read · ${lastPoll}`);
+      if (cycle && cycle.notRead.length > 0) return status.warn(`${formatCount(cycle.read)} of ${formatCount(cycle.watched)} read · ${lastPoll}`);
+      status.ready(`${formatCount(m.users.length)} watched · ${m.outOfOffice} out${lastPoll ? ` · ${lastPoll}` : ""}`);
+    };
     const report = (err: unknown, what: string) => {
       const error = asPipelineError(err);
       status.error(error.status);
@@ -66,42 +85,55 @@ export = function register(RED: NodeAPI) {
       }, Math.max(0, delay) + 50);
     };
 
-    const poll = (): Promise<void> => {
+    const poll = (): Promise<PollResult> => {
       polling ??= (async () => {
         const m = await monitor;
-        const result = await m.poll();
+        const result = await m.poll(life.signal);
         const timed = await m.checkWindows();
         lastPoll = new Date().toTimeString().slice(0, 5);
+        lastCycle = result;
         const out = [...changes(result.changes), ...changes(timed)];
-        if (out.length) node.send([out, null, null]);
+        node.send([out.length ? out : null, null, null, { topic: "cycle", payload: cycleSummary(result) }]);
         // A watched user Graph no longer shows (gone, mailbox removed, access taken away): once per problem.
         for (const problem of result.problems) node.error(problem.error, { topic: problem.email, payload: { email: problem.email, error: problem.error.problem } });
+        for (const r of result.refused) node.error(r.error, refusal(r.email, r.error));
         showWatching(m);
         scheduleWakeup(m);
-        if (result.failure) throw result.failure;
+        return result;
       })().finally(() => {
         polling = undefined;
       });
       return polling;
     };
 
+    // A cycle that failed on a timer goes to Catch; its status (yellow or red) is already set.
+    function pollOnTimer(): Promise<void> {
+      return poll().then(
+        (result) => {
+          if (result.failure) node.error(result.failure, { topic: "poll", payload: cycleSummary(result) });
+        },
+        (err) => report(err, "poll"),
+      );
+    }
+
     // Start: the list from the settings when there is one, then poll on the interval.
     life.timeout(async () => {
       try {
         const m = await monitor;
-        const listed = String(config.users ?? "").split(/[\s,;]+/).filter(Boolean);
+        const listed = String(config.watchedUsers ?? "").split(/[\s,;]+/).filter(Boolean);
         if (listed.length) {
           const result = await m.replace(listed);
           if (result.changes.length) node.send([changes(result.changes), null, null]);
           for (const r of result.refused) node.error(r.error, { topic: r.email, payload: { email: r.email } });
         }
         showWatching(m);
-        await poll();
       } catch (err) {
         report(err, "poll");
+        return;
       }
+      await pollOnTimer();
     }, 100);
-    life.interval(() => poll().catch((err) => report(err, "poll")), intervalS * 1000);
+    life.interval(pollOnTimer, intervalS * 1000);
     life.onClose(() => status.clear());
 
     handleInput(node, status, async (msg, send) => {
@@ -114,7 +146,8 @@ export = function register(RED: NodeAPI) {
         throw err;
       }
       if (request.kind === "poll") {
-        await poll();
+        const result = await poll();
+        if (result.failure) throw result.failure;
         return;
       }
       try {
@@ -135,7 +168,8 @@ export = function register(RED: NodeAPI) {
           return;
         case "replace": {
           const r = await m.replace(request.emails);
-          send([changes(r.changes), answer(msg, r.refused.length ? 207 : 200, { watching: m.users.map((u) => u.email), added: r.added, removed: r.removed, refused: r.refused.map((x) => ({ email: x.email, reason: x.error.message })) }), null]);
+          const payload = { watching: m.users.map((u) => u.email), added: r.added, removed: r.removed, refused: r.refused.map((x) => ({ email: x.email, reason: x.error.message })), retrying: r.pending };
+          send([changes(r.changes), answer(msg, r.refused.length || r.pending.length ? 207 : 200, payload), null]);
           break;
         }
         case "watch":

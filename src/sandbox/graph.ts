@@ -41,17 +41,35 @@ export class GraphSandbox {
   readonly permissions = { mailboxSettingsRead: true, userReadAll: true };
   /** How long Outlook takes per mailbox request, so concurrency shows. */
   itemLatencyMs = 2;
+  /**
+   * Outlook's concurrency limit per app ID, when set: a mailbox read beyond this many in flight for
+   * one app answers 429 with `appRetryAfter` (graph-ooo.md §3: the docs name both scopes).
+   */
+  appReadsInFlight: number | undefined;
+  appRetryAfter = "0.1";
+  /** The most mailbox reads that were in flight at once for any app, since the last reset. */
+  peakReadsInFlight = 0;
+  /** Time spent in mailbox reads, as timers really kept it (a busy machine makes 20 ms longer). */
+  readTime = { reads: 0, ms: 0 };
+  /** The users whose mailbox was read (200), in order, latest 10,000: tests check who went first. */
+  readonly readLog: string[] = [];
+  private readonly appLoad = new Map<string, number>();
 
   constructor(
     private readonly server: SandboxServer,
     private readonly identity: MicrosoftSandbox,
   ) {
     server.route("GET", `${PREFIX}/users`, (req) => this.authorized(req, () => this.filterUsers(req.query.get("$filter") ?? "")));
-    server.route("GET", `${PREFIX}/users/:user`, (req) => this.authorized(req, () => this.getUser(req.params.user!)));
+    server.route("GET", `${PREFIX}/users/:user`, (req) => this.authorized(req, () => this.getUser(req.params.user!, true)));
     server.route("GET", `${PREFIX}/users/:user/mailboxSettings/automaticRepliesSetting`, (req) =>
-      this.authorized(req, () => this.getReplies(req.params.user!)),
+      this.authorizedApp(req, (app) => this.getReplies(req.params.user!, app, true)),
     );
-    server.route("POST", `${PREFIX}/$batch`, (req) => this.authorized(req, () => this.batch(req)));
+    // A user principal name that starts with `$` is addressed as users('$…') (graph-ooo.md §1.2).
+    server.route("GET", `${PREFIX}/:segment`, (req) => this.authorized(req, () => this.keyed(req.params.segment!, (key) => this.getUser(key))));
+    server.route("GET", `${PREFIX}/:segment/mailboxSettings/automaticRepliesSetting`, (req) =>
+      this.keyed(req.params.segment!, (key) => this.authorizedApp(req, (app) => this.getReplies(key, app))),
+    );
+    server.route("POST", `${PREFIX}/$batch`, (req) => this.authorizedApp(req, (app) => this.batch(req, app)));
     // For people trying the demo: change a user's automatic replies as Outlook would.
     server.route("POST", "/_sandbox/graph/users/:user/replies", (req) => {
       const user = this.user(decodeURIComponent(req.params.user!));
@@ -112,16 +130,36 @@ export class GraphSandbox {
     this.throttles.set(user.id, { times, retryAfter });
   }
 
+  resetLoad(): void {
+    this.peakReadsInFlight = 0;
+    this.readTime = { reads: 0, ms: 0 };
+    this.readLog.length = 0;
+  }
+
   private authorized(req: SandboxRequest, ok: () => SandboxReply | Promise<SandboxReply>): SandboxReply | Promise<SandboxReply> {
-    if (!this.identity.authenticate(req)) {
+    return this.authorizedApp(req, () => ok());
+  }
+
+  private authorizedApp(req: SandboxRequest, ok: (app: string) => SandboxReply | Promise<SandboxReply>): SandboxReply | Promise<SandboxReply> {
+    const app = this.identity.authenticate(req);
+    if (!app) {
       this.server.count("graph 401");
       return graphError(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.");
     }
-    return ok();
+    return ok(app);
   }
 
-  private getUser(key: string): SandboxReply {
+  /** `users('key')`, quotes doubled inside; any other single segment is not a resource here. */
+  private keyed(segment: string, ok: (key: string) => SandboxReply | Promise<SandboxReply>): SandboxReply | Promise<SandboxReply> {
+    const match = /^users\('((?:[^']|'')*)'\)$/.exec(segment);
+    if (!match) return graphError(400, "BadRequest", `Resource not found for the segment '${segment}'.`);
+    return ok(match[1]!.replace(/''/g, "'"));
+  }
+
+  private getUser(key: string, asSegment = false): SandboxReply {
     this.server.count("graph request");
+    const dollar = asSegment ? dollarSegment(key) : undefined;
+    if (dollar) return dollar;
     if (!this.permissions.userReadAll) return graphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.");
     const user = this.user(decodeURIComponent(key));
     if (!user) return graphError(404, "Request_ResourceNotFound", `Resource '${key}' does not exist or one of its queried reference-property objects are not present.`);
@@ -137,8 +175,10 @@ export class GraphSandbox {
     return { json: { value: [...this.users.values()].filter((u) => u.mail?.toLowerCase() === mail).map(publicUser) } };
   }
 
-  private async getReplies(key: string): Promise<SandboxReply> {
+  private async getReplies(key: string, app: string, asSegment = false): Promise<SandboxReply> {
     this.server.count("graph mailbox request");
+    const dollar = asSegment ? dollarSegment(key) : undefined;
+    if (dollar) return dollar;
     const user = this.user(decodeURIComponent(key));
     if (!user) return graphError(404, "ErrorInvalidUser", `The requested user '${key}' is invalid.`);
     if (!user.mailbox) return graphError(404, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.");
@@ -153,10 +193,19 @@ export class GraphSandbox {
     const now = Date.now();
     while (load.recent.length && load.recent[0]! <= now - MAILBOX_WINDOW_MS) load.recent.shift();
     if (load.inFlight >= MAILBOX_CONCURRENCY || load.recent.length >= MAILBOX_REQUESTS) return this.throttled("1");
+    const appInFlight = this.appLoad.get(app) ?? 0;
+    if (this.appReadsInFlight !== undefined && appInFlight >= this.appReadsInFlight) return this.throttled(this.appRetryAfter);
     load.inFlight++;
     load.recent.push(now);
+    this.appLoad.set(app, appInFlight + 1);
+    this.peakReadsInFlight = Math.max(this.peakReadsInFlight, appInFlight + 1);
     try {
+      const started = performance.now();
       if (this.itemLatencyMs > 0) await new Promise((r) => setTimeout(r, this.itemLatencyMs));
+      this.readTime.reads++;
+      this.readTime.ms += performance.now() - started;
+      this.readLog.push(user.mail ?? user.userPrincipalName);
+      if (this.readLog.length > 10_000) this.readLog.splice(0, this.readLog.length - 10_000);
       return {
         json: {
           "@odata.context": `https://graph.microsoft.com/v1.0/$metadata#users('${user.id}')/mailboxSettings/automaticRepliesSetting`,
@@ -165,6 +214,7 @@ export class GraphSandbox {
       };
     } finally {
       load.inFlight--;
+      this.appLoad.set(app, (this.appLoad.get(app) ?? 1) - 1);
     }
   }
 
@@ -173,7 +223,7 @@ export class GraphSandbox {
     return graphError(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.", { "Retry-After": retryAfter });
   }
 
-  private async batch(req: SandboxRequest): Promise<SandboxReply> {
+  private async batch(req: SandboxRequest, app: string): Promise<SandboxReply> {
     this.server.count("graph batch");
     const requests = (req.body?.requests ?? []) as Array<{ id?: string; method?: string; url?: string }>;
     if (!Array.isArray(requests) || requests.length === 0) return graphError(400, "BadRequest", "Invalid batch payload format.");
@@ -187,7 +237,7 @@ export class GraphSandbox {
       Array.from({ length: 4 }, async () => {
         while (next < requests.length) {
           const item = requests[next++]!;
-          const reply = await this.inner(item.method ?? "GET", item.url ?? "");
+          const reply = await this.inner(item.method ?? "GET", item.url ?? "", app);
           responses.push({ id: String(item.id), status: reply.status ?? 200, headers: { "Content-Type": "application/json", ...reply.headers }, body: reply.json });
         }
       }),
@@ -197,12 +247,17 @@ export class GraphSandbox {
     return { json: { responses } };
   }
 
-  private inner(method: string, url: string): Promise<SandboxReply> | SandboxReply {
+  private inner(method: string, url: string, app: string): Promise<SandboxReply> | SandboxReply {
     const path = url.replace(/^\/?(v1\.0\/)?/, "/").split("?")[0]!;
+    const get = method.toUpperCase() === "GET";
     const replies = /^\/users\/([^/]+)\/mailboxSettings\/automaticRepliesSetting$/.exec(path);
-    if (method.toUpperCase() === "GET" && replies) return this.getReplies(replies[1]!);
+    if (get && replies) return this.getReplies(replies[1]!, app, true);
+    const keyedReplies = /^\/([^/]+)\/mailboxSettings\/automaticRepliesSetting$/.exec(path);
+    if (get && keyedReplies) return this.keyed(decodeURIComponent(keyedReplies[1]!), (key) => this.getReplies(key, app));
     const user = /^\/users\/([^/]+)$/.exec(path);
-    if (method.toUpperCase() === "GET" && user) return this.getUser(user[1]!);
+    if (get && user) return this.getUser(user[1]!, true);
+    const keyedUser = /^\/([^/]+)$/.exec(path);
+    if (get && keyedUser) return this.keyed(decodeURIComponent(keyedUser[1]!), (key) => this.getUser(key));
     return graphError(400, "BadRequest", `The sandbox batch does not serve ${method} ${url}`);
   }
 }
@@ -228,6 +283,13 @@ export function scheduled(text: string, start: Date, end: Date, timeZone = "UTC"
     internalReplyMessage: html,
     externalReplyMessage: html,
   };
+}
+
+/** Graph reads a path segment that starts with `$` as a system segment, not a user (graph-ooo.md §1.2). */
+function dollarSegment(key: string): SandboxReply | undefined {
+  const decoded = decodeURIComponent(key);
+  if (!decoded.startsWith("$")) return undefined;
+  return graphError(400, "BadRequest", `A user principal name that starts with '$' must be addressed as users('${decoded}'), not users/${key}.`);
 }
 
 function publicUser(u: SandboxUser) {

@@ -4,6 +4,9 @@ import graphOooStatus from "../../src/nodes/graph-ooo-status";
 import postgresDatabase from "../../src/nodes/postgres-database";
 import { MICROSOFT_DEMO_APP, Sandbox } from "../../src/sandbox";
 import { alwaysOn, disabled, scheduled } from "../../src/sandbox/graph";
+import type { Browser } from "playwright-core";
+import { launchChromium } from "../support/browser";
+import { NodeRedProcess, startNodeRed } from "../support/node-red-process";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { DATABASE_KINDS, databaseNode, kindLabel } from "../support/databases";
 import { eventually, nodeRed } from "../support/node-red";
@@ -15,7 +18,7 @@ for (const kind of DATABASE_KINDS) describe(`graph-ooo-status (${kindLabel(kind)
   this.timeout(30_000);
   const sandbox = new Sandbox();
   let testDb: TestDatabase;
-  let seen: { changes: any[]; answers: any[]; refusals: any[]; caught: any[]; completed: any[] };
+  let seen: { changes: any[]; answers: any[]; refusals: any[]; summaries: any[]; caught: any[]; completed: any[] };
   let testNumber = 0;
 
   before(async () => {
@@ -26,6 +29,7 @@ for (const kind of DATABASE_KINDS) describe(`graph-ooo-status (${kindLabel(kind)
     sandbox.graph.addUser({ mail: "onprem@contoso.test", mailbox: false });
     sandbox.graph.addUser({ mail: "secret@contoso.test", restricted: true });
     sandbox.graph.addUser({ mail: "carol.smith@contoso.test", userPrincipalName: "csmith@contoso.test", displayName: "Carol" });
+    sandbox.graph.addUser({ mail: "admin@contoso.test", userPrincipalName: "$admin@contoso.test", displayName: "Dollar Admin" });
   });
   after(async () => {
     await testDb.drop();
@@ -33,13 +37,14 @@ for (const kind of DATABASE_KINDS) describe(`graph-ooo-status (${kindLabel(kind)
   });
   afterEach(() => helper.unload());
 
-  function flow(users: string, id: string) {
+  function flow(users: string, id: string, extra: Record<string, unknown> = {}) {
     return [
       { id: "tab", type: "tab", label: "ooo" },
       { id: "app", type: "graph-app", tenantId: MICROSOFT_DEMO_APP.tenantId, clientId: MICROSOFT_DEMO_APP.clientId, authType: "secret", authorityHost: sandbox.url, graphUrl: `${sandbox.url}/microsoft/graph` },
       { id: "db", ...databaseNode(kind, testDb) },
-      { id, type: "graph-ooo-status", z: "tab", x: 100, y: 100, app: "app", database: "db", users, interval: "3600", wires: [["changes"], ["answers"], ["refusals"]] },
+      { id, type: "graph-ooo-status", z: "tab", x: 100, y: 100, app: "app", database: "db", watchedUsers: users, interval: "3600", readsInFlight: "4", version: 2, ...extra, wires: [["changes"], ["answers"], ["refusals"], ["summaries"]] },
       { id: "changes", type: "helper", z: "tab", x: 300, y: 60, wires: [] },
+      { id: "summaries", type: "helper", z: "tab", x: 300, y: 180, wires: [] },
       { id: "answers", type: "helper", z: "tab", x: 300, y: 100, wires: [] },
       { id: "refusals", type: "helper", z: "tab", x: 300, y: 140, wires: [] },
       { id: "catch", type: "catch", z: "tab", x: 100, y: 200, scope: null, uncaught: false, wires: [["caught"]] },
@@ -50,15 +55,18 @@ for (const kind of DATABASE_KINDS) describe(`graph-ooo-status (${kindLabel(kind)
   }
 
   /** Each test watches its own list (the list is kept per node id), unless it names one. */
-  async function start(users = "", id = `ooo${++testNumber}`) {
-    seen = { changes: [], answers: [], refusals: [], caught: [], completed: [] };
-    await helper.load(nodes, flow(users, id), { app: { clientSecret: MICROSOFT_DEMO_APP.clientSecret }, db: { user: "postgres" } });
-    for (const out of ["changes", "answers", "refusals", "caught", "completed"] as const) helper.getNode(out).on("input", (m: any) => seen[out].push(m));
+  async function start(users = "", id = `ooo${++testNumber}`, options: { extra?: Record<string, unknown>; secret?: string; ready?: RegExp } = {}) {
+    seen = { changes: [], answers: [], refusals: [], summaries: [], caught: [], completed: [] };
+    await helper.load(nodes, flow(users, id, options.extra), { app: { clientSecret: options.secret ?? MICROSOFT_DEMO_APP.clientSecret }, db: { user: "postgres" } });
+    for (const out of ["changes", "answers", "refusals", "summaries", "caught", "completed"] as const) helper.getNode(out).on("input", (m: any) => seen[out].push(m));
     const node = helper.getNode(id);
     // The node polls once as it starts; tests begin after that first poll.
-    await eventually(() => node.status.getCalls().some((c: any) => /watched · .* · \d\d:\d\d/.test(c.args[0]?.text ?? "")), 10_000, "the first poll");
+    const ready = options.ready ?? /watched · .* · \d\d:\d\d/;
+    await eventually(() => node.status.getCalls().some((c: any) => ready.test(c.args[0]?.text ?? "")), 10_000, "the first poll");
     return node;
   }
+
+  const lastStatus = (node: any) => node.status.lastCall.args[0];
 
   /** Polls now and waits until the node is done with the message. */
   async function poll(node: any) {
@@ -89,6 +97,19 @@ for (const kind of DATABASE_KINDS) describe(`graph-ooo-status (${kindLabel(kind)
     node.receive({ payload: { email: "carol.smith@contoso.test", status: true } });
     await eventually(() => seen.answers.length === 1, 10_000, "the answer");
     assert.equal(seen.answers[0].payload.displayName, "Carol");
+  });
+
+  it("watches a user principal name that starts with $, and one person once under two addresses", async () => {
+    const node = await start();
+    node.receive({ payload: { email: "$admin@contoso.test", status: true } });
+    await eventually(() => seen.answers.length === 1, 10_000, "the answer");
+    assert.equal(seen.answers[0].payload.displayName, "Dollar Admin");
+    node.receive({ payload: { email: "admin@contoso.test", status: true } });
+    await eventually(() => seen.answers.length === 2, 10_000, "the second answer");
+    assert.equal(seen.changes.length, 1, "one first look");
+    node.receive({ topic: "list" });
+    await eventually(() => seen.answers.length === 3, 10_000, "the list");
+    assert.deepEqual(seen.answers[2].payload.watching.map((u: any) => u.email), ["$admin@contoso.test"]);
   });
 
   it("stops watching a user", async () => {
@@ -190,6 +211,84 @@ for (const kind of DATABASE_KINDS) describe(`graph-ooo-status (${kindLabel(kind)
     assert.deepEqual(seen.answers[0].payload.watching.map((u: any) => u.email), ["ann@contoso.test"]);
   });
 
+  it("reads a list saved under the first version's 'users' property", async () => {
+    const node = await start("", `v1-${testNumber}`, { extra: { watchedUsers: undefined, users: "ann@contoso.test bob@contoso.test", version: 1 } });
+    await eventually(() => seen.changes.length === 2, 10_000, "the baselines");
+    assert.deepEqual(seen.changes.map((c) => c.topic).sort(), ["ann@contoso.test", "bob@contoso.test"]);
+    await poll(node);
+    assert.equal(seen.summaries.at(-1).payload.read, 2);
+  });
+
+  it("sends a summary at the end of every cycle and stays green while everyone is read", async () => {
+    const node = await start("ann@contoso.test\nbob@contoso.test");
+    await poll(node);
+    const summary = seen.summaries.at(-1);
+    assert.equal(summary.topic, "cycle");
+    assert.deepEqual(
+      { watched: summary.payload.watched, read: summary.payload.read, notRead: summary.payload.notRead, throttled: summary.payload.throttled, errors: summary.payload.errors, failure: summary.payload.failure },
+      { watched: 2, read: 2, notRead: 0, throttled: 0, errors: 0, failure: null },
+    );
+    assert.equal(lastStatus(node).fill, "green");
+    assert.match(lastStatus(node).text, /^2 watched · 1 out · \d\d:\d\d$/);
+  });
+
+  it("turns yellow when some users were not read, and red when none were", async () => {
+    const node = await start("ann@contoso.test\nbob@contoso.test");
+    const ann = sandbox.graph.user("ann@contoso.test")!;
+    const bob = sandbox.graph.user("bob@contoso.test")!;
+    try {
+      bob.mailbox = false;
+      await poll(node);
+      assert.equal(lastStatus(node).fill, "yellow");
+      assert.match(lastStatus(node).text, /^1 of 2 read/);
+      assert.deepEqual(seen.summaries.at(-1).payload.notReadUsers, [{ email: "bob@contoso.test", reason: "no-mailbox" }]);
+      ann.mailbox = false;
+      await poll(node);
+      assert.equal(lastStatus(node).fill, "red");
+      assert.match(lastStatus(node).text, /^none of 2 read/);
+      ann.mailbox = true;
+      bob.mailbox = true;
+      await poll(node);
+      assert.equal(lastStatus(node).fill, "green");
+    } finally {
+      ann.mailbox = true;
+      bob.mailbox = true;
+    }
+  });
+
+  it("turns red naming a missing permission, and tells Catch once", async () => {
+    const node = await start("ann@contoso.test\nbob@contoso.test");
+    sandbox.graph.permissions.mailboxSettingsRead = false;
+    try {
+      const caught = seen.caught.length;
+      await poll(node);
+      assert.deepEqual(lastStatus(node), { fill: "red", shape: "ring", text: "missing permission" });
+      assert.equal(seen.caught.length - caught, 1);
+      assert.match(seen.caught.at(-1).error.message, /MailboxSettings\.Read/);
+    } finally {
+      sandbox.graph.permissions.mailboxSettingsRead = true;
+    }
+  });
+
+  it("turns red naming a refused client secret, without showing it", async () => {
+    const node = await start("ann@contoso.test", undefined, { secret: "not-the-secret", ready: /app secret refused/ });
+    assert.deepEqual(lastStatus(node), { fill: "red", shape: "ring", text: "app secret refused" });
+    await eventually(() => seen.caught.length >= 1, 10_000, "the catch");
+    assert.match(seen.caught[0].error.message, /refused the app's secret/);
+    assert.doesNotMatch(JSON.stringify(node.status.getCalls().map((c: any) => c.args[0])), /not-the-secret/);
+  });
+
+  it("tries a user whose lookup failed at deploy again at the next poll", async () => {
+    // The lookup and its four retries all fail; the poll that follows deploy finds the user.
+    sandbox.server.inject({ method: "GET", path: "/microsoft/graph/v1.0/users/ann%40contoso.test", status: 503, headers: { "Retry-After": "0" }, times: 5 });
+    const node = await start("ann@contoso.test");
+    await eventually(() => seen.changes.length === 1, 10_000, "the baseline");
+    assert.equal(seen.changes[0].payload.initial, true);
+    assert.equal(seen.summaries.at(-1).payload.read, 1);
+    assert.equal(lastStatus(node).fill, "green");
+    sandbox.server.clearFaults();
+  });
+
   it("waits out a user's own 429 and Retry-After without losing the change", async () => {
     const node = await start();
     node.receive({ payload: ["ann@contoso.test", "bob@contoso.test"] });
@@ -221,5 +320,47 @@ for (const kind of DATABASE_KINDS) describe(`graph-ooo-status (${kindLabel(kind)
     assert.equal(seen.caught.length, 0);
     assert.equal(seen.changes.at(-1).payload.outOfOffice, false, "the change came through");
     sandbox.graph.setReplies("bob@contoso.test", alwaysOn("Bob is away"));
+  });
+});
+
+describe("graph-ooo-status in the Node-RED editor", function () {
+  this.timeout(120_000);
+  let red: NodeRedProcess;
+  let browser: Browser;
+
+  before(async () => {
+    red = await startNodeRed();
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    await red?.stop();
+  });
+
+  it("keeps the watched users and the reads in flight through the edit dialog, and exports them", async () => {
+    await red.deploy([
+      { id: "ed-tab", type: "tab", label: "ooo" },
+      { id: "ed-ooo", type: "graph-ooo-status", z: "ed-tab", x: 200, y: 100, app: "", database: "", watchedUsers: "ann@contoso.test\nbob@contoso.test", interval: "60", readsInFlight: "3", version: 2, wires: [[], [], [], []] },
+    ]);
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(red.url);
+    const loaded = () => (globalThis as any).RED?.nodes?.node?.("ed-ooo");
+    await page.waitForFunction(loaded, undefined, { timeout: 60_000 });
+    assert.equal(await page.evaluate(() => (globalThis as any).RED.nodes.node("ed-ooo").watchedUsers), "ann@contoso.test\nbob@contoso.test");
+    await page.evaluate(() => (globalThis as any).RED.editor.edit((globalThis as any).RED.nodes.node("ed-ooo")));
+    const field = page.locator("#node-input-watchedUsers");
+    await field.waitFor({ timeout: 20_000 });
+    assert.equal(await field.inputValue(), "ann@contoso.test\nbob@contoso.test");
+    assert.equal(await page.locator("#node-input-readsInFlight").inputValue(), "3");
+    await field.fill("carol@contoso.test");
+    // The editor's first-run tour may shade the page: press Done as its own handler would be.
+    await page.evaluate(() => (globalThis as any).$("#node-dialog-ok").trigger("click"));
+    await page.waitForFunction(() => (globalThis as any).RED.nodes.node("ed-ooo").watchedUsers === "carol@contoso.test", undefined, { timeout: 10_000 });
+    const exported = await page.evaluate(() => (globalThis as any).RED.nodes.createCompleteNodeSet().find((n: any) => n.id === "ed-ooo"));
+    assert.equal(exported.watchedUsers, "carol@contoso.test");
+    assert.equal(exported.readsInFlight, "3");
+    assert.equal(exported.version, 2);
+    assert.equal(exported.wires.length, 4, "four outputs");
+    await page.close();
   });
 });

@@ -49,6 +49,43 @@ describe("Graph sandbox", () => {
     assert.equal(body.responses[0].headers["Retry-After"], "2.5");
   });
 
+  it("answers 429 with its decimal Retry-After beyond the per-app limit on mailbox reads in flight", async () => {
+    sandbox.graph.appReadsInFlight = 2;
+    sandbox.graph.appRetryAfter = "0.25";
+    sandbox.graph.itemLatencyMs = 20;
+    sandbox.graph.resetLoad();
+    try {
+      const requests = Array.from({ length: 8 }, (_, i) => ({ id: String(i + 1), method: "GET", url: `/users/user${String(i + 1).padStart(4, "0")}@contoso.test/mailboxSettings/automaticRepliesSetting` }));
+      const { body } = await call("POST", "/$batch", { requests });
+      const throttled = body.responses.filter((r: any) => r.status === 429);
+      // Graph hands Outlook 4 items at a time: 2 are read while the others are refused at once.
+      assert.equal(throttled.length, 6);
+      assert.equal(body.responses.filter((r: any) => r.status === 200).length, 2);
+      assert.equal(throttled[0].headers["Retry-After"], "0.25");
+      assert.equal(throttled[0].body.error.code, "ApplicationThrottled");
+      assert.equal(sandbox.graph.peakReadsInFlight, 2);
+    } finally {
+      sandbox.graph.appReadsInFlight = undefined;
+      sandbox.graph.itemLatencyMs = 2;
+    }
+  });
+
+  it("refuses a user principal name that starts with $ in a path segment, and serves it as users('$…')", async () => {
+    sandbox.graph.addUser({ mail: "dollar@contoso.test", userPrincipalName: "$dollar@contoso.test", displayName: "Dollar" });
+    const plain = await call("GET", `/users/${encodeURIComponent("$dollar@contoso.test")}`);
+    assert.equal(plain.status, 400);
+    assert.match(plain.body.error.message, /users\('\$dollar@contoso\.test'\)/);
+    const keyed = await call("GET", "/users('$dollar@contoso.test')");
+    assert.equal(keyed.status, 200);
+    assert.equal(keyed.body.displayName, "Dollar");
+    const { body } = await call("POST", "/$batch", { requests: [
+      { id: "1", method: "GET", url: "/users('$dollar@contoso.test')/mailboxSettings/automaticRepliesSetting" },
+      { id: "2", method: "GET", url: "/users/%24dollar@contoso.test/mailboxSettings/automaticRepliesSetting" },
+    ] });
+    assert.equal(body.responses.find((r: any) => r.id === "1").status, 200);
+    assert.equal(body.responses.find((r: any) => r.id === "2").status, 400);
+  });
+
   it("finds users by mail with an OData filter, quotes doubled", async () => {
     sandbox.graph.addUser({ mail: "o'brien@contoso.test", displayName: "Pat O'Brien" });
     const { body } = await call("GET", `/users?$filter=${encodeURIComponent("mail eq 'o''brien@contoso.test'")}`);
@@ -102,6 +139,33 @@ describe("Entra ID app tokens", () => {
     const fresh = await Promise.all([tokens.invalidate(), tokens.invalidate()]);
     assert.notEqual(fresh[0], all[0]);
     assert.equal(sandbox.server.counter("microsoft token request") - before, 2);
+  });
+
+  it("issues tokens of the lifetime a test sets, shorter than msal's 5-minute renewal margin", async () => {
+    sandbox.microsoft.tokenLifetime = 240;
+    try {
+      const res = await request(`${sandbox.url}/${MICROSOFT_DEMO_APP.tenantId}/oauth2/v2.0/token`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ grant_type: "client_credentials", client_id: MICROSOFT_DEMO_APP.clientId, client_secret: MICROSOFT_DEMO_APP.clientSecret, scope: "https://graph.microsoft.com/.default" }).toString(),
+      });
+      assert.equal(((await res.body.json()) as any).expires_in, 240);
+    } finally {
+      sandbox.microsoft.tokenLifetime = 3599;
+    }
+  });
+
+  it("asks for one token while it lives, even when it lives less than msal's 5-minute renewal margin", async () => {
+    sandbox.microsoft.tokenLifetime = 240;
+    try {
+      const tokens = new EntraAppTokenSource({ ...MICROSOFT_DEMO_APP, authorityHost: sandbox.url });
+      const before = sandbox.server.counter("microsoft token request");
+      const first = await tokens.getAccessToken();
+      for (let i = 0; i < 10; i++) assert.equal(await tokens.getAccessToken(), first);
+      assert.equal(sandbox.server.counter("microsoft token request") - before, 1);
+    } finally {
+      sandbox.microsoft.tokenLifetime = 3599;
+    }
   });
 
   it("refuses a tenant that is not one tenant", () => {
