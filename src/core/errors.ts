@@ -29,6 +29,15 @@ export class PipelineError extends Error {
     this.httpStatus = options.httpStatus;
   }
 
+  /**
+   * The message alone: Node-RED puts `String(err)` in a Catch node's `msg.error.message` and in the
+   * debug sidebar, where a class name (`HttpError: …`) means nothing to a user. The name stays on
+   * the error, in its stack and when it is inspected.
+   */
+  override toString(): string {
+    return this.message;
+  }
+
   [inspect.custom](): string {
     const cause = this.cause instanceof Error ? `\n  cause: ${redact(this.cause.message)}` : "";
     return redact(`${this.name} [${this.code}]: ${this.message}${cause}`);
