@@ -1,0 +1,235 @@
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import path from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { request } from "undici";
+import { launchChromium } from "../support/browser";
+import { EditorNodeRed, installPackedPackage, packageJson, shippedExamples, startEditorNodeRed } from "./editor-setup";
+
+// These run in the page (page.evaluate), where the editor's globals live.
+declare const window: any;
+declare const document: any;
+
+const CATEGORY = "saas pipelines";
+const ALL_TYPES = Object.keys(packageJson["node-red"].nodes);
+
+/** With GW_SCREENSHOTS set (a folder, e.g. docs), the pictures the README shows are taken anew. */
+async function screenshot(page: Page, name: string, clip?: { x: number; y: number; width: number; height: number }): Promise<void> {
+  if (process.env.GW_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.GW_SCREENSHOTS, name), clip });
+}
+
+/**
+ * What a Node-RED user meets in the editor: the packed package installed with its production
+ * dependencies only into a fresh user directory, Node-RED started on it, Chromium on the editor.
+ */
+describe("the package in the Node-RED editor", function () {
+  this.timeout(120_000);
+  let red: EditorNodeRed;
+  let browser: Browser;
+  let page: Page;
+  let userDir: string;
+  const pageErrors: string[] = [];
+
+  before(async function () {
+    this.timeout(300_000);
+    ({ userDir } = await installPackedPackage());
+    red = await startEditorNodeRed(userDir);
+    browser = await launchChromium();
+    page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    page.on("pageerror", (err) => pageErrors.push(err.message));
+    page.on("console", (m) => {
+      if (m.type() === "error" || m.type() === "warning") pageErrors.push(m.text());
+    });
+    await openEditor();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await red?.stop();
+    if (userDir) rmSync(path.dirname(userDir), { recursive: true, force: true });
+  });
+
+  async function openEditor(): Promise<void> {
+    await page.goto(red.url);
+    await page.waitForFunction(() => {
+      const R = (window as any).RED;
+      return R?.nodes?.getType?.("goto-call-logs") && R.workspaces.count() > 0 && document.querySelector("#red-ui-palette .red-ui-palette-node");
+    }, undefined, { timeout: 60_000 });
+    await page.waitForTimeout(300);
+  }
+
+  /** The flow nodes of this package (config nodes live in their own sidebar, not in the palette). */
+  async function flowTypes(): Promise<string[]> {
+    return page.evaluate((types) => types.filter((t) => (window as any).RED.nodes.getType(t)?.category !== "config"), ALL_TYPES);
+  }
+
+  async function deployInEditor(): Promise<void> {
+    await page.locator("#red-ui-header-button-deploy").click();
+    const confirm = page.locator("#red-ui-deploy-dialog-confirm-deploy-deploy");
+    // Unconfigured nodes make the editor ask once; that is the point of an example before setup.
+    await Promise.race([
+      confirm.waitFor({ state: "visible", timeout: 3000 }).then(() => confirm.click()).catch(() => undefined),
+      page.waitForFunction(() => !(window as any).RED.nodes.dirty(), undefined, { timeout: 3000 }).catch(() => undefined),
+    ]);
+    await page.waitForFunction(() => !(window as any).RED.nodes.dirty(), undefined, { timeout: 30_000 });
+  }
+
+  it("registers every type of package.json, and the palette lists each flow node in the package's own category", async () => {
+    const res = await request(`${red.url}/nodes`, { headers: { accept: "application/json" } });
+    const sets = (await res.body.json()) as Array<{ module: string; types: string[]; err?: string }>;
+    const ours = sets.filter((s) => s.module === packageJson.name);
+    assert.deepEqual(ours.filter((s) => s.err).map((s) => s.err), []);
+    assert.deepEqual(ours.flatMap((s) => s.types).sort(), [...ALL_TYPES].sort());
+    const types = await flowTypes();
+    assert.equal(types.length, 10);
+    const palette = await page.evaluate(
+      ({ types }) =>
+        types.map((t) => {
+          const def = (window as any).RED.nodes.getType(t);
+          const el = document.querySelector(`.red-ui-palette-node[data-palette-type="${t}"]`);
+          const section = el?.closest(".red-ui-palette-category");
+          return {
+            type: t,
+            category: def.category,
+            section: section?.querySelector(".red-ui-palette-header")?.textContent?.trim().toLowerCase(),
+            label: el?.querySelector(".red-ui-palette-label")?.textContent?.replace(/\s+/g, " ").trim(),
+            icon: typeof def.icon === "function" ? def.icon.call({}) : def.icon,
+          };
+        }),
+      { types, category: CATEGORY },
+    );
+    for (const p of palette) {
+      assert.equal(p.category, CATEGORY, `${p.type}'s category`);
+      assert.equal(p.section, CATEGORY, `${p.type} is shown under ${CATEGORY}`);
+      assert.ok(p.label && !/ - /.test(p.label), `${p.type} has a palette label (${p.label})`);
+    }
+    assert.equal(palette.find((p) => p.type === "connection-board")!.label, "connection board");
+    assert.equal(new Set(palette.map((p) => p.icon)).size, palette.length, `one icon per node: ${palette.map((p) => `${p.type}=${p.icon}`).join(", ")}`);
+    await page.evaluate((category) => {
+      const header = document.querySelector(`#red-ui-palette-header-${category.replace(/ /g, "_")}`) ?? [...document.querySelectorAll(".red-ui-palette-header")].find((h) => h.textContent?.trim().toLowerCase() === category);
+      header?.scrollIntoView();
+    }, CATEGORY);
+    const box = await page.locator(".red-ui-palette-category", { has: page.locator('.red-ui-palette-node[data-palette-type="goto-call-logs"]') }).boundingBox();
+    if (box) await screenshot(page, "palette.png", { x: box.x, y: Math.max(0, box.y), width: box.width, height: Math.min(box.height, 900 - box.y) });
+  });
+
+  it("lists the six examples under Import › Examples", async () => {
+    const labels = await exampleLabels();
+    assert.deepEqual([...labels].sort(), [...shippedExamples().keys()].sort());
+    assert.equal(labels.length, 6);
+    await closeImportDialog();
+  });
+
+  async function closeImportDialog(): Promise<void> {
+    const cancel = page.locator("#red-ui-clipboard-dialog-cancel");
+    if (await cancel.isVisible()) await cancel.click();
+  }
+
+  async function openExamples(): Promise<void> {
+    await page.evaluate(() => (window as any).RED.actions.invoke("core:show-examples-import-dialog"));
+    const tab = page.locator("#red-ui-clipboard-dialog-import-tab-examples");
+    await tab.waitFor({ state: "visible" });
+    const folder = tab.locator(".red-ui-treeList-label", { hasText: packageJson.name });
+    await folder.first().waitFor();
+    const expanded = await tab.locator(".red-ui-treeList-label", { hasText: "goto-call-logs" }).count();
+    if (!expanded) await folder.first().click();
+    await tab.locator(".red-ui-treeList-label", { hasText: "goto-call-logs" }).first().waitFor();
+  }
+
+  async function exampleLabels(): Promise<string[]> {
+    await openExamples();
+    return page.evaluate((name) => {
+      const tab = document.querySelector("#red-ui-clipboard-dialog-import-tab-examples")!;
+      const folder = [...tab.querySelectorAll("li")].find((li: any) => li.querySelector(".red-ui-treeList-label-text")?.textContent?.trim() === name);
+      return [...(folder?.querySelectorAll(":scope ol li .red-ui-treeList-label-text") ?? [])].map((l: any) => l.textContent.trim()).filter(Boolean);
+    }, packageJson.name);
+  }
+
+  async function importExample(name: string): Promise<void> {
+    await openExamples();
+    await page.locator("#red-ui-clipboard-dialog-import-tab-examples .red-ui-treeList-label", { hasText: new RegExp(`^${name}$`) }).first().click();
+    await page.locator("#red-ui-clipboard-dialog-ok").click();
+    await page.locator("#red-ui-clipboard-dialog").waitFor({ state: "hidden" }).catch(() => undefined);
+    await page.waitForTimeout(400);
+    // A conflict shows the import dialog again, with its conflict button, or a notification.
+    const conflict = await page.evaluate(() => {
+      const visible = (sel: string) => [...document.querySelectorAll(sel)].some((e) => (e as any).offsetParent !== null);
+      const notes = [...document.querySelectorAll(".red-ui-notification")].map((n) => n.textContent ?? "");
+      return { dialog: visible("#red-ui-clipboard-dialog-import-conflict"), notes: notes.filter((t) => /already exist|conflict/i.test(t)) };
+    });
+    assert.deepEqual(conflict, { dialog: false, notes: [] }, `importing ${name} raised a conflict`);
+    // The editor attaches an imported flow to the mouse until it is placed: place it.
+    await page.mouse.click(700, 450);
+  }
+
+  describe("every example, imported one after another and deployed", () => {
+    let logFrom = 0;
+
+    it("imports all six with no conflict and no duplicate config node", async () => {
+      const examples = shippedExamples();
+      for (const name of examples.keys()) await importExample(name);
+      const state = await page.evaluate(() => {
+        const RED = (window as any).RED;
+        const config: Array<{ id: string; type: string; name: string }> = [];
+        RED.nodes.eachConfig((n: any) => {
+          if (n._def?.category === "config" && !String(n.type).startsWith("ui-")) config.push({ id: n.id, type: n.type, name: n.name ?? "" });
+        });
+        const ids: string[] = [];
+        RED.nodes.eachNode((n: any) => ids.push(n.id));
+        return { config, ids, tabs: RED.nodes.getWorkspaceOrder().length };
+      });
+      const shipped = [...examples.values()].flat();
+      const shippedConfig = shipped.filter((n) => !n.z && n.type !== "tab" && !String(n.type).startsWith("ui-"));
+      assert.equal(state.config.length, shippedConfig.length, "as many config nodes as the examples bring");
+      const keys = state.config.map((c) => `${c.type} "${c.name}"`);
+      assert.deepEqual(keys.filter((k, i) => keys.indexOf(k) !== i), [], "no two config nodes of one type and name");
+      // Imported as they are: the examples' own ids, not copies.
+      for (const n of shipped.filter((n) => n.z)) assert.ok(state.ids.includes(n.id as string), `${n.id} imported under its own id`);
+      assert.ok(state.tabs >= 6);
+    });
+
+    it("deploys with no error and no missing type in the runtime log", async () => {
+      logFrom = red.log().length;
+      await deployInEditor();
+      await new Promise((r) => setTimeout(r, 3000));
+      const log = red.log().slice(logFrom);
+      assert.doesNotMatch(log, /missing (node )?types?|Waiting for missing types/i, log);
+      assert.deepEqual(log.split("\n").filter((l) => /\[error\]/.test(l)), [], log);
+    });
+
+    it("shows, on every node whose config node has empty credentials, a status that names what is missing", async () => {
+      const packageTypes = new Set(ALL_TYPES);
+      const needsCredentials = (types: string[]) => types.some((t) => t !== "postgres-database");
+      const read = async () => {
+        const all = (await page.evaluate(() => {
+          const RED = (window as any).RED;
+          const out: Array<{ id: string; type: string; name: string; status?: { fill?: string; text?: string }; configTypes: string[] }> = [];
+          RED.nodes.eachNode((n: any) => {
+            const configTypes = Object.keys(n._def?.defaults ?? {})
+              .filter((p) => n._def.defaults[p].type && RED.nodes.getType(n._def.defaults[p].type)?.category === "config" && n[p])
+              .map((p) => RED.nodes.node(n[p])?.type)
+              .filter(Boolean);
+            out.push({ id: n.id, type: n.type, name: n.name ?? "", status: n.status, configTypes });
+          });
+          return out;
+        })) as Array<{ id: string; type: string; name: string; status?: { fill?: string; text?: string }; configTypes: string[] }>;
+        return all.filter((n) => packageTypes.has(n.type) && needsCredentials(n.configTypes));
+      };
+      const deadline = Date.now() + 20_000;
+      let statuses = await read();
+      while (statuses.some((n) => !n.status?.text) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        statuses = await read();
+      }
+      assert.ok(statuses.length >= 15, `${statuses.length} nodes checked`);
+      const unnamed = statuses.filter((n) => !/^missing [a-z]/i.test(n.status?.text ?? ""));
+      assert.deepEqual(
+        unnamed.map((n) => `${n.type} '${n.name}': ${n.status?.text ?? "(no status)"}`),
+        [],
+        "each status names the missing field",
+      );
+      await page.evaluate(() => (window as any).RED.workspaces.show("gw-calllogs-tab"));
+      await page.waitForTimeout(300);
+    });
+  });
+});
