@@ -9,6 +9,7 @@ import { EditorNodeRed, installPackedPackage, packageJson, shippedExamples, star
 // These run in the page (page.evaluate), where the editor's globals live.
 declare const window: any;
 declare const document: any;
+declare const getComputedStyle: any;
 
 const CATEGORY = "saas pipelines";
 const ALL_TYPES = Object.keys(packageJson["node-red"].nodes);
@@ -217,7 +218,8 @@ describe("the package in the Node-RED editor", function () {
       };
       const deadline = Date.now() + 20_000;
       let statuses = await read();
-      while (statuses.some((n) => !n.status?.text) && Date.now() < deadline) {
+      // A node busy at deploy (an inject that fires once) ends on its setup error: wait for it.
+      while (statuses.some((n) => !/^missing /.test(n.status?.text ?? "")) && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 250));
         statuses = await read();
       }
@@ -230,6 +232,189 @@ describe("the package in the Node-RED editor", function () {
       );
       await page.evaluate(() => (window as any).RED.workspaces.show("gw-calllogs-tab"));
       await page.waitForTimeout(300);
+    });
+  });
+
+  describe("every node's dialog", () => {
+    interface Field {
+      id: string;
+      kind: "text" | "password" | "textarea" | "select" | "checkbox" | "typed";
+      secret?: boolean;
+      value: string | boolean;
+    }
+    const typed = new Map<string, { type: string; fields: Field[] }>();
+
+    /** Opens the edit dialog of a node or config node and waits for its form. */
+    async function openDialog(id: string): Promise<string> {
+      const form = await page.evaluate((id) => {
+        const RED = (window as any).RED;
+        const n = RED.nodes.node(id);
+        if (n._def.category === "config") {
+          RED.editor.editConfig("", n.type, n.id);
+          return "#node-config-dialog-edit-form";
+        }
+        RED.editor.edit(n);
+        return "#dialog-form";
+      }, id);
+      await page.locator(form).waitFor({ state: "visible" });
+      await page.waitForTimeout(300);
+      return form;
+    }
+
+    async function closeDialog(form: string): Promise<void> {
+      await page.locator(form === "#dialog-form" ? "#node-dialog-ok" : "#node-config-dialog-ok").click();
+      await page.locator(form).waitFor({ state: "detached" }).catch(() => undefined);
+      await page.waitForTimeout(200);
+    }
+
+    /** The form's own fields (ids node-input-* / node-config-input-*), as the user sees them now. */
+    function listFields(form: string) {
+      return page.evaluate((form) => {
+        const $ = (window as any).$;
+        const out: Array<{ id: string; kind: string; secret: boolean; visible: boolean; options: string[]; current: string | boolean; configRef: boolean }> = [];
+        const RED = (window as any).RED;
+        for (const el of document.querySelectorAll(`${form} input[id], ${form} select[id], ${form} textarea[id]`)) {
+          if (!/^node-(config-)?input-/.test(el.id) || el.type === "hidden") continue;
+          const typedInput = !!$(el).data("noderedTypedInput");
+          const box = typedInput ? $(el).next(".red-ui-typedInput-container")[0] ?? el.parentElement : el;
+          const visible = !!box && box.offsetParent !== null;
+          const kind = typedInput ? "typed" : el.tagName === "SELECT" ? "select" : el.tagName === "TEXTAREA" ? "textarea" : el.type === "checkbox" ? "checkbox" : el.type === "password" ? "password" : "text";
+          const prop = el.id.replace(/^node-(config-)?input-/, "");
+          const editing = RED.editor.getEditStack?.().at(-1);
+          const def = editing?._def?.defaults?.[prop];
+          out.push({
+            id: el.id,
+            kind,
+            // A password credential comes back to the editor as a placeholder, never as itself.
+            secret: editing?._def?.credentials?.[prop]?.type === "password",
+            visible,
+            options: kind === "select" ? [...el.options].map((o: any) => o.value) : [],
+            current: kind === "checkbox" ? el.checked : kind === "typed" ? $(el).typedInput("value") : el.value,
+            configRef: !!(def?.type && RED.nodes.getType(def.type)?.category === "config") || (kind === "select" && [...el.options].some((o: any) => o.value === "_ADD_")),
+          });
+        }
+        return out;
+      }, form);
+    }
+
+    /** A value for a text field that its validator accepts: the node's own check decides. */
+    function valueFor(form: string, id: string, kind: string, current: string) {
+      return page.evaluate(
+        ({ form, id, kind, current }) => {
+          const RED = (window as any).RED;
+          const node = RED.editor.getEditStack?.().at(-1);
+          const prop = id.replace(/^node-(config-)?input-/, "");
+          const def = node?._def?.defaults?.[prop] ?? node?._def?.credentials?.[prop];
+          const el = document.querySelector(`${form} #${id}`);
+          const candidates: string[] = [];
+          if (kind === "password") candidates.push("q8Jd1uP0mZ7sV3xT9bL5nW2cR6yH4kA0fG8eQ1iO3tU=");
+          if (kind === "textarea") candidates.push("alpha;one\nbeta;two");
+          if (/^\d+$/.test(current)) candidates.push(String(Number(current) + 1), String(Math.max(1, Number(current) - 1)));
+          candidates.push("7", `${prop}-value`, "https://example.test/" + prop, "Europe/Brussels", "ops@example.test", "reports/{date}.csv", "a1b2c3");
+          const placeholder = (el?.getAttribute("placeholder") ?? "").split(/[ ,(]/)[0];
+          if (placeholder) candidates.push(placeholder);
+          const accepts = (v: string) => {
+            if (!def?.validate) return true;
+            try {
+              return def.validate.call(node, v, {}) === true;
+            } catch {
+              return false;
+            }
+          };
+          return candidates.find(accepts) ?? `${prop}-value`;
+        },
+        { form, id, kind, current },
+      );
+    }
+
+    /** Options a select shows that its width cuts off. */
+    function cutOffOptions(form: string) {
+      return page.evaluate((form) => {
+        const ctx = document.createElement("canvas").getContext("2d");
+        const cut: string[] = [];
+        for (const sel of document.querySelectorAll(`${form} select`)) {
+          if (sel.offsetParent === null) continue;
+          const style = getComputedStyle(sel);
+          ctx.font = style.font;
+          const room = sel.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 16;
+          for (const o of sel.options) if (ctx.measureText(o.text).width > room) cut.push(`${sel.id}: "${o.text}"`);
+        }
+        return cut;
+      }, form);
+    }
+
+    before(async () => {
+      const defs = await page.evaluate((types) => {
+        const RED = (window as any).RED;
+        return types.map((t) => {
+          const d = RED.nodes.getType(t);
+          const refs: Record<string, string> = {};
+          for (const [p, v] of Object.entries<any>(d.defaults ?? {})) if (v.type && RED.nodes.getType(v.type)?.category === "config") refs[p] = v.type;
+          return { type: t, config: d.category === "config", refs };
+        });
+      }, ALL_TYPES);
+      const flow: Array<Record<string, unknown>> = [{ id: "rt-tab", type: "tab", label: "round trip" }];
+      defs.forEach((d, i) => {
+        const refs = Object.fromEntries(Object.entries(d.refs).map(([p, t]) => [p, `rt-${t}`]));
+        flow.push(d.config ? { id: `rt-${d.type}`, type: d.type, ...refs } : { id: `rt-${d.type}`, type: d.type, z: "rt-tab", x: 200 + (i % 2) * 300, y: 60 + i * 40, wires: [], ...refs });
+      });
+      await red.deploy(flow);
+      await openEditor();
+    });
+
+    it("shows every dropdown option whole, and keeps every value typed in, after a deploy and a reload", async () => {
+      const cut: string[] = [];
+      for (const type of ALL_TYPES) {
+        const id = `rt-${type}`;
+        const form = await openDialog(id);
+        const fields: Field[] = [];
+        // Selects first: they show and hide the rows below them.
+        for (const f of await listFields(form)) {
+          if (f.kind !== "select" || !f.visible || f.configRef) continue;
+          const other = [...f.options].reverse().find((o) => o !== f.current && o !== "");
+          if (!other) continue;
+          await page.locator(`${form} #${f.id}`).selectOption(other);
+          await page.waitForTimeout(100);
+          fields.push({ id: f.id, kind: "select", value: other });
+        }
+        cut.push(...(await cutOffOptions(form)).map((c) => `${type} ${c}`));
+        if (type === "connection-board") await screenshot(page, "dialog-board.png");
+        for (const f of await listFields(form)) {
+          if (!f.visible || f.kind === "select") continue;
+          if (f.kind === "checkbox") {
+            await page.locator(`${form} #${f.id}`).click();
+            fields.push({ id: f.id, kind: "checkbox", value: !f.current });
+          } else if (f.kind === "typed") {
+            const value = await valueFor(form, f.id, "text", String(f.current));
+            await page.evaluate(({ id, value }) => (window as any).$(`#${id}`).typedInput("value", value), { id: f.id, value });
+            fields.push({ id: f.id, kind: "typed", value });
+          } else {
+            const value = await valueFor(form, f.id, f.kind, String(f.current));
+            await page.locator(`${form} #${f.id}`).fill(value);
+            fields.push({ id: f.id, kind: f.kind as Field["kind"], secret: f.secret, value });
+          }
+        }
+        typed.set(id, { type, fields });
+        await closeDialog(form);
+      }
+      assert.deepEqual(cut, [], "dropdown options cut off");
+      await deployInEditor();
+      await openEditor();
+
+      const lost: string[] = [];
+      for (const [id, { type, fields }] of typed) {
+        const form = await openDialog(id);
+        const now = await listFields(form);
+        for (const f of fields) {
+          const seen = now.find((n) => n.id === f.id);
+          const value = seen?.current;
+          const kept = f.secret ? value === f.value || value === "__PWRD__" : value === f.value;
+          if (!kept) lost.push(`${type} ${f.id}: typed ${JSON.stringify(f.value)}, reopened ${JSON.stringify(value)}`);
+        }
+        await closeDialog(form);
+      }
+      assert.ok([...typed.values()].reduce((n, t) => n + t.fields.length, 0) > 80, "fields were filled");
+      assert.deepEqual(lost, [], "values lost in the round trip");
     });
   });
 });
