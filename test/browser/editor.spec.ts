@@ -14,6 +14,20 @@ declare const getComputedStyle: any;
 const CATEGORY = "saas pipelines";
 const ALL_TYPES = Object.keys(packageJson["node-red"].nodes);
 
+/** Runs in the page: the options that a visible select of the form cuts off at its width. */
+function cutOffScript(form: string): string[] {
+  const ctx = document.createElement("canvas").getContext("2d");
+  const cut: string[] = [];
+  for (const sel of document.querySelectorAll(`${form} select`)) {
+    if (sel.offsetParent === null) continue;
+    const style = getComputedStyle(sel);
+    ctx.font = style.font;
+    const room = sel.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 16;
+    for (const o of sel.options) if (ctx.measureText(o.text).width > room) cut.push(`${sel.id}: "${o.text}"`);
+  }
+  return cut;
+}
+
 /** With GW_SCREENSHOTS set (a folder, e.g. docs), the pictures the README shows are taken anew. */
 async function screenshot(page: Page, name: string, clip?: { x: number; y: number; width: number; height: number }): Promise<void> {
   if (process.env.GW_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.GW_SCREENSHOTS, name), clip });
@@ -233,6 +247,34 @@ describe("the package in the Node-RED editor", function () {
       await page.evaluate(() => (window as any).RED.workspaces.show("gw-calllogs-tab"));
       await page.waitForTimeout(300);
     });
+
+    it("opens the main node of each example with its own settings, every dropdown option whole", async () => {
+      const shots: Record<string, string> = {
+        "gw-calllogs-goto": "dialog-call-logs.png",
+        "gw-provisioning-batch": "dialog-provisioning.png",
+        "tl-sync": "dialog-teamleader.png",
+        "ooo-monitor": "dialog-out-of-office.png",
+        "mail-relay-relay": "dialog-mail-relay.png",
+        "board-node": "dialog-board.png",
+      };
+      const cut: string[] = [];
+      for (const [id, file] of Object.entries(shots)) {
+        await page.evaluate((id) => {
+          const RED = (window as any).RED;
+          const n = RED.nodes.node(id);
+          RED.workspaces.show(n.z);
+          RED.editor.edit(n);
+        }, id);
+        await page.locator("#dialog-form").waitFor({ state: "visible" });
+        await page.waitForTimeout(400);
+        cut.push(...(await page.evaluate(cutOffScript, "#dialog-form")).map((c: string) => `${id} ${c}`));
+        const tray = await page.locator(".red-ui-tray").last().boundingBox();
+        await screenshot(page, file, tray ?? undefined);
+        await page.locator("#node-dialog-cancel").click();
+        await page.locator("#dialog-form").waitFor({ state: "detached" }).catch(() => undefined);
+      }
+      assert.deepEqual(cut, []);
+    });
   });
 
   describe("every node's dialog", () => {
@@ -328,19 +370,8 @@ describe("the package in the Node-RED editor", function () {
     }
 
     /** Options a select shows that its width cuts off. */
-    function cutOffOptions(form: string) {
-      return page.evaluate((form) => {
-        const ctx = document.createElement("canvas").getContext("2d");
-        const cut: string[] = [];
-        for (const sel of document.querySelectorAll(`${form} select`)) {
-          if (sel.offsetParent === null) continue;
-          const style = getComputedStyle(sel);
-          ctx.font = style.font;
-          const room = sel.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 16;
-          for (const o of sel.options) if (ctx.measureText(o.text).width > room) cut.push(`${sel.id}: "${o.text}"`);
-        }
-        return cut;
-      }, form);
+    function cutOffOptions(form: string): Promise<string[]> {
+      return page.evaluate(cutOffScript, form);
     }
 
     before(async () => {
@@ -378,7 +409,6 @@ describe("the package in the Node-RED editor", function () {
           fields.push({ id: f.id, kind: "select", value: other });
         }
         cut.push(...(await cutOffOptions(form)).map((c) => `${type} ${c}`));
-        if (type === "connection-board") await screenshot(page, "dialog-board.png");
         for (const f of await listFields(form)) {
           if (!f.visible || f.kind === "select") continue;
           if (f.kind === "checkbox") {
