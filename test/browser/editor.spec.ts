@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { readFileSync, rmSync } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
 import type { Browser, Page } from "playwright-core";
 import { request } from "undici";
 import { launchChromium } from "../support/browser";
-import { EditorNodeRed, installPackedPackage, packageJson, shippedExamples, startEditorNodeRed } from "./editor-setup";
+import { EditorNodeRed, installPackedPackage, packageJson, repoRoot, shippedExamples, startEditorNodeRed } from "./editor-setup";
+
+const run = promisify(execFile);
 
 // These run in the page (page.evaluate), where the editor's globals live.
 declare const window: any;
@@ -43,11 +47,12 @@ describe("the package in the Node-RED editor", function () {
   let browser: Browser;
   let page: Page;
   let userDir: string;
+  let tarball: string;
   const pageErrors: string[] = [];
 
   before(async function () {
     this.timeout(300_000);
-    ({ userDir } = await installPackedPackage());
+    ({ userDir, tarball } = await installPackedPackage());
     red = await startEditorNodeRed(userDir);
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
@@ -88,6 +93,17 @@ describe("the package in the Node-RED editor", function () {
     ]);
     await page.waitForFunction(() => !(window as any).RED.nodes.dirty(), undefined, { timeout: 30_000 });
   }
+
+  it("links, in the README, only to absolute addresses or to files the tarball holds (npm and the Flow Library show it alone)", async () => {
+    const readme = readFileSync(path.join(repoRoot, "README.md"), "utf8");
+    const targets = [...readme.matchAll(/!?\[[^\]]*\]\(([^)\s]+)\)|src="([^"]+)"/g)].map((m) => m[1] ?? m[2]!);
+    assert.ok(targets.length > 10);
+    const packed = new Set((await run("tar", ["-tzf", tarball])).stdout.split("\n").map((f) => f.replace(/^package\//, "")));
+    const broken = targets.filter((t) => !/^(https?:|#|mailto:)/.test(t) && !packed.has(t.replace(/^\.\//, "")));
+    assert.deepEqual(broken, []);
+    const meta = JSON.parse(readFileSync(path.join(repoRoot, "package.json"), "utf8"));
+    for (const key of ["repository", "homepage", "bugs"]) assert.ok(meta[key], `package.json has ${key}`);
+  });
 
   it("registers every type of package.json, and the palette lists each flow node in the package's own category", async () => {
     const res = await request(`${red.url}/nodes`, { headers: { accept: "application/json" } });
