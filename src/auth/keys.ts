@@ -28,7 +28,7 @@ export function generateSecret(): string {
  */
 export function hmacSecret(text: string | undefined): Buffer {
   const written = (text ?? "").trim();
-  if (!written) throw new ConfigError("the key has no secret: use Generate in the jwt-auth key dialog");
+  if (!written) throw new ConfigError("the key has no secret: use Generate in the jwt-auth key dialog", { status: "missing key secret" });
   let bytes: Buffer;
   let alphabet: number;
   if (/^[0-9a-fA-F]+$/.test(written) && written.length % 2 === 0) {
@@ -70,7 +70,7 @@ export function signingKeys(algorithm: JwtAlgorithm, fields: { secret?: string; 
   } catch (err) {
     throw new ConfigError(`the ${algorithm} key is not a PEM key this machine can read: ${(err as Error).message}`, { cause: err });
   }
-  if (!privateKey && !publicKey) throw new ConfigError(`${algorithm} needs a PEM private key (to issue tokens) or a public key (to verify them)`);
+  if (!privateKey && !publicKey) throw new ConfigError(`${algorithm} needs a PEM private key (to issue tokens) or a public key (to verify them)`, { status: "missing private or public key" });
   publicKey ??= createPublicKey(privateKey!);
   for (const key of [privateKey, publicKey]) if (key) checkAsymmetric(algorithm, key);
   return { algorithm, signWith: privateKey, verifyWith: publicKey };

@@ -45,7 +45,7 @@ export class AzureStorageAccount {
     registerSecret(settings.connectionString);
     registerSecret(settings.sasUrl);
     if (settings.auth === "connection-string") {
-      if (!settings.connectionString) throw new ConfigError("the azure-storage-account node has no connection string");
+      if (!settings.connectionString) throw new ConfigError("the azure-storage-account node has no connection string", { status: "missing connection string" });
       try {
         this.service = BlobServiceClient.fromConnectionString(settings.connectionString, PIPELINE);
       } catch (err) {
@@ -58,7 +58,8 @@ export class AzureStorageAccount {
       if (containerName) this.containerSas = new ContainerClient(url.toString(), new AnonymousCredential(), PIPELINE);
       else this.service = new BlobServiceClient(url.toString(), new AnonymousCredential(), PIPELINE);
     } else {
-      if (!settings.accountName || !settings.accountKey) throw new ConfigError("the azure-storage-account node needs the account name and an access key");
+      if (!settings.accountName) throw new ConfigError("the azure-storage-account node has no account name", { status: "missing account name" });
+      if (!settings.accountKey) throw new ConfigError("the azure-storage-account node has no access key", { status: "missing access key" });
       const endpoint = settings.endpoint ? parseUrl(settings.endpoint, "blob endpoint").toString() : `https://${settings.accountName}.blob.core.windows.net`;
       this.service = new BlobServiceClient(endpoint, new StorageSharedKeyCredential(settings.accountName, settings.accountKey), PIPELINE);
     }

@@ -25,7 +25,8 @@ export const BOARD_MIGRATIONS: readonly Migration[] = [
 export const BOARD_CHANNEL = "gluework_board";
 
 export interface BoardRow extends Connection {
-  occupants: Occupant[];
+  /** With `sinceText`: when each person connected, as the board shows it (in the board's time zone). */
+  occupants: Array<Occupant & { sinceText?: string }>;
 }
 
 export interface BoardSnapshot {
@@ -141,7 +142,7 @@ export class ConnectionBoard {
     for (const r of connections.rows) {
       let row = rows.at(-1);
       if (!row || row.main !== r.main || row.sub !== r.sub) rows.push((row = { main: r.main, sub: r.sub, occupants: [] }));
-      if (r.user_name) row.occupants.push({ user: r.user_name, since: r.since!.getTime() });
+      if (r.user_name) row.occupants.push({ user: r.user_name, since: r.since!.getTime(), sinceText: (this.options.formatTime ?? isoMinute)(r.since!.getTime()) });
     }
     const { board, policy, maxPerRow } = this.options;
     return { board, policy, maxPerRow, rows, users: users.rows.map((u) => u.name), serverTime: this.clock.now() };

@@ -9,6 +9,11 @@ export interface PipelineErrorOptions {
   cause?: unknown;
   /** The HTTP status to answer with when the error ends up in an `http response`. */
   httpStatus?: number;
+  /**
+   * The work was done but for some items (a batch with a refused user): Catch still sees it, and
+   * the node's status is a warning rather than a failure.
+   */
+  partial?: boolean;
 }
 
 /**
@@ -20,6 +25,7 @@ export class PipelineError extends Error {
   readonly status: string;
   readonly code: string;
   readonly httpStatus?: number;
+  readonly partial: boolean;
 
   constructor(message: string, options: PipelineErrorOptions = {}) {
     super(redact(message), options.cause === undefined ? undefined : { cause: options.cause });
@@ -27,6 +33,16 @@ export class PipelineError extends Error {
     this.status = options.status ?? "error";
     this.code = options.code ?? "GW_ERROR";
     this.httpStatus = options.httpStatus;
+    this.partial = options.partial ?? false;
+  }
+
+  /**
+   * The message alone: Node-RED puts `String(err)` in a Catch node's `msg.error.message` and in the
+   * debug sidebar, where a class name (`HttpError: …`) means nothing to a user. The name stays on
+   * the error, in its stack and when it is inspected.
+   */
+  override toString(): string {
+    return this.message;
   }
 
   [inspect.custom](): string {

@@ -8,6 +8,8 @@ export interface DemoEnvironment {
   sandbox: Sandbox;
   azurite: { blobUrl: string; connectionString: string; accountName: string; accountKey: string };
   smtp: { host: string; port: number; dir: string };
+  /** This Node-RED, as the flows reach it (its stand-ins, such as the out-of-office mediator, live there). */
+  nodeRedUrl: string;
   /** A PostgreSQL server to use instead of the embedded database (from DATABASE_URL). */
   databaseUrl?: string;
   /** A value made once and kept in the state folder (a seeded refresh token, a signing key). */
@@ -58,7 +60,8 @@ export async function demoFlows(flowsDir: string, env: DemoEnvironment, profiles
   }
   const seen = new Set<string>();
   const result: FlowNode[] = [];
-  for (const node of nodes) {
+  for (const shipped of nodes) {
+    const node = onThisNodeRed(shipped, env.nodeRedUrl);
     // Flows may share a config node (one database for several pipelines): keep it once.
     if (seen.has(node.id)) continue;
     seen.add(node.id);
@@ -71,6 +74,17 @@ export async function demoFlows(flowsDir: string, env: DemoEnvironment, profiles
     result.push({ ...node, ...settings.config, ...(settings.credentials ? { credentials: settings.credentials } : {}) });
   }
   return result;
+}
+
+/** The examples' own address: Node-RED's default, which `npm start` may move (NODE_RED_PORT, HOST). */
+const DEFAULT_NODE_RED_URL = "http://127.0.0.1:1880";
+
+/** A node whose settings point at this Node-RED by its default address, pointed at where it runs. */
+function onThisNodeRed(node: FlowNode, nodeRedUrl: string): FlowNode {
+  const base = nodeRedUrl.replace(/\/$/, "");
+  if (base === DEFAULT_NODE_RED_URL) return node;
+  const moved = Object.entries(node).map(([k, v]) => [k, typeof v === "string" && v.startsWith(`${DEFAULT_NODE_RED_URL}/`) ? base + v.slice(DEFAULT_NODE_RED_URL.length) : v]);
+  return Object.fromEntries(moved) as FlowNode;
 }
 
 /** Secrets made once per state folder and kept there, so a restart keeps the same ones. */

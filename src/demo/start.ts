@@ -47,7 +47,8 @@ async function main(): Promise<void> {
     await sandbox.listen(ports.sandbox, loopback);
     stops.push(() => sandbox.close());
 
-    const azurite = new Azurite({ port: ports.azurite, host: loopback, location: path.join(stateDir, "azurite") });
+    const azurite = new Azurite({ port: ports.azurite, host: loopback, location: path.join(stateDir, "azurite"), detached: true });
+    process.once("exit", () => void azurite.stop());
     await fs.mkdir(path.join(stateDir, "azurite"), { recursive: true });
     await azurite.start();
     stops.push(() => azurite.stop());
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
       azurite: { blobUrl: azurite.blobUrl, connectionString: azurite.connectionString, accountName: AZURITE_ACCOUNT.name, accountKey: AZURITE_ACCOUNT.key },
       smtp: { host: loopback, port: smtp.port, dir: mailDir },
       databaseUrl: process.env.DATABASE_URL || undefined,
+      nodeRedUrl: `http://${host === "0.0.0.0" ? loopback : host}:${ports.nodeRed}`,
       secret,
     };
 
@@ -100,10 +102,19 @@ async function main(): Promise<void> {
 function startNodeRed(userDir: string, credentialSecret: string): ChildProcess {
   const red = path.join(path.dirname(require.resolve("node-red/package.json")), "red.js");
   const settings = path.join(__dirname, "settings.js");
-  return spawn(process.execPath, [red, "--userDir", userDir, "--settings", settings], {
+  // A process group of its own (Azurite too): Ctrl-C in the terminal reaches only this launcher,
+  // which stops Node-RED first (its flows close their databases and files) and the stand-ins after
+  // it. Otherwise every process got the signal at once: the embedded database went before the
+  // flows using it ("database connection lost"), and Azurite before the blob writers' last commit.
+  const child = spawn(process.execPath, [red, "--userDir", userDir, "--settings", settings], {
     stdio: "inherit",
+    detached: true,
     env: { ...process.env, NODE_RED_PORT: String(ports.nodeRed), NODE_RED_CREDENTIAL_SECRET: credentialSecret },
   });
+  process.once("exit", () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
+  return child;
 }
 
 async function waitForNodeRed(adminUrl: string): Promise<void> {

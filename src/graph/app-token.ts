@@ -43,7 +43,8 @@ export class EntraAppTokenSource implements TokenSource {
   constructor(settings: EntraAppSettings, now: () => number = Date.now) {
     this.now = now;
     const { tenantId, clientId } = settings;
-    if (!tenantId || !clientId) throw new ConfigError("the Entra ID app needs a tenant id and a client id");
+    if (!tenantId) throw new ConfigError("the Entra ID app has no tenant id: set it in the graph-app node", { status: "missing tenant id" });
+    if (!clientId) throw new ConfigError("the Entra ID app has no client id: set it in the graph-app node", { status: "missing client id" });
     if (["common", "organizations", "consumers"].includes(tenantId.toLowerCase())) {
       throw new ConfigError(`the tenant id must name one tenant (a GUID or a domain), not "${tenantId}": app-only tokens belong to one tenant`);
     }
@@ -109,7 +110,7 @@ function msalConfiguration(settings: EntraAppSettings): Configuration {
     }
     auth.clientCertificate = { thumbprintSha256: thumbprint, privateKey: settings.privateKey };
   } else {
-    throw new ConfigError("the Entra ID app needs a client secret, or a certificate with its private key");
+    throw new ConfigError("the Entra ID app needs a client secret, or a certificate with its private key", { status: "missing client secret" });
   }
   if (host.startsWith("http://")) {
     // A local stand-in: keep the real authority and point its token endpoint here (graph-ooo.md §5.4).

@@ -65,8 +65,8 @@ export class SmtpTransport implements MailTransport {
   private closed = false;
 
   constructor(readonly settings: SmtpSettings) {
-    if (!settings.host) throw new ConfigError("the SMTP connection has no host");
-    if (!settings.sender) throw new ConfigError("the SMTP connection has no sender address");
+    if (!settings.host) throw new ConfigError("the SMTP connection has no host", { status: "missing SMTP host" });
+    if (!settings.sender) throw new ConfigError("the SMTP connection has no sender address", { status: "missing sender address" });
     registerSecret(settings.password);
     registerSecret(settings.oauth?.clientSecret);
     const options: SMTPPool.Options = {
@@ -86,7 +86,7 @@ export class SmtpTransport implements MailTransport {
       disableUrlAccess: true,
     };
     if (settings.auth === "password") {
-      if (!settings.user) throw new ConfigError("the SMTP connection uses a password but has no user");
+      if (!settings.user) throw new ConfigError("the SMTP connection uses a password but has no user", { status: "missing SMTP user" });
       options.auth = { user: settings.user, pass: settings.password ?? "" };
     } else if (settings.auth === "oauth2") {
       this.provision = office365Tokens(settings);

@@ -6,7 +6,7 @@ import { configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
-import { StatusReporter, formatCount } from "../core/node/status";
+import { StatusReporter, formatCount, showSetupProblem } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
 
 interface BlobCsvReaderDef extends NodeDef {
@@ -35,6 +35,10 @@ export = function register(RED: NodeAPI) {
         String(config.prefix ?? ""),
         Math.round((Number(config.maxSize) > 0 ? Number(config.maxSize) : 16) * 1024 * 1024),
       ));
+
+    if (config.target !== "folder") {
+      showSetupProblem(status, () => configNode<AzureStorageProvider>(RED, config.storage, "azure-storage-account", "storage account").account());
+    }
 
     handleInput(node, status, async (msg, send) => {
       if ((msg.topic === "list" ? "list" : config.action) === "list") {

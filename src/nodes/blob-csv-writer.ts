@@ -3,7 +3,7 @@ import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
 import { acknowledgePart } from "../core/node/sequence-flow";
-import { StatusReporter, formatCount } from "../core/node/status";
+import { StatusReporter, formatCount, showSetupProblem } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 import type { AzureStorageProvider } from "../blob/azure";
 import { parseColumns } from "../blob/csv";
@@ -52,6 +52,10 @@ export = function register(RED: NodeAPI) {
         timeZone: timeZone(config.timeZone),
         blockBytes: Number(config.blockSize) > 0 ? Math.round(Number(config.blockSize) * 1024 * 1024) : undefined,
       }));
+
+    if (config.target !== "folder") {
+      showSetupProblem(status, () => configNode<AzureStorageProvider>(RED, config.storage, "azure-storage-account", "storage account").account());
+    }
 
     handleInput(node, status, async (msg, send) => {
       // Once per file: later parts of a file that failed must not paint the red status over.

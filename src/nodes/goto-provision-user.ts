@@ -92,6 +92,7 @@ export = function register(RED: NodeAPI) {
         throw new PipelineError(`${formatCount(failures.length)} of ${formatCount(outcomes.length)} items failed; the first: ${first.item.email ?? "an item"}: ${first.item.error}`, {
           status: `${formatCount(failures.length)} of ${formatCount(outcomes.length)} failed`,
           code: "GW_GOTO_PROVISIONING_PARTLY_FAILED",
+          partial: true,
           cause: first.ok ? undefined : first.error,
         });
       }

@@ -30,8 +30,13 @@ export = function register(RED: NodeAPI) {
       if (client) return client;
       const creds = node.credentials ?? {};
       const certificate = config.authType === "certificate";
+      const label = `the graph-app node '${config.name || config.id}'`;
+      if (!config.tenantId) throw new ConfigError(`${label} has no tenant id`, { status: "missing tenant id" });
+      if (!config.clientId) throw new ConfigError(`${label} has no client id`, { status: "missing client id" });
       if (certificate ? !(creds.certificate && creds.privateKey) : !creds.clientSecret) {
-        throw new ConfigError(`the graph-app node '${config.name || config.id}' needs ${certificate ? "a certificate and its private key" : "a client secret"}`);
+        throw new ConfigError(`${label} needs ${certificate ? "a certificate and its private key" : "a client secret"}`, {
+          status: certificate ? "missing certificate or key" : "missing client secret",
+        });
       }
       const tokens = new EntraAppTokenSource({
         tenantId: config.tenantId,

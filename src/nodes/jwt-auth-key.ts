@@ -40,7 +40,8 @@ export = function register(RED: NodeAPI) {
       registerSecret(creds.privateKey);
     } catch (err) {
       authority = asPipelineError(err);
-      node.error(`jwt-auth key "${config.name || node.id}": ${authority.message}`);
+      // An empty key (an example just imported) is shown on the nodes that use it; a wrong one is logged too.
+      if (!authority.status.startsWith("missing ")) node.error(`jwt-auth key "${config.name || node.id}": ${authority.message}`);
     }
     node.authority = () => {
       if (authority instanceof PipelineError) throw authority;

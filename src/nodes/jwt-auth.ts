@@ -3,7 +3,7 @@ import { configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
-import { StatusReporter, formatCount } from "../core/node/status";
+import { StatusReporter, formatCount, showSetupProblem } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 
 interface JwtAuthDef extends NodeDef {
@@ -37,6 +37,7 @@ export = function register(RED: NodeAPI) {
       else status.ok(text);
     }, 500);
     life.onClose(() => status.clear());
+    showSetupProblem(status, () => configNode<JwtKeyProvider>(RED, config.key, "jwt-auth-key", "jwt-auth key").authority());
 
     handleInput(node, status, async (msg, send) => {
       const authority = configNode<JwtKeyProvider>(RED, config.key, "jwt-auth-key", "jwt-auth key").authority();

@@ -64,7 +64,10 @@ export = function register(RED: NodeAPI) {
       await mailRelay.start();
       return mailRelay;
     }
-    void relay().catch((err) => node.warn(`the outbox could not be opened (${errorMessage(err)}); trying again in 10 s`));
+    void relay().catch((err) => {
+      // A redeploy closes the node while its outbox opens: nothing went wrong then.
+      if (!life.isClosed) node.warn(`the outbox could not be opened (${errorMessage(err)}); trying again in 10 s`);
+    });
     life.interval(() => {
       if (!opening) void relay().catch(() => undefined);
     }, 10_000);

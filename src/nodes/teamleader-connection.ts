@@ -70,9 +70,19 @@ export = function register(RED: NodeAPI) {
       res.status(404).json({ error: "this teamleader-connection node is not deployed yet: deploy it, then authorize" });
       return;
     }
+    const startedAt = Date.now();
     node.connection.startAuthorization().then(
-      (authorizeUrl) => res.json({ authorizeUrl }),
+      (authorizeUrl) => res.json({ authorizeUrl, startedAt }),
       (err: unknown) => res.status(err instanceof ConfigError ? 400 : 500).json({ error: errorMessage(err) }),
     );
+  });
+  // What the dialog shows after Authorize: the connection's state and when an authorization last completed.
+  RED.httpAdmin.get("/gluework/teamleader-connection/:id/authorization", RED.auth.needsPermission("teamleader-connection.read"), (req: any, res: any) => {
+    const node = RED.nodes.getNode(String(req.params.id)) as TeamleaderConnectionNode | null;
+    if (!node || node.type !== "teamleader-connection") {
+      res.status(404).json({ error: "this teamleader-connection node is not deployed yet" });
+      return;
+    }
+    res.json({ state: node.connection.oauth.state.state, authorizedAt: node.connection.authorizedAt ?? null });
   });
 };

@@ -2,7 +2,7 @@ import { configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
-import { StatusReporter } from "../core/node/status";
+import { StatusReporter, showSetupProblem } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 import { callbackPage } from "../teamleader/authorization";
 import type { TeamleaderConnectionProvider } from "../teamleader/connection";
@@ -21,6 +21,7 @@ export = function register(RED: NodeAPI) {
     const status = new StatusReporter(node);
     const life = new Lifecycle(node);
     life.onClose(() => status.clear());
+    showSetupProblem(status, () => configNode<TeamleaderConnectionProvider>(RED, config.connection, "teamleader-connection", "Teamleader connection").connection.oauth.tokens());
 
     handleInput(node, status, async (msg, send) => {
       const { connection } = configNode<TeamleaderConnectionProvider>(RED, config.connection, "teamleader-connection", "Teamleader connection");

@@ -9,6 +9,8 @@ export const AZURITE_ACCOUNT = {
 };
 
 export interface AzuriteOptions {
+  /** A process group of its own, so a terminal's Ctrl-C reaches only whoever stops it in order. */
+  detached?: boolean;
   port?: number;
   host?: string;
   /** Keep blobs in this folder; in memory when absent. */
@@ -43,7 +45,7 @@ export class Azurite {
     const args = [main, "--blobHost", this.host, "--blobPort", String(this.port), "--skipApiVersionCheck", "--disableTelemetry", "--silent", "--loose"];
     if (this.options.location) args.push("--location", this.options.location);
     else args.push("--inMemoryPersistence");
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"], detached: this.options.detached ?? false });
     this.child = child;
     let stderr = "";
     child.stderr?.on("data", (c: Buffer) => (stderr = (stderr + c.toString()).slice(-2000)));

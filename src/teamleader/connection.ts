@@ -34,6 +34,8 @@ export class TeamleaderConnection {
   readonly api: TeamleaderApi;
   private states?: AuthorizationStates;
   private readonly syncs = new Map<string, Promise<TeamleaderSync>>();
+  /** When this process last completed an authorization (ms since the epoch), for the dialog. */
+  authorizedAt?: number;
 
   constructor(private readonly options: TeamleaderConnectionOptions) {
     const rpm = options.requestsPerMinute ?? 200;
@@ -79,6 +81,7 @@ export class TeamleaderConnection {
       exchange: async (code, redirectUri) => {
         const tokens = await oauth.grant().exchangeCode(code, redirectUri);
         await (await oauth.tokens()).authorize(tokens);
+        this.authorizedAt = Date.now();
       },
     });
   }

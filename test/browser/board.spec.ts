@@ -39,7 +39,7 @@ async function screenshot(page: Page, name: string): Promise<void> {
 }
 
 async function openBoard(browser: Browser, red: NodeRedProcess): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 760 } });
+  const page = await browser.newPage({ viewport: { width: 1200, height: 760 }, timezoneId: "Pacific/Auckland" });
   page.on("dialog", (d) => {
     throw new Error(`a script ran in the page: ${d.message()}`);
   });
@@ -111,7 +111,9 @@ describe("support desk board in a browser", function () {
     const target = row(jimmy, "Hôpital Saint-Luc", "VPN main");
     await target.locator(".gw-tick input").click();
     await jimmy.getByText("Take over this connection?").waitFor();
-    assert.match(await jimmy.locator(".gw-notice").innerText(), /Burt \(since \d\d:\d\d\) is connected: take over\?/);
+    const asked = /Burt \(since (\d\d:\d\d)\) is connected: take over\?/.exec(await jimmy.locator(".gw-notice").innerText());
+    assert.ok(asked, "the takeover question names the person and the time");
+    assert.equal(await target.locator(".gw-since").innerText(), asked[1], "one time zone: the Since column says what the question says");
     await jimmy.locator("[data-test=cancel]").click();
     assert.equal(await target.locator(".gw-who").innerText(), "Burt", "cancelled: nothing changed");
     await target.locator(".gw-tick input").click();

@@ -40,7 +40,12 @@ describe("npm start", function () {
       NODE_RED_LOG_LEVEL: "warn",
     };
     delete env.DATABASE_URL;
-    launcher = spawn(process.execPath, [path.join(__dirname, "..", "..", "src", "demo", "start.js")], { env, stdio: ["ignore", "pipe", "inherit"] });
+    launcher = spawn(process.execPath, [path.join(__dirname, "..", "..", "src", "demo", "start.js")], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    // Node-RED's log is on stdout (info and warn) and stderr: the quiet-start test reads both.
+    launcher.stderr!.on("data", (c: Buffer) => {
+      output += c.toString();
+      process.stderr.write(c);
+    });
     launcher.stdout!.on("data", (c: Buffer) => (output += c.toString()));
     exited = new Promise((resolve) => launcher.once("exit", (code) => resolve(code)));
   });
@@ -120,8 +125,14 @@ describe("npm start", function () {
   });
 
   it("stops every process it started on Ctrl-C", async () => {
-    launcher.kill("SIGINT");
+    // Ctrl-C in a terminal signals the whole foreground process group, not only the launcher.
+    process.kill(-launcher.pid!, "SIGINT");
     assert.equal(await exited, 0);
     for (const port of Object.values(ports)) assert.ok(await portIsFree(port), `port ${port} is still taken`);
+  });
+
+  it("started and stopped quietly: no error, no outbox warning, no lost database connection", () => {
+    const noisy = output.split("\n").filter((l) => /\[error\]|could not be opened|database connection lost|ECONNREFUSED/.test(l));
+    assert.deepEqual(noisy, []);
   });
 });

@@ -162,6 +162,8 @@ describe("goto-provision-user", function () {
     assert.equal(sandbox.server.counter("goto admin requests"), 1 + 500 + 499, "the licenses once, a search each, a creation each");
     await eventually(() => caught.length === 1, 5_000, "one error at the Catch node");
     assert.match(caught[0].error.message, /1 of 500 items failed; the first: user250@bulk.example.com: unknown license key 1234567890123456789/);
+    const shown = helper.getNode("prov").status.lastCall?.args[0];
+    assert.deepEqual({ fill: shown?.fill, text: shown?.text }, { fill: "yellow", text: "1 of 500 failed" }, "a warning, not a failure: the batch was done");
 
     // Again: nothing to do.
     out = [];

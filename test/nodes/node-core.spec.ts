@@ -42,6 +42,7 @@ describe("node core in a Node-RED runtime", () => {
       assert.equal(caught.length, 1);
       assert.equal(caught[0].error.source.id, "probe");
       assert.ok(caught[0].error.message.length > 0);
+      assert.doesNotMatch(caught[0].error.message, /^[A-Za-z]*Error\b/, "no class name in front of the message");
       assert.equal(statuses.at(-1).fill, "red");
     });
   }

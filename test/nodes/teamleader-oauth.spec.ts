@@ -182,6 +182,18 @@ for (const kind of ["server", "embedded"] as DatabaseKind[]) describe(`teamleade
     assert.equal((await callback(back.search.replace("error=access_denied", "code=x"))).status, 401, "its state is used up");
   });
 
+  it("tells the dialog when the authorization it started has completed", async () => {
+    await load();
+    const res = await helper.request().post("/gluework/teamleader-connection/conn/authorize").expect(200);
+    const startedAt = res.body.startedAt as number;
+    const before = await helper.request().get("/gluework/teamleader-connection/conn/authorization").expect(200);
+    assert.ok(!(before.body.authorizedAt >= startedAt), "not completed before the callback");
+    await callback((await consent(new URL(res.body.authorizeUrl))).search);
+    const after = await helper.request().get("/gluework/teamleader-connection/conn/authorization").expect(200);
+    assert.ok(after.body.authorizedAt >= startedAt);
+    assert.equal(after.body.state, "authorized");
+  });
+
   it("answers 400 when Teamleader refuses the client secret, and tells the Catch node", async () => {
     const { caught } = await load({ clientSecret: "not-the-secret-0123456789" });
     const back = await consent(await authorizeUrl());

@@ -120,7 +120,7 @@ describe("teamleader-query node", function () {
     sandbox.server.inject({ path: "/teamleader/api/invoices.list", status: 403, json: { errors: [{ code: 403, title: "Forbidden", status: 403, meta: { hint: "the integration has no invoices scope" } }] } });
     node.receive({ payload: {} });
     const err = await eventually(() => caught[0], 10_000, "the Catch node");
-    assert.match(err.error.message, /^SyncError: the invoices sync stopped at page 1: Teamleader answered 403 Forbidden .*invoices scope/);
+    assert.match(err.error.message, /^the invoices sync stopped at page 1: Teamleader answered 403 Forbidden .*invoices scope/);
     assert.equal(statuses.at(-1)!.fill, "red");
     assert.equal(outputs.length, 0, "no half summary");
   });

@@ -16,7 +16,7 @@ export interface DatabaseProvider {
 /** The config node a node's setting points at, or a ConfigError that says which one is missing. */
 export function configNode<T>(RED: NodeAPI, id: unknown, type: string, what: string): T {
   const node = typeof id === "string" && id ? (RED.nodes.getNode(id) as (T & { type?: string }) | null) : null;
-  if (!node) throw new ConfigError(`no ${what} is selected: choose a ${type} config node in this node's settings`);
+  if (!node) throw new ConfigError(`no ${what} is selected: choose a ${type} config node in this node's settings`, { status: `missing ${what}` });
   if (node.type && node.type !== type) throw new ConfigError(`the selected ${what} is a ${node.type}, not a ${type}`);
   return node;
 }

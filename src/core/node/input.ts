@@ -18,6 +18,7 @@ export function handleInput(node: Node, status: StatusReporter, handler: InputHa
       finished = true;
       if (err) {
         if (err instanceof AuthorizationRequiredError) status.needsAuthorization();
+        else if (err.partial) status.warn(err.status);
         else status.error(err.status);
         done(err);
       } else {

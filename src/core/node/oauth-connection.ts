@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { ConfigError, errorMessage } from "../errors";
+import { ConfigError, PipelineError, errorMessage } from "../errors";
 import { HttpClient, TokenSource } from "../http/client";
 import { TokenCipher } from "../tokens/cipher";
 import { FileTokenStore } from "../tokens/file-store";
@@ -34,6 +34,8 @@ export type ConnectionState = "connecting" | "authorized" | "needs-authorization
 export interface ConnectionStateEvent {
   state: ConnectionState;
   reason?: string;
+  /** For "error": the short status of the failure ("missing client id"), when it has one. */
+  status?: string;
 }
 
 /**
@@ -56,7 +58,7 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
     this.tokenHttp = new HttpClient({ name: settings.profile.name, baseUrl: settings.profile.tokenUrl, timeoutMs: 20_000 });
     this.ready = this.open();
     // Failures reach callers through getAccessToken(); this only keeps the state current.
-    this.ready.catch((err) => this.setState({ state: "error", reason: errorMessage(err) }));
+    this.ready.catch((err) => this.setState({ state: "error", reason: errorMessage(err), status: err instanceof PipelineError ? err.status : undefined }));
   }
 
   get state(): ConnectionStateEvent {
@@ -90,9 +92,8 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
 
   private async open(): Promise<TokenManager> {
     const { settings } = this;
-    if (!settings.clientId || !settings.clientSecret) {
-      throw new ConfigError(`the ${settings.label} has no client id or client secret`);
-    }
+    if (!settings.clientId) throw new ConfigError(`the ${settings.label} has no client id`, { status: "missing client id" });
+    if (!settings.clientSecret) throw new ConfigError(`the ${settings.label} has no client secret`, { status: "missing client secret" });
     this.store = await this.openStore();
     const manager = new TokenManager({ key: settings.key, store: this.store, grant: this.grant(), label: settings.label });
     manager.on("state", (e: TokenStateEvent) => this.setState(e));
@@ -113,7 +114,7 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
 
   private setState(event: TokenStateEvent | ConnectionStateEvent): void {
     if (event.state === this.current.state && event.reason === this.current.reason) return;
-    this.current = { state: event.state, reason: event.reason };
+    this.current = { state: event.state, reason: event.reason, status: (event as ConnectionStateEvent).status };
     this.emit("state", this.current);
   }
 }
@@ -129,7 +130,7 @@ export function showConnectionState(
 ): void {
   const show = (e: ConnectionStateEvent) => {
     if (e.state === "needs-authorization") status.needsAuthorization();
-    else if (e.state === "error") status.error("connection error");
+    else if (e.state === "error") status.error(e.status && e.status !== "error" ? e.status : "connection error");
     else if (e.state === "authorized") status.clear();
   };
   show(connection.state);

@@ -1,3 +1,4 @@
+import { ConfigError } from "../errors";
 import type { Node, NodeStatus } from "./types";
 
 /**
@@ -46,6 +47,23 @@ export class StatusReporter {
     if (key === this.last) return;
     this.last = key;
     this.node.status(status);
+  }
+}
+
+/**
+ * Shows at deploy what a node's setup lacks ("missing key secret"), so that a freshly imported node
+ * says what to fill in before a message fails on it. Only setup mistakes (ConfigError) are shown;
+ * the same check runs again, and reaches Catch, when a message arrives.
+ */
+export function showSetupProblem(status: Pick<StatusReporter, "error">, check: () => unknown): void {
+  const show = (err: unknown) => {
+    if (err instanceof ConfigError) status.error(err.status);
+  };
+  try {
+    const result = check();
+    if (result instanceof Promise) result.catch(show);
+  } catch (err) {
+    show(err);
   }
 }
 

@@ -1,0 +1,24 @@
+import assert from "node:assert/strict";
+import path from "node:path";
+import type { DemoEnvironment } from "../../src/demo/environment";
+import { demoFlows } from "../../src/demo/environment";
+
+const FLOWS = path.join(__dirname, "..", "..", "..", "flows");
+
+describe("the flows npm start deploys", () => {
+  const env = { nodeRedUrl: "http://127.0.0.1:18999" } as unknown as DemoEnvironment;
+
+  it("point every address of this Node-RED at the port it runs on, not at 1880", async () => {
+    const flows = await demoFlows(FLOWS, env, new Map());
+    const text = JSON.stringify(flows);
+    assert.doesNotMatch(text, /127\.0\.0\.1:1880|localhost:1880/);
+    const mediator = flows.find((n) => n.type === "http request" && String(n.url).includes("/api/setstatus"));
+    assert.equal(mediator?.url, "http://127.0.0.1:18999/api/setstatus");
+  });
+
+  it("leave the flows as shipped when Node-RED runs on its default address", async () => {
+    const flows = await demoFlows(FLOWS, { nodeRedUrl: "http://127.0.0.1:1880" } as unknown as DemoEnvironment, new Map());
+    const mediator = flows.find((n) => n.type === "http request" && String(n.url).includes("/api/setstatus"));
+    assert.equal(mediator?.url, "http://127.0.0.1:1880/api/setstatus");
+  });
+});
