@@ -35,11 +35,11 @@ export async function checkStorage(settings: StorageAccountSettings, containers:
       checks.fail(`container '${name}'`, (err as Error).message, "use an account SAS, or the SAS of this container");
       continue;
     }
-    await checkContainer(container, checks);
+    await checkContainer(container, !!client, checks);
   }
 }
 
-async function checkContainer(container: ContainerClient, checks: ConnectionChecks): Promise<void> {
+async function checkContainer(container: ContainerClient, containerSas: boolean, checks: ConnectionChecks): Promise<void> {
   const name = container.containerName;
   const options = { abortSignal: checks.signal };
   const ready = await checks.run(`container '${name}'`, PERMISSION_FIX, async () => {
@@ -47,7 +47,7 @@ async function checkContainer(container: ContainerClient, checks: ConnectionChec
       if (await container.exists(options)) return "exists";
     } catch (err) {
       // A container SAS may not read the container's properties: the blob checks below tell more.
-      if (!(err instanceof RestError && err.statusCode === 403)) throw explain(err, "look for the container");
+      if (!(containerSas && err instanceof RestError && err.statusCode === 403 && errorCode(err) !== "AuthenticationFailed")) throw explain(err, "look for the container");
       return "reachable (this credential may not read the container's properties)";
     }
     try {
@@ -92,9 +92,16 @@ async function checkContainer(container: ContainerClient, checks: ConnectionChec
   });
 }
 
+function errorCode(err: RestError): string {
+  return (err as RestError & { details?: { errorCode?: string } }).details?.errorCode ?? err.code ?? "";
+}
+
 function explain(err: unknown, what: string): Error {
   if (!(err instanceof RestError)) return err as Error;
-  const code = (err as RestError & { details?: { errorCode?: string } }).details?.errorCode ?? err.code ?? "";
+  const code = errorCode(err);
+  if (err.statusCode === 403 && (code === "AuthenticationFailed" || code === "")) {
+    return new CheckFailure(`Azure Storage refused the credential to ${what} (403${code ? ` ${code}` : ""}): the key, connection string or SAS is wrong or expired`, "copy the access key, connection string or SAS URL again from the storage account in the Azure portal");
+  }
   if (err.statusCode === 403) {
     return new CheckFailure(`Azure Storage refused to ${what}: this credential lacks the permission (403 ${code})`, PERMISSION_FIX);
   }
