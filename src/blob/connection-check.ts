@@ -47,7 +47,7 @@ async function checkContainer(container: ContainerClient, containerSas: boolean,
       if (await container.exists(options)) return "exists";
     } catch (err) {
       // A container SAS may not read the container's properties: the blob checks below tell more.
-      if (!(containerSas && err instanceof RestError && err.statusCode === 403 && errorCode(err) !== "AuthenticationFailed")) throw explain(err, "look for the container");
+      if (!(containerSas && err instanceof RestError && err.statusCode === 403 && !["AuthenticationFailed", "AuthorizationFailure"].includes(errorCode(err)))) throw explain(err, "look for the container");
       return "reachable (this credential may not read the container's properties)";
     }
     try {
@@ -99,7 +99,7 @@ function errorCode(err: RestError): string {
 function explain(err: unknown, what: string): Error {
   if (!(err instanceof RestError)) return err as Error;
   const code = errorCode(err);
-  if (err.statusCode === 403 && (code === "AuthenticationFailed" || code === "")) {
+  if (err.statusCode === 403 && (code === "AuthenticationFailed" || code === "AuthorizationFailure" || code === "")) {
     return new CheckFailure(`Azure Storage refused the credential to ${what} (403${code ? ` ${code}` : ""}): the key, connection string or SAS is wrong or expired`, "copy the access key, connection string or SAS URL again from the storage account in the Azure portal");
   }
   if (err.statusCode === 403) {
