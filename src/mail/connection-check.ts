@@ -26,9 +26,9 @@ export async function checkSmtp(settings: SmtpSettings, checks: ConnectionChecks
     requireTLS: settings.security === "starttls",
     ignoreTLS: settings.security === "none",
     tls: { rejectUnauthorized: settings.verifyCertificate, ...(settings.host && !isIP(settings.host) ? { servername: settings.host } : {}) },
-    connectionTimeout: 8000,
-    greetingTimeout: 8000,
-    socketTimeout: 10_000,
+    connectionTimeout: 5000,
+    greetingTimeout: 5000,
+    socketTimeout: 8000,
   });
   connection.on("error", () => undefined); // each step reports its own failure
   try {
@@ -61,15 +61,22 @@ export async function checkSmtp(settings: SmtpSettings, checks: ConnectionChecks
   }
 }
 
-/** MAIL FROM (and one RCPT TO, as the protocol wants) without data, then RSET: nothing is sent. */
+/** MAIL FROM alone, then RSET: the server says whether it takes the sender, and nothing is sent. */
 function acceptsSender(connection: SMTPConnection, sender: string): Promise<void> {
-  // nodemailer has no public call for an envelope alone; send() would go on to DATA.
-  const raw = connection as unknown as { _setEnvelope(envelope: unknown, callback: (err?: Error & { response?: string }) => void): void };
+  if (/[\r\n<>]/.test(sender)) return Promise.reject(new CheckFailure(`"${sender}" is not an address`, "fill in the sender address alone, without a name or brackets"));
+  // nodemailer has no public call for MAIL FROM alone (send() goes on to RCPT and DATA); these two
+  // members are how its own commands queue a reply handler and go out.
+  const raw = connection as unknown as { _responseActions: Array<(reply: string) => void>; _sendCommand(command: string): void };
   return new Promise<void>((resolve, reject) => {
-    raw._setEnvelope({ from: sender, to: [sender] }, (err) => {
-      if (err) return reject(new CheckFailure(`the server refused ${sender} as the sender: ${err.response ?? err.message}`, "use a sender address this login may send as"));
-      connection.reset((resetErr?: Error | null) => (resetErr ? reject(resetErr) : resolve()));
+    raw._responseActions.push((reply) => {
+      const accepted = reply.startsWith("2");
+      connection.reset((err?: Error | null) => {
+        if (!accepted) reject(new CheckFailure(`the server refused ${sender} as the sender: ${reply.trim()}`, "use a sender address this login may send as"));
+        else if (err) reject(err);
+        else resolve();
+      });
     });
+    raw._sendCommand(`MAIL FROM:<${sender}>`);
   });
 }
 
