@@ -72,14 +72,13 @@ export = function register(RED: NodeAPI) {
     credentials: { clientId: { type: "text" }, clientSecret: { type: "password" }, refreshToken: { type: "password" } },
   });
   registerAuthorizeRoutes(RED, { type: "goto-credentials", profile: gotoOAuthProfile });
-  const destination = ["authHost", "apiHost"];
   registerConnectionTest(RED, {
     type: "goto-credentials",
-    destination,
+    destination: ["authHost", "apiHost"],
     secrets: ["clientSecret", "refreshToken"],
     run: (input, checks) => {
       const config = input.config as GoToCredentialsDef;
-      return withTokenStore(input, oauthSettings(config, input.credentials), checks, ["token from the refresh token", "scopes", "account key and admin rights"], destination, (tokens) =>
+      return withTokenStore(input, oauthSettings(config, input.credentials), checks, ["token from the refresh token", "scopes", "account key and admin rights"], (tokens) =>
         checkGoTo({ tokens, apiHost: config.apiHost?.trim() || undefined, accountKey: String(config.accountKey ?? "").trim() || undefined }, checks),
       );
     },

@@ -67,17 +67,16 @@ export = function register(RED: NodeAPI) {
     credentials: { clientId: { type: "text" }, clientSecret: { type: "password" }, refreshToken: { type: "password" } },
   });
 
-  const destination = ["authHost", "apiHost"];
   registerConnectionTest(RED, {
     type: "teamleader-connection",
-    destination,
+    destination: ["authHost", "apiHost"],
     secrets: ["clientSecret", "refreshToken"],
     run: (input, checks) => {
       const config = input.config as TeamleaderConnectionDef & NodeDef;
       const users: unknown[] = [];
       RED.nodes.eachNode((n) => n.type === "teamleader-query" && n.mode === "sync" && n.connection === input.id && users.push(n.resources));
       const settings = oauthSettings(config, input.credentials, `teamleader-connection node '${config.name || input.id}'`);
-      return withTokenStore(input, settings, checks, ["token through the shared chain", "users.me", "scopes"], destination, (tokens) =>
+      return withTokenStore(input, settings, checks, ["token through the shared chain", "users.me", "scopes"], (tokens) =>
         checkTeamleader({ tokens, apiHost: config.apiHost, resources: syncedResources(users) }, checks),
       );
     },

@@ -85,4 +85,23 @@ describe("azure-storage-account connection test", function () {
     const report = await testConnection("azure-storage-account", { id: "s1", ...keyAuth() });
     expectLine(report, "container", "skipped", /no container is known/);
   });
+
+  it("answers a test message on a blob-csv-writer node with the report, writing no CSV", async () => {
+    const flow = [
+      { id: "s1", type: "azure-storage-account", ...keyAuth().config },
+      { id: "w1", type: "blob-csv-writer", storage: "s1", container: "existing", wires: [["out"]] },
+      { id: "out", type: "helper" },
+    ];
+    await helper.load([azureStorageAccount, blobCsvWriter], flow, { s1: keyAuth().credentials });
+    const left = (await probes("existing")).length; // the no-delete SAS test leaves one
+    const got = new Promise<any>((resolve) => helper.getNode("out").on("input", resolve));
+    helper.getNode("w1").receive({ topic: "test" } as never);
+    const msg = await got;
+    assert.equal(msg.payload.ok, true, JSON.stringify(msg.payload));
+    expectLine(msg.payload.reports[0], "delete the probe blob in 'existing'", "passed");
+    const all: string[] = [];
+    for await (const b of service.getContainerClient("existing").listBlobsFlat()) all.push(b.name);
+    assert.deepEqual(all.filter((n) => !n.startsWith(PROBE_PREFIX)), [], "no CSV was written");
+    assert.equal((await probes("existing")).length, left);
+  });
 });

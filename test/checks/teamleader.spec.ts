@@ -76,4 +76,15 @@ describe("teamleader-connection connection test", () => {
     const report = await testConnection("teamleader-connection", { id: "t1", config: config(), credentials: { ...client(), clientSecret: "wrong-secret-0123456789" } });
     expectLine(report, "token through the shared chain", "failed", /refused the client id or secret/);
   });
+
+  it("answers a test message on a teamleader-query node with the report", async () => {
+    const creds = client();
+    const sync = { id: "q1", type: "teamleader-query", connection: "t1", mode: "sync", resources: "users", wires: [["out"]] };
+    await load([{ id: "t1", type: "teamleader-connection", ...config() }, sync, { id: "out", type: "helper" }], { t1: creds });
+    const got = new Promise<any>((resolve) => helper.getNode("out").on("input", resolve));
+    helper.getNode("q1").receive({ topic: "test" } as never);
+    const msg = await got;
+    assert.equal(msg.payload.ok, true, JSON.stringify(msg.payload));
+    expectLine(msg.payload.reports[0], "scopes", "passed", /may read users/);
+  });
 });

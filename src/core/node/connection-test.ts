@@ -68,8 +68,8 @@ export function registerConnectionTest(RED: NodeAPI, tester: ConnectionTester): 
     (req: any, res: any) => {
       const tester = testers.get(String(req.params.type))!;
       const body = (req.body ?? {}) as { id?: unknown; config?: unknown; credentials?: unknown; options?: unknown };
-      const input = fromDialog(RED, tester, body);
-      void runTest(tester, input).then((report) => res.json(report));
+      const { input, notes } = fromDialog(RED, tester, body);
+      void runTest(tester, input, notes).then((report) => res.json(report));
     },
   );
 }
@@ -124,9 +124,8 @@ export function testableConfigNodes(nodeId: string): string[] {
   return found;
 }
 
-async function runTest(tester: ConnectionTester, input: ConnectionTestInput): Promise<ConnectionReport> {
+async function runTest(tester: ConnectionTester, input: ConnectionTestInput, notes: CheckLine[] = []): Promise<ConnectionReport> {
   const checks = new ConnectionChecks();
-  const notes = (input as ConnectionTestInput & { notes?: CheckLine[] }).notes ?? [];
   checks.lines.push(...notes);
   try {
     await Promise.race([
@@ -146,7 +145,7 @@ async function runTest(tester: ConnectionTester, input: ConnectionTestInput): Pr
   return { ...report, checks: [...report.checks] };
 }
 
-function fromDialog(RED: NodeAPI, tester: ConnectionTester, body: { id?: unknown; config?: unknown; credentials?: unknown; options?: unknown }): ConnectionTestInput {
+function fromDialog(RED: NodeAPI, tester: ConnectionTester, body: { id?: unknown; config?: unknown; credentials?: unknown; options?: unknown }): { input: ConnectionTestInput; notes: CheckLine[] } {
   const id = typeof body.id === "string" ? body.id : "";
   const config = plainStrings(body.config);
   const credentials = plainStrings(body.credentials) as Record<string, string | undefined>;
@@ -169,7 +168,7 @@ function fromDialog(RED: NodeAPI, tester: ConnectionTester, body: { id?: unknown
       });
     }
   }
-  return { id, config: { ...config, id, type: tester.type }, credentials, options, RED, trusted, notes } as ConnectionTestInput;
+  return { input: { id, config: { ...config, id, type: tester.type }, credentials, options, RED, trusted }, notes };
 }
 
 function deployedDef(RED: NodeAPI, id: string): NodeDef | undefined {
@@ -207,7 +206,6 @@ export async function withTokenStore(
   settings: OAuthConnectionSettings,
   checks: ConnectionChecks,
   names: string[],
-  destination: readonly string[],
   use: (tokens: TokenManager) => Promise<void>,
 ): Promise<void> {
   if (!settings.clientId || !settings.clientSecret) {
@@ -217,6 +215,7 @@ export async function withTokenStore(
   if (!input.trusted && !settings.refreshToken) {
     return checks.skipAll(names, "no refresh token in the dialog: use Authorize (or paste one), or deploy and test the deployed node");
   }
+  const destination = testers.get(String(input.config.type))?.destination ?? [];
   const elsewhere = !input.trusted && sharesChainElsewhere(input, settings.clientId, destination);
   if (elsewhere) {
     return checks.skipAll(names, `a deployed ${input.config.type} node of this client points at another host; its stored tokens are not sent elsewhere: deploy, then test`);
