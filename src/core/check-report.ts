@@ -89,7 +89,7 @@ export class ConnectionChecks {
       return value;
     } catch (err) {
       if (err instanceof CheckSkipped) this.skip(check, err.message);
-      else if (this.signal.aborted && !(err instanceof CheckFailure)) this.fail(check, "no answer in the time a test may take (it answers within 15 s)", fix);
+      else if (this.signal.aborted && !(err instanceof CheckFailure)) this.fail(check, "no answer in the time a test may take (it answers within 15 s)", `check that the host is right and reachable from Node-RED; if it is, ${fix}`);
       else this.fail(check, errorMessage(err), err instanceof CheckFailure ? err.fix : fix);
       return undefined;
     } finally {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import net from "node:net";
 import gotoCredentials from "../../src/nodes/goto-credentials";
 import gotoCallLogs from "../../src/nodes/goto-call-logs";
 import { GOTO_DEMO_CLIENT, Sandbox } from "../../src/sandbox";
@@ -114,5 +115,22 @@ describe("goto-credentials connection test", () => {
     const msg = await got;
     assert.equal(msg.payload.ok, true, JSON.stringify(msg.payload));
     expectLine(msg.payload.reports[0], "account key and admin rights", "passed");
+  });
+
+  it("answers with the check under way failed, and its fix, when the provider never answers", async function () {
+    this.timeout(20_000); // the route answers within 15 s
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => sockets.push(socket.on("error", () => undefined)));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    try {
+      await helper.load(gotoCredentials, []);
+      const port = (silent.address() as net.AddressInfo).port;
+      const report = await testConnection("goto-credentials", { id: "g1", config: { ...config(), authHost: `http://127.0.0.1:${port}` }, credentials: client() });
+      expectLine(report, "token from the refresh token", "failed", /no answer in the time a test may take[\s\S]*host is right and reachable/);
+      assert.equal(report.ok, false);
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    }
   });
 });
