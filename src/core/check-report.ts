@@ -49,7 +49,6 @@ export class ConnectionChecks {
   readonly lines: CheckLine[] = [];
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
-  private current?: string;
 
   constructor(deadlineMs = TEST_DEADLINE_MS) {
     this.timer = setTimeout(() => this.controller.abort(new Error("the test ran out of time")), deadlineMs);
@@ -82,7 +81,6 @@ export class ConnectionChecks {
       this.skip(check, "the test ran out of time before this check");
       return undefined;
     }
-    this.current = check;
     try {
       const value = await Promise.race([work(), this.deadline()]);
       this.pass(check, detail ? detail(value) : typeof value === "string" ? value : undefined);
@@ -92,8 +90,6 @@ export class ConnectionChecks {
       else if (this.signal.aborted && !(err instanceof CheckFailure)) this.fail(check, "no answer in the time a test may take (it answers within 15 s)", `check that the host is right and reachable from Node-RED; if it is, ${fix}`);
       else this.fail(check, errorMessage(err), err instanceof CheckFailure ? err.fix : fix);
       return undefined;
-    } finally {
-      this.current = undefined;
     }
   }
 
@@ -107,11 +103,6 @@ export class ConnectionChecks {
     return { type, ok: !this.lines.some((l) => l.outcome === "failed"), checks: this.lines };
   }
 
-  /** The check under way when the deadline passed, if any. */
-  get unfinished(): string | undefined {
-    return this.current;
-  }
-
   private deadline(): Promise<never> {
     const signal = this.signal;
     return new Promise<never>((_resolve, reject) => {
@@ -119,11 +110,4 @@ export class ConnectionChecks {
       signal.addEventListener("abort", () => reject(signal.reason), { once: true });
     });
   }
-}
-
-/** The report as text, one line per check: what a debug sidebar or a log shows. */
-export function reportText(report: ConnectionReport): string {
-  return report.checks
-    .map((l) => `${l.outcome === "passed" ? "✔" : l.outcome === "failed" ? "✘" : "–"} ${l.check}: ${l.outcome}${l.detail ? ` (${l.detail})` : ""}${l.fix ? `. Fix: ${l.fix}` : ""}`)
-    .join("\n");
 }
