@@ -1,10 +1,12 @@
 import { ConfigError } from "../core/errors";
 import { registerAuthorizeRoutes } from "../core/node/authorize-routes";
+import { registerConnectionTest, withTokenStore } from "../core/node/connection-test";
 import { migrateConfig } from "../core/node/migrate";
-import { OAuthConnection } from "../core/node/oauth-connection";
+import { OAuthConnection, OAuthConnectionSettings } from "../core/node/oauth-connection";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 import { GOTO_REQUESTS_PER_SECOND, GoToApis, GoToConnection } from "../goto/api";
 import { gotoOAuthProfile } from "../goto/auth";
+import { checkGoTo } from "../goto/connection-check";
 
 interface GoToCredentialsDef extends NodeDef {
   authHost?: string;
@@ -17,26 +19,30 @@ interface GoToCredentialsDef extends NodeDef {
 
 type Credentials = { clientId?: string; clientSecret?: string; refreshToken?: string };
 
+function oauthSettings(config: GoToCredentialsDef, creds: Credentials): OAuthConnectionSettings {
+  const clientId = (creds.clientId ?? "").trim();
+  return {
+    profile: gotoOAuthProfile(config.authHost?.trim() || undefined),
+    clientId,
+    clientSecret: creds.clientSecret ?? "",
+    refreshToken: creds.refreshToken?.trim() || undefined,
+    store: config.store === "postgres" ? "postgres" : "file",
+    database: config.database,
+    key: `goto:${clientId}`,
+    label: `goto-credentials node '${config.name || config.id}'`,
+  };
+}
+
 export = function register(RED: NodeAPI) {
   function GoToCredentialsNode(this: Node<Credentials> & GoToConnection & { connection: OAuthConnection }, def: GoToCredentialsDef) {
     RED.nodes.createNode(this, def);
     const node = this;
     const config = migrateConfig(def, []);
     const creds = node.credentials ?? {};
-    const clientId = (creds.clientId ?? "").trim();
     const accountKey = String(config.accountKey ?? "").trim() || undefined;
     const rps = Number(config.requestsPerSecond || GOTO_REQUESTS_PER_SECOND);
 
-    node.connection = new OAuthConnection(RED, {
-      profile: gotoOAuthProfile(config.authHost?.trim() || undefined),
-      clientId,
-      clientSecret: creds.clientSecret ?? "",
-      refreshToken: creds.refreshToken?.trim() || undefined,
-      store: config.store === "postgres" ? "postgres" : "file",
-      database: config.database,
-      key: `goto:${clientId}`,
-      label: `goto-credentials node '${config.name || config.id}'`,
-    });
+    node.connection = new OAuthConnection(RED, oauthSettings(config, creds));
     let apis: GoToApis | undefined;
     const open = () =>
       (apis ??= new GoToApis({
@@ -66,4 +72,15 @@ export = function register(RED: NodeAPI) {
     credentials: { clientId: { type: "text" }, clientSecret: { type: "password" }, refreshToken: { type: "password" } },
   });
   registerAuthorizeRoutes(RED, { type: "goto-credentials", profile: gotoOAuthProfile });
+  registerConnectionTest(RED, {
+    type: "goto-credentials",
+    destination: ["authHost", "apiHost"],
+    secrets: ["clientSecret", "refreshToken"],
+    run: (input, checks) => {
+      const config = input.config as GoToCredentialsDef;
+      return withTokenStore(input, oauthSettings(config, input.credentials), checks, ["token from the refresh token", "scopes", "account key and admin rights"], (tokens) =>
+        checkGoTo({ tokens, apiHost: config.apiHost?.trim() || undefined, accountKey: String(config.accountKey ?? "").trim() || undefined }, checks),
+      );
+    },
+  });
 };

@@ -4,6 +4,8 @@ import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 import { EntraAppTokenSource } from "../graph/app-token";
 import type { GraphApp } from "../graph/app";
 import { GraphClient } from "../graph/client";
+import { checkGraphApp } from "../graph/connection-check";
+import { registerConnectionTest } from "../core/node/connection-test";
 
 interface GraphAppDef extends NodeDef {
   tenantId: string;
@@ -57,5 +59,26 @@ export = function register(RED: NodeAPI) {
 
   RED.nodes.registerType("graph-app", GraphAppNode, {
     credentials: { clientSecret: { type: "password" }, certificate: { type: "password" }, privateKey: { type: "password" } },
+  });
+  registerConnectionTest(RED, {
+    type: "graph-app",
+    destination: ["authorityHost", "graphUrl", "tenantId"],
+    secrets: ["clientSecret", "certificate", "privateKey"],
+    run: (input, checks) => {
+      const config = input.config as Partial<GraphAppDef>;
+      const creds = input.credentials;
+      const certificate = config.authType === "certificate";
+      return checkGraphApp(
+        {
+          tenantId: String(config.tenantId ?? "").trim(),
+          clientId: String(config.clientId ?? "").trim(),
+          ...(certificate ? { certificate: creds.certificate, privateKey: creds.privateKey } : { clientSecret: creds.clientSecret }),
+          authorityHost: config.authorityHost || undefined,
+          graphUrl: config.graphUrl || undefined,
+          testAddress: input.options.testAddress,
+        },
+        checks,
+      );
+    },
   });
 };

@@ -1,5 +1,7 @@
 import { JwtAlgorithm, signingKeys } from "../auth/keys";
 import { JwtKeyProvider, TokenAuthority } from "../auth/jwt";
+import { checkJwtKey } from "../auth/connection-check";
+import { registerConnectionTest } from "../core/node/connection-test";
 import { UserList, hashPassword } from "../auth/users";
 import { ConfigError, PipelineError, asPipelineError } from "../core/errors";
 import { migrateConfig } from "../core/node/migrate";
@@ -51,6 +53,16 @@ export = function register(RED: NodeAPI) {
 
   RED.nodes.registerType("jwt-auth-key", JwtAuthKeyNode, {
     credentials: { secret: { type: "password" }, privateKey: { type: "password" }, users: { type: "password" } },
+  });
+
+  registerConnectionTest(RED, {
+    type: "jwt-auth-key",
+    destination: [],
+    secrets: ["secret", "privateKey"],
+    run: (input, checks) => {
+      const config = input.config as Partial<KeyDef>;
+      return checkJwtKey({ algorithm: config.algorithm || "HS256", secret: input.credentials.secret, privateKey: input.credentials.privateKey, publicKey: config.publicKey }, checks);
+    },
   });
 
   // The dialog hashes each new password here (bcrypt in the runtime, never in the flow file), and

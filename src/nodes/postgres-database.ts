@@ -1,6 +1,8 @@
 import { Database } from "../core/db/database";
 import { PostgresDatabaseDef, PostgresCredentials, databaseConfig } from "../core/db/config";
 import { ConfigError } from "../core/errors";
+import { checkDatabase } from "../core/db/connection-check";
+import { registerConnectionTest } from "../core/node/connection-test";
 import { stateDir } from "../core/node/config";
 import { migrateConfig } from "../core/node/migrate";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
@@ -36,5 +38,11 @@ export = function register(RED: NodeAPI) {
 
   RED.nodes.registerType("postgres-database", PostgresDatabaseNode, {
     credentials: { user: { type: "text" }, password: { type: "password" }, url: { type: "password" } },
+  });
+  registerConnectionTest(RED, {
+    type: "postgres-database",
+    destination: ["mode", "host", "port", "database"],
+    secrets: ["password", "url"],
+    run: (input, checks) => checkDatabase(databaseConfig(input.config as unknown as PostgresDatabaseDef, input.credentials, stateDir(RED, "pglite")), checks),
   });
 };

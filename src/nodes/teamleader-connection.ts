@@ -1,10 +1,12 @@
 import { ConfigError, errorMessage } from "../core/errors";
 import { DatabaseProvider, configNode } from "../core/node/config";
 import { migrateConfig } from "../core/node/migrate";
-import { OAuthConnection } from "../core/node/oauth-connection";
+import { OAuthConnection, OAuthConnectionSettings } from "../core/node/oauth-connection";
+import { registerConnectionTest, withTokenStore } from "../core/node/connection-test";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 import { teamleaderOAuthProfile } from "../teamleader/auth";
 import { TeamleaderConnection, TeamleaderConnectionProvider } from "../teamleader/connection";
+import { checkTeamleader, syncedResources } from "../teamleader/connection-check";
 
 interface TeamleaderConnectionDef {
   name?: string;
@@ -21,6 +23,19 @@ interface Credentials {
   refreshToken?: string;
 }
 
+function oauthSettings(config: TeamleaderConnectionDef, creds: Credentials, label: string): OAuthConnectionSettings {
+  return {
+    profile: teamleaderOAuthProfile(config.authHost),
+    clientId: creds.clientId ?? "",
+    clientSecret: creds.clientSecret ?? "",
+    refreshToken: creds.refreshToken,
+    store: "postgres",
+    database: config.database,
+    key: `teamleader:${creds.clientId ?? ""}`,
+    label,
+  };
+}
+
 type TeamleaderConnectionNode = Node<Credentials> & TeamleaderConnectionProvider & { connection: TeamleaderConnection };
 
 const routesOn = new WeakSet<object>();
@@ -34,16 +49,7 @@ export = function register(RED: NodeAPI) {
     const label = `teamleader-connection node '${config.name || node.id}'`;
     // Tokens always in the database under the integration's key: every instance of this
     // integration on that database shares one single-use refresh-token chain.
-    const oauth = new OAuthConnection(RED, {
-      profile: teamleaderOAuthProfile(config.authHost),
-      clientId: creds.clientId ?? "",
-      clientSecret: creds.clientSecret ?? "",
-      refreshToken: creds.refreshToken,
-      store: "postgres",
-      database: config.database,
-      key: `teamleader:${creds.clientId ?? ""}`,
-      label,
-    });
+    const oauth = new OAuthConnection(RED, oauthSettings(config, creds, label));
     node.connection = new TeamleaderConnection({
       oauth,
       database: async () => configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database").database(),
@@ -59,6 +65,21 @@ export = function register(RED: NodeAPI) {
 
   RED.nodes.registerType("teamleader-connection", TeamleaderConnectionConfig, {
     credentials: { clientId: { type: "text" }, clientSecret: { type: "password" }, refreshToken: { type: "password" } },
+  });
+
+  registerConnectionTest(RED, {
+    type: "teamleader-connection",
+    destination: ["authHost", "apiHost"],
+    secrets: ["clientSecret", "refreshToken"],
+    run: (input, checks) => {
+      const config = input.config as TeamleaderConnectionDef & NodeDef;
+      const users: unknown[] = [];
+      RED.nodes.eachNode((n) => n.type === "teamleader-query" && n.mode === "sync" && n.connection === input.id && users.push(n.resources));
+      const settings = oauthSettings(config, input.credentials, `teamleader-connection node '${config.name || input.id}'`);
+      return withTokenStore(input, settings, checks, ["token through the shared chain", "users.me", "scopes"], (tokens) =>
+        checkTeamleader({ tokens, apiHost: config.apiHost, resources: syncedResources(users) }, checks),
+      );
+    },
   });
 
   // The dialog's Authorize link: a new state for a deployed connection, and Teamleader's URL with it.

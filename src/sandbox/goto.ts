@@ -23,6 +23,8 @@ export class GoToSandbox {
   readonly calls: CallReportsSandbox;
   /** The Admin API: the account's users and licenses. */
   readonly admin: AdminSandbox;
+  /** The scopes granted to a client's tokens, when not both the package needs (a missing-scope test). */
+  readonly scopes = new Map<string, string>();
 
   constructor(
     readonly server: SandboxServer,
@@ -37,7 +39,7 @@ export class GoToSandbox {
       clientAuth: "basic",
       singleUseRefreshTokens: false,
       rotateEvery: options.rotateEvery ?? 5,
-      tokenExtras: () => ({ scope: "cr.v1.read identity:", principal: "admin@example.com" }),
+      tokenExtras: (clientId) => ({ scope: this.scopes.get(clientId) ?? "cr.v1.read identity:", principal: "admin@example.com" }),
       errors: {
         // Verified for the old host (goto-apis.md §1.5).
         invalidClient: () => ({ status: 401, json: { error: "invalid_client", error_description: "Client authentication failed." } }),

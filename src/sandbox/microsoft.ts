@@ -27,6 +27,11 @@ export class MicrosoftSandbox {
   tokenLifetime = 3599;
   private readonly apps = new Map<string, { tenantId: string; secret?: string; certificate?: X509Certificate }>();
   private readonly tokens = new Map<string, { clientId: string; tenantId: string; expiresAt: number }>();
+  /**
+   * The application permissions granted with admin consent, per app: a token's `roles` claim.
+   * Unlisted apps have what the out-of-office monitor needs; an empty list is a revoked consent.
+   */
+  readonly appRoles = new Map<string, string[]>();
 
   constructor(readonly server: SandboxServer) {
     this.registerApp(MICROSOFT_DEMO_APP.tenantId, MICROSOFT_DEMO_APP.clientId, MICROSOFT_DEMO_APP.clientSecret);
@@ -65,6 +70,18 @@ export class MicrosoftSandbox {
     return record && record.expiresAt > Date.now() ? record.clientId : undefined;
   }
 
+  /**
+   * An app token shaped as Microsoft's are: a JWT whose claims carry the tenant, the app and its
+   * roles. Its signature is random bytes: Graph here knows its tokens by value.
+   */
+  private jwt(clientId: string, tenantId: string): string {
+    const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+    const now = Math.floor(Date.now() / 1000);
+    const roles = this.appRoles.get(clientId) ?? ["User.Read.All", "MailboxSettings.Read"];
+    const claims = { aud: "https://graph.microsoft.com", iss: `https://sts.windows.net/${tenantId}/`, tid: tenantId, appid: clientId, iat: now, exp: now + this.tokenLifetime, ...(roles.length ? { roles } : {}) };
+    return `${part({ typ: "JWT", alg: "RS256" })}.${part(claims)}.${randomBytes(32).toString("base64url")}`;
+  }
+
   private token(req: SandboxRequest): SandboxReply {
     const body = (req.body ?? {}) as Record<string, string>;
     this.server.count("microsoft token request");
@@ -87,7 +104,7 @@ export class MicrosoftSandbox {
         ? { status: 401, json: { error: "invalid_client", error_description: "AADSTS700027: Client assertion contains an invalid signature.", error_codes: [700027] } }
         : { status: 401, json: { error: "invalid_client", error_description: "AADSTS7000215: Invalid client secret provided.", error_codes: [7000215] } };
     }
-    const accessToken = `ms-at-${randomBytes(24).toString("base64url")}`;
+    const accessToken = this.jwt(body.client_id!, app.tenantId);
     this.tokens.set(accessToken, { clientId: body.client_id!, tenantId: app.tenantId, expiresAt: Date.now() + this.tokenLifetime * 1000 });
     this.server.count("microsoft token issued");
     return { json: { token_type: "Bearer", expires_in: this.tokenLifetime, ext_expires_in: this.tokenLifetime, access_token: accessToken } };

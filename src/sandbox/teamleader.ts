@@ -41,6 +41,8 @@ export class TeamleaderSandbox {
   /** Arrival times (epoch ms) of API requests, for measuring a client's request rate. */
   readonly requestTimes: number[] = [];
   private readonly windows = new Map<string, number[]>();
+  /** Resources a client's integration has no scope for: their calls answer 403 (a missing-scope test). */
+  readonly deniedResources = new Map<string, Set<string>>();
   private drift?: NodeJS.Timeout;
 
   constructor(
@@ -77,7 +79,9 @@ export class TeamleaderSandbox {
       })),
     );
     for (const resource of TEAMLEADER_RESOURCES) {
-      server.route("POST", `/teamleader/api/${resource}.list`, (req) => this.api(req, () => this.list(resource, req)));
+      server.route("POST", `/teamleader/api/${resource}.list`, (req) =>
+        this.api(req, (clientId) => (this.deniedResources.get(clientId)?.has(resource) ? teamleaderError(403, "Forbidden", { type: "insufficient_scope" }) : this.list(resource, req))),
+      );
       server.route("POST", `/teamleader/api/${resource}.info`, (req) => this.api(req, () => this.info(resource, req)));
     }
 

@@ -24,7 +24,7 @@ describe("sandbox", () => {
     const app = msal();
     const first = await app.acquireTokenByClientCredential({ scopes: ["https://graph.microsoft.com/.default"] });
     const second = await app.acquireTokenByClientCredential({ scopes: ["https://graph.microsoft.com/.default"] });
-    assert.ok(first?.accessToken.startsWith("ms-at-"));
+    assert.ok(first?.accessToken.startsWith("eyJ"));
     assert.equal(second?.accessToken, first?.accessToken);
     assert.equal(second?.fromCache, true);
     assert.equal(sandbox.server.counter("microsoft token issued") - before, 1);

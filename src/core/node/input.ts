@@ -1,4 +1,5 @@
 import { AuthorizationRequiredError, PipelineError, asPipelineError } from "../errors";
+import { testFromFlow } from "./connection-test";
 import { StatusReporter } from "./status";
 import type { DoneFunction, Node, NodeMessage, SendFunction } from "./types";
 
@@ -12,6 +13,8 @@ export type InputHandler = (msg: NodeMessage, send: SendFunction) => Promise<voi
  */
 export function handleInput(node: Node, status: StatusReporter, handler: InputHandler): void {
   node.on("input", (msg: NodeMessage, send: SendFunction, done: DoneFunction) => {
+    // `test`: the connection test of the config nodes this node uses, its report to the output.
+    if (msg.topic === "test" && testFromFlow(node, status, msg, send, done)) return;
     let finished = false;
     const finish = (err?: PipelineError) => {
       if (finished) return;

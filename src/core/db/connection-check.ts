@@ -1,0 +1,119 @@
+import { promises as fs } from "node:fs";
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import { CheckFailure, CheckSkipped, ConnectionChecks } from "../check-report";
+import { DatabaseConfig } from "./database";
+import { acquireEmbedded } from "./embedded";
+
+/** What the embedded server is: where its data lives and what memory it holds. */
+export interface EmbeddedServerInfo {
+  path: string;
+  /** Resident memory of the server process in bytes, when the system tells it. */
+  memoryBytes?: number;
+  port: number;
+}
+
+/**
+ * Starts (or joins) the embedded server of `dataDir` and tells what it is. The one place that
+ * knows how the embedded server is run, so a new one changes this function only.
+ */
+export async function embeddedServer(dataDir: string): Promise<EmbeddedServerInfo & { release(): Promise<void> }> {
+  const handle = await acquireEmbedded(dataDir);
+  let memoryBytes: number | undefined;
+  try {
+    const status = await fs.readFile(`/proc/${handle.pid}/status`, "utf8");
+    const kb = /VmRSS:\s*(\d+)\s*kB/.exec(status)?.[1];
+    if (kb) memoryBytes = Number(kb) * 1024;
+  } catch {
+    // not Linux, or the process is gone: memory unknown
+  }
+  return { path: dataDir, memoryBytes, port: handle.port, release: () => handle.release() };
+}
+
+const GRANT_FIX = (user: string) => `let the user create tables: GRANT CREATE ON SCHEMA public TO ${user} (or give the node a user that may)`;
+
+/**
+ * The postgres-database node's checks: connect, the rights to create tables, LISTEN/NOTIFY and
+ * advisory locks; for the embedded server, start it and say where it is and what it holds.
+ */
+export async function checkDatabase(config: DatabaseConfig, checks: ConnectionChecks): Promise<void> {
+  let connection: pg.ClientConfig;
+  let release: (() => Promise<void>) | undefined;
+  if (config.kind === "embedded") {
+    const starting = embeddedServer(config.dataDir);
+    const info = await checks.run("start the embedded server", "look at the Node-RED log for why it could not start; free disk space and memory, then test again", () => starting,
+      (i) => `running, data in ${i.path}${i.memoryBytes ? `, ${Math.round(i.memoryBytes / 1024 / 1024)} MB of memory` : ""}`,
+    );
+    if (!info) {
+      // Still starting at the deadline: let go of it once it is up, so it stops when nothing else uses it.
+      starting.then((late) => late.release(), () => undefined);
+      return checks.skipAll(["connect", "create tables", "LISTEN/NOTIFY", "advisory locks"], "the embedded server did not start");
+    }
+    release = info.release;
+    connection = { host: "127.0.0.1", port: info.port, user: "postgres", database: "postgres" };
+  } else {
+    connection = { ...config.connection } as pg.ClientConfig;
+  }
+  const client = new pg.Client({ ...connection, connectionTimeoutMillis: 8000, query_timeout: 8000 });
+  client.on("error", () => undefined); // a server that drops us mid-test fails the running check instead
+  try {
+    const who = await checks.run(
+      "connect",
+      "check the host, port, database name, user and password (or the connection string), and that the server accepts this client (pg_hba.conf)",
+      async () => {
+        await client.connect();
+        const { rows } = await client.query<{ user: string; version: string }>("SELECT current_user AS user, current_setting('server_version') AS version");
+        return rows[0]!;
+      },
+      (r) => `as ${r.user}, PostgreSQL ${r.version}`,
+    );
+    if (!who) return checks.skipAll(["create tables", "LISTEN/NOTIFY", "advisory locks"], "no connection");
+    await checks.run("create tables", GRANT_FIX(who.user), async () => {
+      const table = `gluework_probe_${randomBytes(4).toString("hex")}`;
+      await client.query("BEGIN");
+      try {
+        await client.query(`CREATE TABLE ${table} (id integer)`);
+      } catch (err) {
+        if ((err as { code?: string }).code === "42501") {
+          throw new CheckFailure(`the user ${who.user} may not create tables in this database (${(err as Error).message})`, GRANT_FIX(who.user));
+        }
+        throw err;
+      } finally {
+        await client.query("ROLLBACK").catch(() => undefined);
+      }
+      return "a table was created (and rolled back)";
+    });
+    if (config.kind === "embedded") {
+      checks.skip("LISTEN/NOTIFY", "the embedded server serves this Node-RED alone: changes are passed on inside it");
+    } else {
+      await checks.run("LISTEN/NOTIFY", "use a direct connection to PostgreSQL: a pooler in transaction mode (PgBouncer) drops LISTEN", async () => {
+        const channel = `gluework_probe_${randomBytes(4).toString("hex")}`;
+        await client.query(`LISTEN ${channel}`);
+        const heard = new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), 3000);
+          client.on("notification", (n) => {
+            if (n.channel === channel) {
+              clearTimeout(timer);
+              resolve(true);
+            }
+          });
+        });
+        await client.query("SELECT pg_notify($1, 'probe')", [channel]);
+        const ok = await heard;
+        await client.query(`UNLISTEN ${channel}`);
+        if (!ok) throw new CheckFailure("a notification sent on this connection did not come back within 3 s", "use a direct connection to PostgreSQL: a pooler in transaction mode (PgBouncer) drops LISTEN");
+        return "a notification went out and came back";
+      });
+    }
+    await checks.run("advisory locks", "use a direct connection to PostgreSQL: a pooler in transaction mode loses session locks", async () => {
+      const key = Number.parseInt(randomBytes(3).toString("hex"), 16);
+      const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [key]);
+      if (!rows[0]?.locked) throw new CheckSkipped("another session holds the probe's lock; try again");
+      await client.query("SELECT pg_advisory_unlock($1)", [key]);
+      return "taken and released";
+    });
+  } finally {
+    await client.end().catch(() => undefined);
+    await release?.();
+  }
+}

@@ -1,0 +1,82 @@
+import { CheckFailure, ConnectionChecks } from "../core/check-report";
+import { HttpError } from "../core/http/client";
+import { TokenManager } from "../core/tokens/token-manager";
+import { GoToApis } from "./api";
+
+/** The scopes the package's GoTo nodes need, and what for. */
+export const GOTO_SCOPES: ReadonlyArray<{ scope: string; for: string }> = [
+  { scope: "cr.v1.read", for: "the call logs (goto-call-logs)" },
+  { scope: "identity:", for: "the account key and user provisioning (goto-provision-user)" },
+];
+
+export interface GoToCheckSettings {
+  /** The token manager over the token store the deployed node uses (or will use). */
+  tokens: TokenManager;
+  apiHost?: string;
+  accountKey?: string;
+}
+
+/**
+ * The goto-credentials node's checks: a token through the token store's refresh (so a replaced
+ * refresh token is kept, never lost), the granted scopes, the account key and admin rights.
+ */
+export async function checkGoTo(settings: GoToCheckSettings, checks: ConnectionChecks): Promise<void> {
+  const { tokens } = settings;
+  const token = await checks.run("token from the refresh token", "use Authorize in this dialog to get a new refresh token, then deploy", () => freshToken(tokens), () => "GoTo gave an access token");
+  if (!token) return checks.skipAll(["scopes", "account key and admin rights"], "no token");
+  await checks.run("scopes", "add the missing scopes to the OAuth client in GoTo's developer portal, then use Authorize again", async () => {
+    const granted = ((await tokens.extra("scope")) ?? "").split(/\s+/).filter(Boolean);
+    if (!granted.length) return "GoTo did not list the granted scopes; the calls below tell";
+    const missing = GOTO_SCOPES.filter((s) => !granted.includes(s.scope));
+    if (missing.length) {
+      throw new CheckFailure(
+        `the token lacks ${missing.map((m) => `${m.scope} (for ${m.for})`).join(" and ")}; it has ${granted.join(" ")}`,
+        `add ${missing.map((m) => m.scope).join(" and ")} to the OAuth client in GoTo's developer portal, then use Authorize again`,
+      );
+    }
+    return granted.join(" ");
+  });
+  const apis = new GoToApis({ auth: tokens, apiHost: settings.apiHost, accountKey: settings.accountKey });
+  try {
+    await checks.run("account key and admin rights", "authorize with a GoTo user who is an admin of the account", async () => {
+      let text: string;
+      try {
+        text = (await apis.api("admin").request({ path: "me", signal: checks.signal })).text;
+      } catch (err) {
+        if (err instanceof HttpError && err.statusCode === 403) {
+          throw new CheckFailure("GoTo's Admin API refused GET /me (403): the token lacks the scope identity:", "add identity: to the OAuth client, then use Authorize again");
+        }
+        throw err;
+      }
+      const accountKey = /"accountKey"\s*:\s*"?(\d+)"?/.exec(text)?.[1];
+      const roles = /"adminRoles"\s*:\s*\[([^\]]*)\]/.exec(text)?.[1]?.split(",").map((r) => r.trim().replace(/^"|"$/g, "")).filter(Boolean) ?? [];
+      const email = /"email"\s*:\s*"([^"]*)"/.exec(text)?.[1] ?? "the user";
+      if (!accountKey) throw new CheckFailure("GoTo's Admin API did not tell the account key", "fill in the account key in this dialog");
+      if (settings.accountKey && settings.accountKey !== accountKey) {
+        throw new CheckFailure(`the account key ${settings.accountKey} is not the account of ${email} (${accountKey})`, `set the account key to ${accountKey}, or leave it empty`);
+      }
+      if (!roles.length) {
+        throw new CheckFailure(`${email} is not an admin of account ${accountKey}: provisioning needs one`, "use Authorize with a super admin, or a user whose role manages users");
+      }
+      return `account ${accountKey}, ${email} is ${roles.join(", ")}`;
+    });
+  } finally {
+    await apis.close();
+  }
+}
+
+/**
+ * An access token that a refresh made just now, through the token store: the store's lock and
+ * re-read keep a replaced refresh token, and a refused one marks the connection for authorization.
+ */
+export async function freshToken(tokens: TokenManager): Promise<string> {
+  let refreshed = false;
+  const onRefresh = () => (refreshed = true);
+  tokens.on("refreshed", onRefresh);
+  try {
+    const token = await tokens.getAccessToken();
+    return refreshed ? token : await tokens.invalidate(token);
+  } finally {
+    tokens.off("refreshed", onRefresh);
+  }
+}
