@@ -5,7 +5,7 @@ import { Database } from "../src/core/db/database";
 import { embeddedServerInfo, serverMemory } from "../src/core/db/embedded";
 import { demoFlows, secretKeeper } from "../src/demo/environment";
 import { Sandbox } from "../src/sandbox";
-import { AZURITE_ACCOUNT, Azurite } from "../src/sandbox/azurite";
+import { AZURITE_ACCOUNT, Azurite, freePort } from "../src/sandbox/azurite";
 import { SmtpSink } from "../src/sandbox/smtp-sink";
 import { startNodeRed } from "../test/support/node-red-process";
 import { createTestDatabase } from "../test/support/pg";
@@ -87,15 +87,17 @@ async function nodeRedMemory(quick: boolean, serverUrl: string): Promise<Record<
     for (const kind of ["embedded", "server"] as const) {
       const stateDir = mkdtempSync(path.join(os.tmpdir(), "gw-bench-red-"));
       mkdirSync(path.join(stateDir, "node-red"));
+      const port = await freePort();
       const flows = await demoFlows(flowsDir, {
         stateDir,
+        nodeRedUrl: `http://127.0.0.1:${port}`,
         sandbox,
         azurite: { blobUrl: azurite.blobUrl, connectionString: azurite.connectionString, accountName: AZURITE_ACCOUNT.name, accountKey: AZURITE_ACCOUNT.key },
         smtp: { host: "127.0.0.1", port: smtp.port, dir: stateDir },
         databaseUrl: kind === "server" ? serverUrl : undefined,
         secret: secretKeeper(path.join(stateDir, "secrets.json")),
       });
-      const red = await startNodeRed({ userDir: path.join(stateDir, "node-red") });
+      const red = await startNodeRed({ userDir: path.join(stateDir, "node-red"), port });
       try {
         await red.deploy(flows);
         await new Promise((r) => setTimeout(r, quick ? 5000 : 20_000));
