@@ -43,6 +43,6 @@ export = function register(RED: NodeAPI) {
     type: "postgres-database",
     destination: ["mode", "host", "port", "database"],
     secrets: ["password", "url"],
-    run: (input, checks) => checkDatabase(databaseConfig(input.config as unknown as PostgresDatabaseDef, input.credentials, stateDir(RED, "pglite")), checks),
+    run: (input, checks) => checkDatabase(databaseConfig(input.config as unknown as PostgresDatabaseDef, input.credentials, stateDir(RED, "postgres")), checks),
   });
 };

@@ -1,33 +1,30 @@
-import { promises as fs } from "node:fs";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { CheckFailure, CheckSkipped, ConnectionChecks } from "../check-report";
 import { DatabaseConfig } from "./database";
-import { acquireEmbedded } from "./embedded";
+import { acquireEmbedded, embeddedServerInfo } from "./embedded";
 
 /** What the embedded server is: where its data lives and what memory it holds. */
-export interface EmbeddedServerInfo {
+export interface EmbeddedServerReport {
   path: string;
-  /** Resident memory of the server process in bytes, when the system tells it. */
+  /** Summed over the server's processes, in bytes, when the system tells it. */
   memoryBytes?: number;
-  port: number;
+  connection: pg.ClientConfig;
 }
 
 /**
  * Starts (or joins) the embedded server of `dataDir` and tells what it is. The one place that
  * knows how the embedded server is run, so a new one changes this function only.
  */
-export async function embeddedServer(dataDir: string): Promise<EmbeddedServerInfo & { release(): Promise<void> }> {
+export async function embeddedServer(dataDir: string): Promise<EmbeddedServerReport & { release(): Promise<void> }> {
   const handle = await acquireEmbedded(dataDir);
-  let memoryBytes: number | undefined;
-  try {
-    const status = await fs.readFile(`/proc/${handle.pid}/status`, "utf8");
-    const kb = /VmRSS:\s*(\d+)\s*kB/.exec(status)?.[1];
-    if (kb) memoryBytes = Number(kb) * 1024;
-  } catch {
-    // not Linux, or the process is gone: memory unknown
-  }
-  return { path: dataDir, memoryBytes, port: handle.port, release: () => handle.release() };
+  const info = embeddedServerInfo(dataDir)[0];
+  return {
+    path: info?.dataDir ?? dataDir,
+    memoryBytes: info?.pssBytes ?? info?.rssBytes,
+    connection: { host: "127.0.0.1", port: handle.port, user: handle.user, password: handle.password, database: handle.database },
+    release: () => handle.release(),
+  };
 }
 
 const GRANT_FIX = (user: string) => `let the user create tables: GRANT CREATE ON SCHEMA public TO ${user} (or give the node a user that may)`;
@@ -50,7 +47,7 @@ export async function checkDatabase(config: DatabaseConfig, checks: ConnectionCh
       return checks.skipAll(["connect", "create tables", "LISTEN/NOTIFY", "advisory locks"], "the embedded server did not start");
     }
     release = info.release;
-    connection = { host: "127.0.0.1", port: info.port, user: "postgres", database: "postgres" };
+    connection = info.connection;
   } else {
     connection = { ...config.connection } as pg.ClientConfig;
   }
@@ -83,28 +80,24 @@ export async function checkDatabase(config: DatabaseConfig, checks: ConnectionCh
       }
       return "a table was created (and rolled back)";
     });
-    if (config.kind === "embedded") {
-      checks.skip("LISTEN/NOTIFY", "the embedded server serves this Node-RED alone: changes are passed on inside it");
-    } else {
-      await checks.run("LISTEN/NOTIFY", "use a direct connection to PostgreSQL: a pooler in transaction mode (PgBouncer) drops LISTEN", async () => {
-        const channel = `gluework_probe_${randomBytes(4).toString("hex")}`;
-        await client.query(`LISTEN ${channel}`);
-        const heard = new Promise<boolean>((resolve) => {
-          const timer = setTimeout(() => resolve(false), 3000);
-          client.on("notification", (n) => {
-            if (n.channel === channel) {
-              clearTimeout(timer);
-              resolve(true);
-            }
-          });
+    await checks.run("LISTEN/NOTIFY", "use a direct connection to PostgreSQL: a pooler in transaction mode (PgBouncer) drops LISTEN", async () => {
+      const channel = `gluework_probe_${randomBytes(4).toString("hex")}`;
+      await client.query(`LISTEN ${channel}`);
+      const heard = new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 3000);
+        client.on("notification", (n) => {
+          if (n.channel === channel) {
+            clearTimeout(timer);
+            resolve(true);
+          }
         });
-        await client.query("SELECT pg_notify($1, 'probe')", [channel]);
-        const ok = await heard;
-        await client.query(`UNLISTEN ${channel}`);
-        if (!ok) throw new CheckFailure("a notification sent on this connection did not come back within 3 s", "use a direct connection to PostgreSQL: a pooler in transaction mode (PgBouncer) drops LISTEN");
-        return "a notification went out and came back";
       });
-    }
+      await client.query("SELECT pg_notify($1, 'probe')", [channel]);
+      const ok = await heard;
+      await client.query(`UNLISTEN ${channel}`);
+      if (!ok) throw new CheckFailure("a notification sent on this connection did not come back within 3 s", "use a direct connection to PostgreSQL: a pooler in transaction mode (PgBouncer) drops LISTEN");
+      return "a notification went out and came back";
+    });
     await checks.run("advisory locks", "use a direct connection to PostgreSQL: a pooler in transaction mode loses session locks", async () => {
       const key = Number.parseInt(randomBytes(3).toString("hex"), 16);
       const { rows } = await client.query<{ locked: boolean }>("SELECT pg_try_advisory_lock($1) AS locked", [key]);
