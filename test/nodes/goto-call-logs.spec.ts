@@ -232,8 +232,9 @@ describe("call logs pipeline: goto-call-logs → blob-csv-writer", function () {
     it("stops a day when GoTo ignores `page`: one error at Catch naming day and page, a red status, nothing committed", async () => {
       sandbox.goto.calls.paging = "ignore-page";
       sandbox.goto.calls.setVolume("2026-03-12", 300);
-      await load({}, { batchSize: 40 });
+      await load({ blockSize: "0.002" }, { batchSize: 40 });
       const statuses = statusesOf("calls");
+      const writerStatuses = statusesOf("writer");
       helper.getNode("calls").receive({ payload: { from: "2026-03-12" } });
       await eventually(() => caught.length > 0, 30_000, "the error at the Catch node");
       await new Promise((r) => setTimeout(r, 300));
@@ -243,7 +244,10 @@ describe("call logs pipeline: goto-call-logs → blob-csv-writer", function () {
       assert.equal(statuses.at(-1)?.fill, "red");
       assert.equal(completed.length, 0);
       assert.equal(out.length, 0, "no file reported");
-      assert.equal(await container().getBlobClient("2026/03/2026-03-12_call_logs.csv").exists(), false, "nothing of the day was committed");
+      const blob = container().getBlockBlobClient("2026/03/2026-03-12_call_logs.csv");
+      assert.equal(await blob.exists(), false, "nothing of the day was committed");
+      assert.ok(((await blob.getBlockList("uncommitted")).uncommittedBlocks ?? []).length > 0, "the blocks staged stay uncommitted");
+      await eventually(() => writerStatuses.at(-1)?.text === "source failed: file not written", 5_000, "the writer to say the file was dropped");
     });
 
     it("leaves no temporary file and no open handle in a folder when a day fails half-way", async () => {
