@@ -62,7 +62,7 @@ export class DayPaging {
     private readonly onProgress?: (progress: DayProgress) => void,
   ) {}
 
-  /** One page of `list` was read with `calls` calls on it. */
+  /** One page of `list` was read, with `items` records on it. */
   read(list: ListRead, items: number): void {
     if (this.pages >= this.maxPages) {
       throw this.error(`went past ${this.maxPages} pages (page ${list.page + 1} of ${list.what})`, "GW_GOTO_TOO_MANY_PAGES", "too many pages");
