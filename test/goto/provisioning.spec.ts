@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { GoToApis } from "../../src/goto/api";
+import { GoToApis, isGoToTokenRejected } from "../../src/goto/api";
 import { AdminAccessError, GoToAdminApi, emailFilter, parseGoToJson } from "../../src/goto/admin";
 import { Outcome, ProvisionRequest, Provisioner, ProvisionerOptions, licenseKeyList, provisionRequest } from "../../src/goto/provisioning";
 import { GOTO_DEMO_CLIENT, Sandbox } from "../../src/sandbox";
@@ -52,6 +52,16 @@ describe("GoTo provisioning", () => {
     it("escapes an address for GoTo's regular-expression filter and anchors it", () => {
       assert.equal(emailFilter("a+b@x.com"), '(email="(?i)^a\\+b@x\\.com$")');
       assert.equal(emailFilter(" o'neil.(it)$@x.com "), '(email="(?i)^o\'neil\\.\\(it\\)\\$@x\\.com$")');
+    });
+
+    it("takes a 403 for a token problem only when its body says the token is invalid or expired", () => {
+      assert.equal(isGoToTokenRejected(403, { errorCode: "AUTHN_INVALID_TOKEN", message: "Invalid or expired access token" }), true);
+      assert.equal(isGoToTokenRejected(403, { int_err_code: "InvalidToken", msg: "Invalid token passed" }), true);
+      assert.equal(isGoToTokenRejected(403, { errorCode: "FORBIDDEN", message: "The access token has expired" }), true);
+      assert.equal(isGoToTokenRejected(403, { errorCode: "AUTHZ_INSUFFICIENT_SCOPE", message: "Missing scope identity:" }), false);
+      assert.equal(isGoToTokenRejected(403, { errorCode: "FORBIDDEN", message: "The user is not an admin of this account" }), false);
+      assert.equal(isGoToTokenRejected(400, { errorCode: "AUTHN_INVALID_TOKEN" }), false);
+      assert.equal(isGoToTokenRejected(403, "Forbidden"), false);
     });
 
     it("reads keys of 19 and 26 digits exactly, as text", async () => {
