@@ -249,15 +249,16 @@ class FileSession {
   private async open(part: CsvPart): Promise<void> {
     const filename = typeof part.filename === "string" ? part.filename : undefined;
     this.name = renderPath(this.options.path, { day: dayOf(part.date, this.options.timeZone), filename });
-    if (this.options.mode === "replace") {
-      this.staged = await this.options.target.replace(this.name);
-      // Given up while the file was being opened: nothing of it may stay.
-      if (this.abandoned) {
-        await this.staged.abort().catch(() => undefined);
-        throw this.abandoned.error;
-      }
+    if (this.options.mode !== "replace") {
+      this.appender = await this.writer.underAppendLock(this.name, () => this.options.target.append(this.name!));
+      return;
     }
-    else this.appender = await this.writer.underAppendLock(this.name, () => this.options.target.append(this.name!));
+    this.staged = await this.options.target.replace(this.name);
+    // Given up while the file was being opened: nothing of it may stay.
+    if (this.abandoned) {
+      await this.staged.abort().catch(() => undefined);
+      throw this.abandoned.error;
+    }
   }
 
   private async flush(): Promise<void> {
