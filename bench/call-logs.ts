@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import os from "node:os";
 import path from "node:path";
 import { GOTO_DEMO_CLIENT, Sandbox } from "../src/sandbox";
 import { Azurite } from "../src/sandbox/azurite";
@@ -58,6 +59,8 @@ export const benchmark: Benchmark = {
         csv_bytes: ours.bytes,
         baseline_csv_bytes: baseline.bytes,
         page_size: DEFAULT_PAGE_SIZE,
+        // Other work on the machine slows both sides, not always alike: the load says how quiet it was.
+        load_average_1m: round(os.loadavg()[0]!),
         notes:
           "One day of calls from the sandbox's Call Reports API (every user, then each user's calls, page by page) to one CSV blob in Azurite (in memory). " +
           "seconds and peak_rss_mb: goto-call-logs → blob-csv-writer in a Node-RED 4 runtime (no editor), from the message into goto-call-logs to the writer's report; " +

@@ -86,6 +86,24 @@ export class CsvWriter {
     return session.take({ part, index, last });
   }
 
+  /**
+   * The source of file `id` stopped before its last part: what was written of it is dropped at
+   * once (a folder's temporary file removed, staged blocks left uncommitted), and parts of it still
+   * on their way end quietly, the source having told its own error. Resolves once that is done:
+   * true when a file was open.
+   */
+  async abandon(id: string): Promise<boolean> {
+    const session = this.files.get(String(id));
+    if (!session) {
+      this.finished(String(id), true);
+      return false;
+    }
+    if (session.hasLastPart) return false; // complete as far as its source goes: it is committed
+    this.files.delete(String(id));
+    await session.abandon(new PipelineError("the source of this file stopped before its last part: nothing of it was written", { status: "source failed" }), true);
+    return true;
+  }
+
   /** Abandons every open file: nothing half-written is committed. */
   async close(): Promise<void> {
     this.closed = true;
@@ -133,6 +151,10 @@ class FileSession {
   /** Blocks on their way: the next parts are turned into CSV meanwhile. */
   private uploading: Array<Promise<void>> = [];
   private uploadError?: unknown;
+  /** Why the file was given up, when it was: a part being written ends with this, or quietly. */
+  private abandoned?: { error: PipelineError; quiet: boolean };
+  /** The file's last part has come. */
+  hasLastPart = false;
 
   constructor(
     private readonly writer: CsvWriter,
@@ -149,19 +171,27 @@ class FileSession {
         return;
       }
       this.waiting.set(w.index, { ...w, resolve, reject });
+      if (w.last) this.hasLastPart = true;
       this.touch();
       void this.pump();
     });
   }
 
-  async abandon(err: PipelineError): Promise<void> {
+  /** Gives the file up: waiting parts end with `err`, or without a word when `quiet`. */
+  async abandon(err: PipelineError, quiet = false): Promise<void> {
     if (this.done) return;
     this.done = true;
+    this.abandoned = { error: err, quiet };
     clearTimeout(this.idle);
-    for (const w of this.waiting.values()) w.reject(err);
+    this.buffer = [];
+    this.buffered = 0;
+    for (const w of this.waiting.values()) {
+      if (quiet) w.resolve(undefined);
+      else w.reject(err);
+    }
     this.waiting.clear();
-    await this.staged?.abort().catch(() => undefined);
     this.writer.finished(this.id, true);
+    await this.staged?.abort().catch(() => undefined);
   }
 
   private async pump(): Promise<void> {
@@ -174,6 +204,12 @@ class FileSession {
         try {
           w.resolve(await this.process(w));
         } catch (err) {
+          // A part under way when the file was given up ends as the others did.
+          if (this.abandoned) {
+            if (this.abandoned.quiet) w.resolve(undefined);
+            else w.reject(this.abandoned.error);
+            continue;
+          }
           const error = asPipelineError(err);
           w.reject(error);
           await this.fail();
@@ -201,6 +237,7 @@ class FileSession {
     if (!w.last) return undefined;
     if (this.staged) {
       await this.settleUploads(0);
+      if (this.abandoned) throw this.abandoned.error;
       this.size = await this.staged.commit();
     }
     this.done = true;
@@ -212,8 +249,16 @@ class FileSession {
   private async open(part: CsvPart): Promise<void> {
     const filename = typeof part.filename === "string" ? part.filename : undefined;
     this.name = renderPath(this.options.path, { day: dayOf(part.date, this.options.timeZone), filename });
-    if (this.options.mode === "replace") this.staged = await this.options.target.replace(this.name);
-    else this.appender = await this.writer.underAppendLock(this.name, () => this.options.target.append(this.name!));
+    if (this.options.mode !== "replace") {
+      this.appender = await this.writer.underAppendLock(this.name, () => this.options.target.append(this.name!));
+      return;
+    }
+    this.staged = await this.options.target.replace(this.name);
+    // Given up while the file was being opened: nothing of it may stay.
+    if (this.abandoned) {
+      await this.staged.abort().catch(() => undefined);
+      throw this.abandoned.error;
+    }
   }
 
   private async flush(): Promise<void> {

@@ -1,6 +1,7 @@
 import { LosslessNumber, isSafeNumber, parse as parseLossless, stringify as stringifyLossless } from "lossless-json";
 import { HttpClient, HttpError, HttpResponse, QueryValue } from "../core/http/client";
 import { PipelineError } from "../core/errors";
+import { describeGoToError, isGoToTokenRejected } from "./api";
 
 // The GoTo Admin API (api.getgo.com/admin/rest/v1, goto-apis.md §4): users and licenses of one
 // account. What the reference could not verify is marked [unverified] where it is used, and each
@@ -83,9 +84,11 @@ export class GoToAdminApi {
    * Creates one user holding `licenseKeys`. The body follows GoTo's guide (`users`,
    * `suppressEmail`); `licenseKeys` next to `users` is [unverified] (goto-apis.md §4.3), as is
    * sending the keys as JSON numbers, the way GoTo's own responses write them. With
-   * `allOrNothing` (GoTo's default) an address already in use is a 409: `conflict` is returned then.
+   * `allOrNothing` (GoTo's default) an address already in use is a 409: `conflict` is returned
+   * then, with GoTo's words. A refusal for want of seats, or for a reason of its own, is an error
+   * that says which (see `refusalOf`).
    */
-  async createUser(user: NewUser, licenseKeys: string[], welcomeEmail: boolean): Promise<{ key: string } | "conflict"> {
+  async createUser(user: NewUser, licenseKeys: string[], welcomeEmail: boolean): Promise<{ key: string } | { conflict: string }> {
     const body = {
       users: [{ email: user.email, firstName: user.firstName, lastName: user.lastName, ...(user.locale ? { locale: user.locale } : {}) }],
       licenseKeys: licenseKeys.map((k) => new LosslessNumber(k)),
@@ -95,8 +98,9 @@ export class GoToAdminApi {
     try {
       res = await this.call({ method: "POST", path: this.path("users"), body: stringifyLossless(body)!, headers: { "content-type": "application/json" } }, true);
     } catch (err) {
-      if (err instanceof HttpError && err.statusCode === 409) return "conflict";
-      throw err;
+      const refusal = refusalOf(err, `create ${user.email}`, licenseKeys);
+      if (refusal === "address in use") return { conflict: describeGoToError(409, (err as HttpError).body) ?? "409 Conflict" };
+      throw refusal;
     }
     // GoTo answers an array of { key, email }; an older client read a single object (§4.3).
     const parsed = parseGoToJson(res.text);
@@ -114,7 +118,12 @@ export class GoToAdminApi {
    * license keys comma-separated (goto-apis.md §4.4: found in no GoTo source).
    */
   async assignLicenses(licenseKeys: string[], userKey: string): Promise<void> {
-    await this.call({ method: "POST", path: this.path(`licenses/${licenseKeys.join(",")}/users/${userKey}`) });
+    try {
+      await this.call({ method: "POST", path: this.path(`licenses/${licenseKeys.join(",")}/users/${userKey}`) });
+    } catch (err) {
+      const refusal = refusalOf(err, `give user ${userKey} license ${licenseKeys.join(", ")}`, licenseKeys);
+      throw refusal === "address in use" ? err : refusal;
+    }
   }
 
   /** Takes licenses from a user. [unverified] The assignment's path with DELETE, by symmetry. */
@@ -166,6 +175,14 @@ export class GoToAdminApi {
 /** GoTo's refusals that mean the connection, not one user, is wrong: said in words a user can act on. */
 function explainAdminError(err: unknown, accountKey: string, accountLevel: boolean): unknown {
   if (!(err instanceof HttpError)) return err;
+  if (err.statusCode === 403 && isGoToTokenRejected(403, err.body)) {
+    // The client refreshed the token once already: GoTo refuses the new one too.
+    return new AdminAccessError(`GoTo refused the access token even after refreshing it (${err.message}): authorize again in the goto-credentials node`, {
+      status: "token refused",
+      code: "GW_GOTO_TOKEN_REFUSED",
+      cause: err,
+    });
+  }
   if (err.statusCode === 403) {
     return new AdminAccessError(
       `GoTo refused the Admin API (403): the user who authorized the goto-credentials node must be an admin of the account (super admin, or a role that manages users) and the OAuth client needs the scope identity: (${err.message})`,
@@ -180,6 +197,35 @@ function explainAdminError(err: unknown, accountKey: string, accountLevel: boole
     });
   }
   return err;
+}
+
+/** A failure about one user or license, with the HTTP status to answer it with. */
+export class ProvisioningError extends PipelineError {}
+
+/** Codes GoTo (or what stands in for it) gives when a license has no seat left. [unverified] */
+const SEATS_EXCEEDED = /SEATS?_EXCEEDED|NO_(FREE_)?SEATS?|SEATS?_(LIMIT|UNAVAILABLE)/i;
+/** Codes of an address already in use; a 409 without a code means that too (goto-apis.md §4.3). [unverified] */
+const ADDRESS_IN_USE = /^(CONFLICT|EMAIL_CONFLICT|EMAIL_IN_USE|EMAIL_ALREADY_(EXISTS|IN_USE)|USER_ALREADY_EXISTS|USER_EXISTS|DUPLICATE_EMAIL)$/i;
+
+/**
+ * What GoTo's refusal of a change says, read from its `errorCode`: no free seat, an address in use
+ * (409 only), or anything else, told verbatim with its status. Other errors pass as they are.
+ */
+export function refusalOf(err: unknown, what: string, licenseKeys: string[]): unknown {
+  if (!(err instanceof HttpError) || err.statusCode < 400 || err.statusCode >= 500) return err;
+  const code = err.providerCode;
+  const said = describeGoToError(err.statusCode, err.body) ?? `${err.statusCode}`;
+  if (code && SEATS_EXCEEDED.test(code)) {
+    return new ProvisioningError(`no free seat: GoTo refused to ${what}, license ${licenseKeys.join(", ")} has no seat left (${err.statusCode} ${said})`, {
+      status: "no free seat",
+      code: "GW_GOTO_NO_FREE_SEAT",
+      httpStatus: 409,
+      cause: err,
+    });
+  }
+  if (err.statusCode !== 409) return err;
+  if (code === undefined || ADDRESS_IN_USE.test(code)) return "address in use";
+  return new ProvisioningError(`GoTo refused to ${what} with 409 ${said}`, { status: `refused: ${code}`, code: "GW_GOTO_REFUSED", httpStatus: 409, cause: err });
 }
 
 /** The connection itself is refused: every further request would be too. */

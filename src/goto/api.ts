@@ -70,6 +70,7 @@ export class GoToApis {
         limiter: new RateLimiter({ requests: this.options.requestsPerSecond ?? GOTO_REQUESTS_PER_SECOND, windowMs: 1000, maxInFlight: 4 }),
         describeError: describeGoToError,
         log: this.options.log,
+        isTokenRejected: isGoToTokenRejected,
       });
       this.clients.set(family, client);
     }
@@ -120,6 +121,20 @@ export function describeGoToError(_status: number, body: unknown): string | unde
   if (code === "AUTHZ_INSUFFICIENT_SCOPE") return `${String(code)}: the OAuth client lacks a scope this call needs (${String(message ?? "")})`;
   const parts = [code, message].filter((p) => typeof p === "string" && p) as string[];
   return parts.length ? parts.join(": ") : undefined;
+}
+
+/**
+ * A 403 that is about the token, not the rights: GoTo's api.getgo.com answers an expired or invalid
+ * token so (`AUTHN_INVALID_TOKEN`; GoToWebinar's `InvalidToken`, goto-apis.md §1.5). Such a token is
+ * refreshed once, like after a 401, before a 403 is taken for missing rights.
+ */
+export function isGoToTokenRejected(status: number, body: unknown): boolean {
+  if (status !== 403 || !body || typeof body !== "object") return false;
+  const b = body as Record<string, unknown>;
+  const code = String(b.errorCode ?? b.int_err_code ?? b.code ?? b.error ?? "");
+  if (/token/i.test(code) && /invalid|expired/i.test(code)) return true;
+  const message = String(b.message ?? b.msg ?? b.error_description ?? b.description ?? "");
+  return /\b(invalid|expired)\b[^.]*\btoken\b|\btoken\b[^.]*\b(invalid|expired)\b/i.test(message);
 }
 
 /** What a `goto-credentials` config node offers the nodes that use it. */

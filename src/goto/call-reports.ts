@@ -1,4 +1,5 @@
 import type { HttpClient } from "../core/http/client";
+import { PipelineError } from "../core/errors";
 import { formatDuration } from "../core/time";
 import type { CalendarDay } from "./days";
 import { CallEventsPage, CallEventsSummary, CallLogRow, CallReportsPage, UserActivityCall, UserActivitySummary } from "./types";
@@ -30,79 +31,273 @@ export const DEFAULT_BATCH_SIZE = 500;
 /** Which API a day's calls come from. */
 export type CallSource = "call-reports" | "call-events";
 
-/**
- * The users with calls in the window, page by page (`GET /reports/user-activity`). Paging is
- * `page` from 0 and `pageSize`; the answer has items only and no total. A server may cap the page
- * below what was asked, so a short page proves nothing here: the list ends at an empty page (one
- * request more per day).
- */
-export async function* usersWithActivity(client: HttpClient, window: CallWindow, options: CallReportsOptions = {}): AsyncGenerator<UserActivitySummary[]> {
-  yield* pages<UserActivitySummary>(client, "reports/user-activity", window, { ...options, expected: Number.POSITIVE_INFINITY });
+/** Pages one day may take before it is taken for a loop: at 250 calls a page, 2.5 million calls. */
+export const MAX_PAGES_PER_DAY = 10_000;
+
+/** A list that pages forever, or gives records already read: the day stops, nothing of it kept. */
+export class PagingError extends PipelineError {}
+
+/** How far a day's reading has come: for a node's status. */
+export interface DayProgress {
+  /** Pages read so far, of every list of the day. */
+  pages: number;
+  /** Calls read so far. */
+  calls: number;
 }
 
 /**
- * One user's calls in the window, page by page (`GET /reports/user-activity/{userId}`). The
- * summary's `volume` says how many to expect, so a short page ends the list only once they came.
+ * The pages of one day, across all its lists: counts them against a generous bound and reports
+ * progress. The bound and the repeat check below are what ends a day on a server that never says
+ * it is done.
  */
-export async function* callsOfUser(
-  client: HttpClient,
-  userId: string,
-  window: CallWindow,
-  options: CallReportsOptions & { expected?: number } = {},
-): AsyncGenerator<UserActivityCall[]> {
-  yield* pages<UserActivityCall>(client, userPath(userId), window, options);
+export class DayPaging {
+  pages = 0;
+  calls = 0;
+  /** An answer carried a `nextPageMarker`: this API pages with markers, `page` is not to be trusted. */
+  markers = false;
+
+  constructor(
+    readonly date: string,
+    private readonly maxPages = MAX_PAGES_PER_DAY,
+    private readonly onProgress?: (progress: DayProgress) => void,
+  ) {}
+
+  /** One page of `list` was read, with `items` records on it. */
+  read(list: ListRead, items: number): void {
+    if (this.pages >= this.maxPages) {
+      throw this.error(`went past ${this.maxPages} pages (page ${list.page + 1} of ${list.what})`, "GW_GOTO_TOO_MANY_PAGES", "too many pages");
+    }
+    list.page++;
+    this.pages++;
+    if (list.holdsCalls) this.calls += items;
+    this.onProgress?.({ pages: this.pages, calls: this.calls });
+  }
+
+  error(what: string, code: string, status: string): PagingError {
+    return new PagingError(`GoTo's call data for ${this.date} ${what}: the day was stopped at its page ${this.pages + 1} and nothing of it was kept; it looks like GoTo is not paging as expected`, {
+      status,
+      code,
+    });
+  }
 }
 
-async function* pages<T>(
-  client: HttpClient,
-  path: string,
-  window: CallWindow,
-  options: CallReportsOptions & { expected?: number; firstPage?: number; seen?: number },
-): AsyncGenerator<T[]> {
+/** One list of a day (the users with calls, or one user's calls): what it gave so far. */
+export class ListRead {
+  /** Pages read of this list. */
+  page = 0;
+  /** Fingerprints of the records read (see `fingerprint`). */
+  private readonly seen = new Set<number>();
+  private readonly markers = new Set<string>();
+
+  constructor(
+    readonly what: string,
+    /** False for the list of users: its items are not calls. */
+    readonly holdsCalls = true,
+  ) {}
+
+  /** The list has ended: what it gave need not be remembered any longer. */
+  release(): void {
+    this.seen.clear();
+    this.markers.clear();
+  }
+
+  /**
+   * The records of the next page: none may be one already read (a server that ignores the page
+   * asked for gives the first one again), or the day would hold a call twice.
+   */
+  check(paging: DayPaging, prints: number[], marker: string | undefined): void {
+    const page = this.page + 1;
+    for (const print of prints) {
+      if (this.seen.has(print)) throw paging.error(`repeated records already read on page ${page} of ${this.what}`, "GW_GOTO_PAGE_REPEATED", "page repeated");
+    }
+    if (marker !== undefined && this.markers.has(marker)) throw paging.error(`gave a page marker it had already given on page ${page} of ${this.what}`, "GW_GOTO_PAGE_REPEATED", "page repeated");
+    for (const print of prints) this.seen.add(print);
+    if (marker !== undefined) this.markers.add(marker);
+  }
+}
+
+/**
+ * 53-bit fingerprints of records (two 32-bit FNV-1a style hashes over their fields), fed field by
+ * field so that no key text is built: a set of these numbers stays small where a set of key texts
+ * kept every page's strings in memory (50 MB more at the peak of a day of 100,000 calls). The
+ * chance that two of a day's calls share one, which would stop the day as if a page repeated, is
+ * below one in a million.
+ */
+let printA = 0;
+let printB = 0;
+
+function fingerprint(...fields: unknown[]): number {
+  printA = 0x811c9dc5;
+  printB = 0x9747b28c;
+  for (const field of fields) {
+    if (typeof field === "string") for (let i = 0; i < field.length; i++) mix(field.charCodeAt(i));
+    else if (typeof field === "number" && Number.isSafeInteger(field)) {
+      mix(field & 0xffff);
+      mix((field >>> 16) & 0xffff);
+      mix(Math.floor(field / 0x100000000) & 0x1fffff);
+    } else if (field !== null && field !== undefined) fingerprintText(String(field));
+    mix(0x10000); // between fields, beyond any character
+  }
+  return (printA >>> 0) * 0x200000 + ((printB >>> 0) & 0x1fffff);
+}
+
+function fingerprintText(text: string): void {
+  for (let i = 0; i < text.length; i++) mix(text.charCodeAt(i));
+}
+
+function mix(code: number): void {
+  printA = Math.imul(printA ^ code, 0x01000193);
+  printB = Math.imul(printB ^ code, 0x5bd1e995);
+  printB ^= printB >>> 15;
+}
+
+/** Where the next page of a list is: `page` from 0, or the marker the last answer gave. */
+type Cursor = { page: number; marker?: undefined } | { marker: string; page?: undefined };
+
+interface PageAnswer<T> {
+  items: T[];
+  /** `nextPageMarker`, when the answer carried one. */
+  marker?: string;
+}
+
+interface ListOptions<T> extends CallReportsOptions {
+  paging: DayPaging;
+  list: ListRead;
+  /** A record's fingerprint. */
+  key: (item: T) => number;
+  /** Items the list should have (a user's `volume`); a short page ends it only once they came. */
+  expected?: number;
+  /** Items read of it before this cursor. */
+  seen?: number;
+}
+
+/**
+ * One list page by page from `cursor`: by `nextPageMarker` whenever an answer carries one, else
+ * by `page`. Paging by `page` ends at an empty page, or at a short one once `expected` items came
+ * (a server may cap the page below what was asked, so a short page alone proves nothing).
+ */
+async function* listPages<T>(client: HttpClient, path: string, window: CallWindow, cursor: Cursor, options: ListOptions<T>): AsyncGenerator<T[]> {
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   let seen = options.seen ?? 0;
-  for (let page = options.firstPage ?? 0; ; page++) {
-    const items = await fetchPage<T>(client, path, window, page, options);
-    seen += items.length;
-    if (items.length > 0) yield items;
-    // A short page ends the list, unless the summary promised more: then the server capped the
-    // page size below ours, and the next page still has calls.
-    if (items.length === 0) return;
-    if (items.length < pageSize && (options.expected === undefined || seen >= options.expected)) return;
+  for (let at: Cursor | undefined = cursor; at; ) {
+    const answer = await fetchPage<T>(client, path, window, at, options);
+    accept(answer, options);
+    seen += answer.items.length;
+    if (answer.items.length > 0) yield answer.items;
+    at = nextCursor(at, answer, pageSize, seen, options.expected, options.paging.markers);
   }
+}
+
+/** Checks a page against what its list gave before, and counts it. */
+function accept<T>(answer: PageAnswer<T>, options: Pick<ListOptions<T>, "paging" | "list" | "key">): void {
+  if (answer.marker !== undefined) options.paging.markers = true;
+  options.list.check(options.paging, answer.items.map(options.key), answer.marker);
+  options.paging.read(options.list, answer.items.length);
+}
+
+function nextCursor(at: Cursor, answer: PageAnswer<unknown>, pageSize: number, seen: number, expected = Number.POSITIVE_INFINITY, markers = false): Cursor | undefined {
+  if (answer.marker !== undefined) return { marker: answer.marker };
+  // An API that pages with markers ends a list with an answer without one.
+  if (at.marker !== undefined || markers) return undefined;
+  if (answer.items.length === 0) return undefined;
+  if (answer.items.length < pageSize && seen >= expected) return undefined;
+  return { page: at.page + 1 };
+}
+
+const USERS_PATH = "reports/user-activity";
+
+/** The users with calls in the window, page by page (`GET /reports/user-activity`). */
+export async function* usersWithActivity(
+  client: HttpClient,
+  window: CallWindow,
+  options: CallReportsOptions & { paging: DayPaging },
+): AsyncGenerator<UserActivitySummary[]> {
+  yield* listPages<UserActivitySummary>(client, USERS_PATH, window, { page: 0 }, { ...options, list: new ListRead("the users with calls", false), key: (u) => fingerprint(u?.userId) });
 }
 
 /** Requests of one export in flight at once: enough to hide GoTo's latency within its rate limit. */
 const IN_FLIGHT = 2;
 
 /**
+ * A call's identity in its user's list (the API gives no id): when it started, answered and ended,
+ * how long, which way, how it ended, and the parties' numbers. Two records alike in all of these
+ * are the same call.
+ */
+function callKey(call: UserActivityCall): number {
+  return fingerprint(call.startTime, call.answerTime, call.endTime, call.duration, call.direction, call.disposition, call.caller?.number, call.callee?.number);
+}
+
+interface UserRead {
+  user: UserActivitySummary;
+  list: ListRead;
+  expected?: number;
+  /** Calls read so far. */
+  total: number;
+  /** The next page by number, when the user's list is read on by `page`. */
+  nextPage: number;
+  /** Read to its end, or handed over to its markers: later planned pages are not used. */
+  done: boolean;
+}
+
+/**
  * Every call of the window as call-log rows, user after user in the API's order, one array per
  * page read. The summary's volume says how many pages each user has, so the next pages are asked
  * for while this one is written (at most IN_FLIGHT at once, delivered in order): memory stays at a
- * few pages whatever the size of the day. A user with more calls than the summary said is read
- * on, page by page, until a short page.
+ * few pages whatever the size of the day. Once an answer carries a `nextPageMarker`, the API pages
+ * by markers: a user's further pages then follow its markers one by one, and no page is asked
+ * for by number ahead of time. A user with more calls than the summary said is read on until its
+ * list ends.
  */
-export async function* callReportRows(client: HttpClient, window: CallWindow, options: CallReportsOptions = {}): AsyncGenerator<CallLogRow[]> {
+export async function* callReportRows(
+  client: HttpClient,
+  window: CallWindow,
+  options: CallReportsOptions & { paging?: DayPaging } = {},
+): AsyncGenerator<CallLogRow[]> {
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
-  for await (const users of usersWithActivity(client, window, options)) {
+  const paging = options.paging ?? new DayPaging(isoSeconds(window.start));
+  for await (const users of usersWithActivity(client, window, { ...options, paging })) {
     const planned = users
       .filter((user) => user?.userId)
       .flatMap((user) => {
-        const expected = user.dataValues?.volume;
-        const count = Math.max(1, Math.ceil((typeof expected === "number" ? expected : 0) / pageSize));
-        return Array.from({ length: count }, (_, page) => ({ user, page, last: page === count - 1, expected }));
+        const expected = typeof user.dataValues?.volume === "number" ? user.dataValues.volume : undefined;
+        const read: UserRead = { user, list: new ListRead(`the calls of ${user.userName ?? user.userId}`), expected, total: 0, nextPage: 0, done: false };
+        const count = Math.max(1, Math.ceil((expected ?? 0) / pageSize));
+        return Array.from({ length: count }, (_, page) => ({ read, page, last: page === count - 1 }));
       });
-    const tasks = planned.map((p) => () => fetchPage<UserActivityCall>(client, userPath(p.user.userId), window, p.page, options).then((items) => ({ ...p, items })));
-    const seen = new Map<string, number>();
+    const tasks = planned.map((p) => async () => {
+      // Pages by number are asked for ahead only while no answer spoke of markers.
+      if (p.page > 0 && (paging.markers || p.read.done)) return { ...p, answer: undefined };
+      return { ...p, answer: await fetchPage<UserActivityCall>(client, userPath(p.read.user.userId), window, { page: p.page }, options) };
+    });
     for await (const got of inOrder(tasks, IN_FLIGHT)) {
-      const total = (seen.get(got.user.userId) ?? 0) + got.items.length;
-      seen.set(got.user.userId, total);
-      if (got.items.length) yield got.items.map((call) => callReportRow(call, got.user));
-      const more = got.last && got.items.length > 0 && (got.items.length >= pageSize || (got.expected !== undefined && total < got.expected));
-      if (!more) continue;
-      const rest = pages<UserActivityCall>(client, userPath(got.user.userId), window, { ...options, expected: got.expected, firstPage: got.page + 1, seen: total });
-      for await (const calls of rest) yield calls.map((call) => callReportRow(call, got.user));
+      const read = got.read;
+      if (read.done) continue;
+      if (got.answer) {
+        accept(got.answer, { paging, list: read.list, key: callKey });
+        read.total += got.answer.items.length;
+        read.nextPage = got.page + 1;
+        if (got.answer.items.length) yield got.answer.items.map((call) => callReportRow(call, read.user));
+        const next = nextCursor({ page: got.page }, got.answer, pageSize, read.total, read.expected, paging.markers);
+        if (!next) {
+          read.done = true;
+          read.list.release();
+          continue;
+        }
+        if (next.marker === undefined && !got.last) continue;
+        read.done = true;
+        yield* rest(read, next);
+      } else if (got.last) {
+        read.done = true;
+        yield* rest(read, { page: read.nextPage });
+      }
     }
+  }
+
+  /** A user's calls beyond the planned pages, one page after the other. */
+  async function* rest(read: UserRead, cursor: Cursor): AsyncGenerator<CallLogRow[]> {
+    const more = listPages<UserActivityCall>(client, userPath(read.user.userId), window, cursor, { ...options, paging, list: read.list, key: callKey, expected: read.expected, seen: read.total });
+    for await (const calls of more) yield calls.map((call) => callReportRow(call, read.user));
+    read.list.release();
   }
 }
 
@@ -110,13 +305,20 @@ function userPath(userId: string): string {
   return `reports/user-activity/${encodeURIComponent(userId)}`;
 }
 
-async function fetchPage<T>(client: HttpClient, path: string, window: CallWindow, page: number, options: CallReportsOptions): Promise<T[]> {
+async function fetchPage<T>(client: HttpClient, path: string, window: CallWindow, at: Cursor, options: CallReportsOptions): Promise<PageAnswer<T>> {
   const body = await client.json<CallReportsPage<T>>({
     path,
-    query: { startTime: isoSeconds(window.start), endTime: isoSeconds(window.end), page, pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE, accountKey: options.accountKey },
+    query: {
+      startTime: isoSeconds(window.start),
+      endTime: isoSeconds(window.end),
+      ...(at.marker !== undefined ? { pageMarker: at.marker } : { page: at.page }),
+      pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE,
+      accountKey: options.accountKey,
+    },
     signal: options.signal,
   });
-  return Array.isArray(body?.items) ? body.items : [];
+  const marker = typeof body?.nextPageMarker === "string" && body.nextPageMarker ? body.nextPageMarker : undefined;
+  return { items: Array.isArray(body?.items) ? body.items : [], marker };
 }
 
 /** Runs tasks with at most `concurrency` at once and yields their results in the tasks' order. */
@@ -145,22 +347,25 @@ export async function* inOrder<T>(tasks: Iterable<() => Promise<T>>, concurrency
  * cursor paging with `pageMarker`; third-party evidence only, see goto-apis.md §2.5). It has no
  * user or queue per call; the first participant stands as the callee.
  */
-export async function* callEventRows(client: HttpClient, window: CallWindow, accountKey: string, options: CallReportsOptions = {}): AsyncGenerator<CallLogRow[]> {
-  let marker: string | undefined;
-  const seenMarkers = new Set<string>();
-  for (;;) {
+export async function* callEventRows(
+  client: HttpClient,
+  window: CallWindow,
+  accountKey: string,
+  options: CallReportsOptions & { paging?: DayPaging } = {},
+): AsyncGenerator<CallLogRow[]> {
+  const paging = options.paging ?? new DayPaging(isoSeconds(window.start));
+  const list = new ListRead("the Call Events Report");
+  const key = (s: CallEventsSummary) => fingerprint(s?.conversationSpaceId ?? JSON.stringify(s));
+  for (let marker: string | undefined, first = true; first || marker; first = false) {
     const body = await client.json<CallEventsPage>({
       path: "report-summaries",
       query: { accountKey, startTime: isoSeconds(window.start), endTime: isoSeconds(window.end), pageSize: options.pageSize ?? DEFAULT_PAGE_SIZE, pageMarker: marker },
       signal: options.signal,
     });
     const items = Array.isArray(body?.items) ? body.items : [];
-    if (items.length > 0) yield items.map(callEventRow);
     marker = body?.nextPageMarker || undefined;
-    if (!marker) return;
-    // A server that hands out the same marker twice would keep us here forever.
-    if (seenMarkers.has(marker)) throw new Error("GoTo's Call Events Report returned a page marker it had already given");
-    seenMarkers.add(marker);
+    accept({ items, marker }, { paging, list, key });
+    if (items.length > 0) yield items.map(callEventRow);
   }
 }
 
@@ -224,14 +429,23 @@ export interface CallLogBatch {
 export async function* callLogsForDay(
   client: HttpClient,
   day: CalendarDay,
-  options: CallReportsOptions & { batchSize?: number; source?: CallSource; accountKey?: string } = {},
+  options: CallReportsOptions & {
+    batchSize?: number;
+    source?: CallSource;
+    accountKey?: string;
+    /** Pages the day may take before it is stopped as a loop. */
+    maxPages?: number;
+    /** Called after every page read. */
+    onProgress?: (progress: DayProgress) => void;
+  } = {},
 ): AsyncGenerator<CallLogBatch> {
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
   const window = { start: day.start, end: day.end };
+  const paging = new DayPaging(day.date, options.maxPages, options.onProgress);
   const source =
     options.source === "call-events"
-      ? callEventRows(client, window, options.accountKey ?? "", options)
-      : callReportRows(client, window, options);
+      ? callEventRows(client, window, options.accountKey ?? "", { ...options, paging })
+      : callReportRows(client, window, { ...options, paging });
   let pending: CallLogRow[] = [];
   let held: CallLogRow[] | undefined;
   let index = 0;

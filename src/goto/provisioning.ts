@@ -1,5 +1,7 @@
 import { AuthorizationRequiredError, ConfigError, InputError, PipelineError, asPipelineError } from "../core/errors";
-import { AdminAccessError, AdminLicense, AdminUser, GoToAdminApi, parseGoToJson } from "./admin";
+import { AdminAccessError, AdminLicense, AdminUser, GoToAdminApi, ProvisioningError, parseGoToJson } from "./admin";
+
+export { ProvisioningError };
 
 // Provisioning and de-provisioning GoTo users with license keys, as the original workflow scripts
 // did (find by e-mail; create with licenses, or give an existing user the licenses it lacks;
@@ -54,9 +56,6 @@ export interface RequestDefaults {
   lastName?: unknown;
   licenseKeys?: unknown;
 }
-
-/** A failure about one user or license, with the HTTP status to answer it with. */
-export class ProvisioningError extends PipelineError {}
 
 /** How many users are worked on at once: GoTo's limiter decides the pace, this bounds what waits. */
 export const DEFAULT_CONCURRENCY = 4;
@@ -210,20 +209,20 @@ export class Provisioner {
     if (!user) {
       if (!request.firstName || !request.lastName) throw new InputError(`${request.email} is not a GoTo user yet, and GoTo needs firstName and lastName to create one`);
       const release = book.reserve(request.licenseKeys, undefined);
-      let created: { key: string } | "conflict";
+      let created: { key: string } | { conflict: string };
       try {
         created = await admin.createUser({ email: request.email, firstName: request.firstName, lastName: request.lastName }, request.licenseKeys, this.options.welcomeEmail ?? true);
       } finally {
         release();
       }
-      if (created !== "conflict") {
+      if ("key" in created) {
         book.granted(request.licenseKeys, created.key);
         return report(request, "created", created.key, request.licenseKeys);
       }
       // Created by someone else since the search: go on with that user.
       user = single(await admin.usersByEmail(request.email), request.email);
       if (!user) {
-        throw new ProvisioningError(`GoTo says ${request.email} is in use, but not by a user of this account (another GoTo account has it)`, {
+        throw new ProvisioningError(`GoTo refused to create ${request.email}, the address being in use (409 ${created.conflict}), and no user of this account has it`, {
           status: "address in use",
           code: "GW_GOTO_ADDRESS_IN_USE",
           httpStatus: 409,

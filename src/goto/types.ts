@@ -38,9 +38,14 @@ export interface UserActivityCall {
   callee?: CallParty | null;
 }
 
-/** The page shape of every Call Reports list: items only; paging is `page` (from 0) and `pageSize`. */
+/**
+ * The page shape of every Call Reports list: items, paged by `page` (from 0) and `pageSize` as far
+ * as seen; GoTo's newer report APIs page with `nextPageMarker` → `pageMarker` instead, followed
+ * whenever an answer carries one.
+ */
 export interface CallReportsPage<T> {
   items?: T[];
+  nextPageMarker?: string | null;
 }
 
 /** One summary of `GET /call-events-report/v1/report-summaries`. */

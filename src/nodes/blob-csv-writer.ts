@@ -2,7 +2,7 @@ import { configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
-import { acknowledgePart } from "../core/node/sequence-flow";
+import { acknowledgePart, onSequenceAbandoned } from "../core/node/sequence-flow";
 import { StatusReporter, formatCount, showSetupProblem } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 import type { AzureStorageProvider } from "../blob/azure";
@@ -38,6 +38,15 @@ export = function register(RED: NodeAPI) {
       status.clear();
       await writer?.close();
     });
+    // A source that fails half-way through a file says so: the file is dropped now, not at the idle timeout.
+    life.onClose(
+      onSequenceAbandoned((id) => {
+        void writer?.abandon(id).then(
+          (open) => open && status.warn("source failed: file not written"),
+          (err: unknown) => node.warn(err),
+        );
+      }),
+    );
     // Built on first use, so a setup mistake reaches done(err) and a Catch node.
     const open = (): CsvWriter =>
       (writer ??= new CsvWriter({

@@ -8,7 +8,7 @@ import { endSequence, partSent } from "../core/node/sequence-flow";
 import { StatusReporter, formatCount } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
 import type { GoToConnection } from "../goto/api";
-import { CallSource, callLogsForDay } from "../goto/call-reports";
+import { CallSource, DayProgress, callLogsForDay } from "../goto/call-reports";
 import { DayRange, calendarDay, daysOfRange, timeZone } from "../goto/days";
 
 interface CallLogsDef extends NodeDef {
@@ -22,6 +22,8 @@ interface CallLogsDef extends NodeDef {
 
 /** Batches a day may be ahead of the writer downstream. */
 const AHEAD = 2;
+/** The status shows the pages read at most this often. */
+const PROGRESS_MS = 250;
 
 export = function register(RED: NodeAPI) {
   function GoToCallLogsNode(this: Node, def: CallLogsDef) {
@@ -46,17 +48,27 @@ export = function register(RED: NodeAPI) {
         const day = calendarDay(date, zone);
         const id = RED.util.generateId();
         status.busy(`${date} · requesting`);
+        let shown = 0;
+        const onProgress = ({ pages, calls: read }: DayProgress) => {
+          // A page can take a few milliseconds: the status follows at a pace a person can read.
+          const now = Date.now();
+          if (now - shown < PROGRESS_MS) return;
+          shown = now;
+          status.busy(`${date} · page ${formatCount(pages)} · ${formatCount(read)} calls`);
+        };
+        let complete = false;
         try {
-          for await (const batch of callLogsForDay(client, day, { source, accountKey, batchSize: Number(config.batchSize) || undefined, signal: life.signal })) {
+          for await (const batch of callLogsForDay(client, day, { source, accountKey, batchSize: Number(config.batchSize) || undefined, signal: life.signal, onProgress })) {
             const parts = { id, index: batch.index, ...(batch.last ? { count: batch.index + 1 } : {}) };
             send({ ...msg, payload: batch.rows, parts, date, filename: `${date}_call_logs.csv` });
-            status.busy(`${date} · ${formatCount(batch.total)} calls`);
             if (batch.last) calls += batch.total;
             // Read on only as fast as a writer downstream keeps up (when it says so).
             else await partSent(id, batch.index, AHEAD, undefined, life.signal);
           }
+          complete = true;
         } finally {
-          endSequence(id);
+          // A day that stopped half-way is abandoned: a writer downstream drops what it has of it now.
+          endSequence(id, !complete);
         }
       }
       status.ok(dates.length === 1 ? `${dates[0]} · ${formatCount(calls)} calls` : `${dates.length} days · ${formatCount(calls)} calls`);

@@ -17,7 +17,9 @@ import type { SandboxReply, SandboxRequest, SandboxServer } from "./server";
  * `licenseKeys` next to `users` in the create body; every error body (`{ errorCode, message }` as
  * GoTo's other APIs); 403 for a token whose user is no admin of the account; 204 on assignment,
  * removal and delete; `toIndex` exclusive (the original script read `toIndex: 1` for one result,
- * a third-party client reads it inclusive); the largest page (100 here).
+ * a third-party client reads it inclusive); the largest page (100 here); a license without a free
+ * seat refused with 409 `SEATS_EXCEEDED`, seats held by pending
+ * invitations counted by GoTo but not in `userCount`.
  */
 
 export interface SandboxAdminUser {
@@ -39,6 +41,8 @@ export interface SandboxLicense {
   seats: number;
   enabled: boolean;
   userKeys: string[];
+  /** Seats held by invitations not yet accepted: GoTo counts them, its `userCount` does not. [unverified] */
+  invitedUserKeys?: string[];
 }
 
 /** The licenses every sandbox account starts with. Keys are beyond what a JS number holds. */
@@ -74,6 +78,10 @@ export class AdminSandbox {
   readonly nonAdmins = new Set<string>();
   /** Addresses GoTo sent its welcome mail to. */
   readonly welcomeMails: string[] = [];
+  /** Addresses held by users of other GoTo accounts: creating one here is a 409 too. */
+  readonly elsewhere = new Set<string>();
+  /** Every creation is refused with this (an error GoTo may give that nothing here expects), until unset. */
+  refuseCreate?: { status: number; errorCode: string; message: string };
   private limit: number | null = 10;
   private readonly recent = new Map<string, number[]>();
   private nextKey = 1;
@@ -96,8 +104,9 @@ export class AdminSandbox {
     // For people trying the demo: what the account holds now, and a way back to the start.
     server.route("GET", "/_sandbox/goto/admin", () => ({ json: this.summary() }));
     server.route("POST", "/_sandbox/goto/admin", (req) => {
-      const body = (req.body ?? {}) as { rateLimit?: number | null; reset?: boolean };
+      const body = (req.body ?? {}) as { rateLimit?: number | null; reset?: boolean; refuseCreate?: AdminSandbox["refuseCreate"] | null };
       if (body.reset) this.reset();
+      if (body.refuseCreate !== undefined) this.refuseCreate = body.refuseCreate ?? undefined;
       if (body.rateLimit !== undefined) this.rateLimit = body.rateLimit;
       return { status: 204 };
     });
@@ -128,6 +137,8 @@ export class AdminSandbox {
     this.users.clear();
     this.nextKey = 1;
     this.welcomeMails.length = 0;
+    this.refuseCreate = undefined;
+    this.elsewhere.clear();
     this.licenses = [
       license(SANDBOX_LICENSES.connectStandard, "GoTo Connect Phone System Standard", ["JIVE"], 250),
       license(SANDBOX_LICENSES.meetingPro, "GoTo Meeting Pro", ["G2M"], 100),
@@ -251,7 +262,7 @@ export class AdminSandbox {
       userCount: l.userKeys.length,
       enabled: l.enabled,
       userKeys: l.userKeys.map(big),
-      invitedUserKeys: [],
+      invitedUserKeys: (l.invitedUserKeys ?? []).map(big),
       deviceKeys: [],
       childLicenseKeys: [],
       devicesOnly: false,
@@ -279,9 +290,10 @@ export class AdminSandbox {
     const roles = Array.isArray(body.adminRoles) ? body.adminRoles : [];
     // "You must also assign a new user either a licenseKey or an adminRole" (goto-apis.md §4.3).
     if (keys.length === 0 && roles.length === 0) return refuse(400, "INVALID_ARGUMENT", "A new user needs a licenseKey or an adminRole");
+    if (this.refuseCreate) return refuse(this.refuseCreate.status, this.refuseCreate.errorCode, this.refuseCreate.message);
     const unknown = keys.filter((k) => !this.license(k));
     if (unknown.length) return refuse(400, "INVALID_LICENSE", `Unknown license key(s): ${unknown.join(", ")}`);
-    const conflicts = users.filter((u) => this.usersWithEmail(String(u.email)).length > 0);
+    const conflicts = users.filter((u) => this.usersWithEmail(String(u.email)).length > 0 || this.elsewhere.has(String(u.email).toLowerCase()));
     const allOrNothing = req.query.get("allOrNothing") !== "false";
     if (conflicts.length && allOrNothing) {
       this.server.count("goto admin 409");
@@ -290,12 +302,14 @@ export class AdminSandbox {
     const fresh = users.filter((u) => !conflicts.includes(u));
     for (const k of keys) {
       const l = this.license(k)!;
-      if (l.userKeys.length + fresh.length > l.seats) return refuse(400, "LICENSE_SEATS_EXCEEDED", `No seats left on license ${k}`);
+      if (seatsTaken(l) + fresh.length > l.seats) return refuse(409, "SEATS_EXCEEDED", `No seats left on license ${k}`);
     }
     const answer = [];
     for (const u of users) {
       if (conflicts.includes(u)) {
-        answer.push({ key: big(this.usersWithEmail(String(u.email))[0]!.key), email: String(u.email) });
+        // "Emails already in use will not have a corresponding user key in the response" (§4.3): another account's.
+        const mine = this.usersWithEmail(String(u.email))[0];
+        if (mine) answer.push({ key: big(mine.key), email: String(u.email) });
         continue;
       }
       const user = this.addUser({ email: String(u.email), firstName: String(u.firstName), lastName: String(u.lastName) });
@@ -322,7 +336,7 @@ export class AdminSandbox {
     for (const l of licenses as SandboxLicense[]) {
       if (give) {
         const added = userKeys.filter((k) => !l.userKeys.includes(k));
-        if (l.userKeys.length + added.length > l.seats) return refuse(400, "LICENSE_SEATS_EXCEEDED", `No seats left on license ${l.key}`);
+        if (seatsTaken(l) + added.length > l.seats) return refuse(409, "SEATS_EXCEEDED", `No seats left on license ${l.key}`);
       }
     }
     for (const l of licenses as SandboxLicense[]) {
@@ -332,6 +346,11 @@ export class AdminSandbox {
     this.server.count(give ? "goto admin licenses assigned" : "goto admin licenses removed");
     return { status: 204 };
   }
+}
+
+/** Seats in use: the license's users and its pending invitations. */
+function seatsTaken(l: SandboxLicense): number {
+  return l.userKeys.length + (l.invitedUserKeys?.length ?? 0);
 }
 
 function license(key: string, description: string, products: string[], seats: number): SandboxLicense {

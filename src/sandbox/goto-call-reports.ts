@@ -7,7 +7,8 @@ import type { SandboxReply, SandboxRequest, SandboxServer } from "./server";
  * that are the same on every run: each UTC day's calls come from a PRNG seeded with its date.
  *
  * Documented (goto-apis.md §2.2–2.5): startTime inclusive, endTime exclusive, ISO 8601; Call
- * Reports pages with `page` (from 0) and `pageSize` (1–10,000) and answers `{ items }` only; the
+ * Reports pages with `page` (from 0) and `pageSize` (1–10,000) and answers `{ items }` only (modes
+ * for markers and for a server that ignores `page`: see CallReportsPaging); the
  * Call Events Report pages with `pageMarker`/`nextPageMarker` and caps a window at 31 days; 10
  * requests per second per API, then 429. Unverified, and marked where used: the 429 body, the
  * absence of Retry-After (GoTo documents none, so none is sent), error bodies for bad parameters,
@@ -68,6 +69,13 @@ const DISPOSITIONS = [16, 16, 16, 16, 16, 16, 17, 19, 19, 21]; // mostly answere
 
 const DAY_MS = 86_400_000;
 
+/**
+ * How the Call Reports lists page: by `page` (what third-party code shows), by markers as GoTo's
+ * newer report APIs do (`nextPageMarker` in the answer, `pageMarker` asked back; `page` ignored),
+ * or not at all (`page` ignored and no marker: every request gets the first page).
+ */
+export type CallReportsPaging = "page" | "marker" | "ignore-page";
+
 export interface CallReportsSandboxOptions {
   users?: number;
 }
@@ -81,6 +89,8 @@ export class CallReportsSandbox {
   private limit: number | null = 10;
   /** The largest page the server gives, whatever was asked (tests of servers that cap pages). */
   maxPageSize = 10_000;
+  /** How the Call Reports lists page (see CallReportsPaging). */
+  paging: CallReportsPaging = "page";
   private readonly days = new Map<string, Map<string, SandboxCall[]>>();
   private readonly recent = new Map<string, number[]>();
   // Every page of one export asks for the same window: answer them from one lookup.
@@ -103,8 +113,12 @@ export class CallReportsSandbox {
     server.route("GET", `${base}/:userId`, (req) => this.limited(req, "call-reports", () => this.userCalls(req)));
     server.route("GET", "/goto/api/call-events-report/v1/report-summaries", (req) => this.limited(req, "call-events-report", () => this.reportSummaries(req)));
     server.route("POST", "/_sandbox/goto/call-reports", (req) => {
-      const body = (req.body ?? {}) as { rateLimit?: number | null; defaultVolume?: number; volumes?: Record<string, number> };
+      const body = (req.body ?? {}) as { rateLimit?: number | null; defaultVolume?: number; volumes?: Record<string, number>; paging?: CallReportsPaging };
       if (body.rateLimit !== undefined) this.rateLimit = body.rateLimit;
+      if (body.paging !== undefined) {
+        if (!["page", "marker", "ignore-page"].includes(body.paging)) return { status: 400, json: { message: "paging is page, marker or ignore-page" } };
+        this.paging = body.paging;
+      }
       if (body.defaultVolume !== undefined) this.defaultVolume = body.defaultVolume;
       for (const [date, n] of Object.entries(body.volumes ?? {})) this.setVolume(date, n);
       return { status: 204 };
@@ -163,7 +177,7 @@ export class CallReportsSandbox {
 
   private userActivity(req: SandboxRequest): SandboxReply {
     const window = this.window(req);
-    const paging = this.paging(req);
+    const paging = this.pagingOf(req);
     const byUser = this.callsByUser(window.start, window.end);
     const items = this.users
       .filter((u) => (byUser.get(u.userId)?.length ?? 0) > 0)
@@ -187,18 +201,17 @@ export class CallReportsSandbox {
         };
       });
     this.server.count("goto call-reports user pages");
-    return { json: { items: items.slice(paging.page * paging.size, (paging.page + 1) * paging.size) } };
+    return { json: this.pageOf(items, paging) };
   }
 
   private userCalls(req: SandboxRequest): SandboxReply {
     const window = this.window(req);
-    const paging = this.paging(req);
+    const paging = this.pagingOf(req);
     const user = this.users.find((u) => u.userId === req.params.userId);
     if (!user) return { status: 404, json: { errorCode: "NOT_FOUND", message: "User not found" } };
     const calls = this.callsByUser(window.start, window.end).get(user.userId) ?? [];
     this.server.count("goto call-reports call pages");
-    const items = calls.slice(paging.page * paging.size, (paging.page + 1) * paging.size).map(({ id: _id, userId: _u, ...call }) => call);
-    return { json: { items } };
+    return { json: this.pageOf(calls.map(({ id: _id, userId: _u, ...call }) => call), paging) };
   }
 
   private reportSummaries(req: SandboxRequest): SandboxReply {
@@ -241,7 +254,22 @@ export class CallReportsSandbox {
     return { start, end };
   }
 
-  private paging(req: SandboxRequest): { page: number; size: number } {
+  /** One page of a list, as the paging mode has it. */
+  private pageOf<T>(all: T[], paging: { page: number; size: number; offset?: number }): { items: T[]; nextPageMarker?: string } {
+    const offset = this.paging === "marker" ? (paging.offset ?? 0) : this.paging === "ignore-page" ? 0 : paging.page * paging.size;
+    const items = all.slice(offset, offset + paging.size);
+    if (this.paging !== "marker" || offset + paging.size >= all.length) return { items };
+    return { items, nextPageMarker: Buffer.from(`offset:${offset + paging.size}`).toString("base64url") };
+  }
+
+  private pagingOf(req: SandboxRequest): { page: number; size: number; offset?: number } {
+    const marker = req.query.get("pageMarker");
+    if (marker !== null && this.paging === "marker") {
+      const offset = Number(Buffer.from(marker, "base64url").toString("utf8").replace(/^offset:/, ""));
+      if (!Number.isInteger(offset) || offset < 0) throw new Refusal(400, "Invalid pageMarker");
+      const asked = Number(req.query.get("pageSize") ?? 100);
+      return { page: 0, size: Math.min(Number.isInteger(asked) && asked > 0 ? asked : 100, this.maxPageSize), offset };
+    }
     const page = Number(req.query.get("page") ?? 0);
     const asked = Number(req.query.get("pageSize") ?? 100);
     if (!Number.isInteger(page) || page < 0 || !Number.isInteger(asked) || asked < 1 || asked > 10_000) {

@@ -25,6 +25,11 @@ export class GoToSandbox {
   readonly admin: AdminSandbox;
   /** The scopes granted to a client's tokens, when not both the package needs (a missing-scope test). */
   readonly scopes = new Map<string, string>();
+  /**
+   * How an expired or unknown access token is answered: 401 as the GoTo Connect APIs do, or 403
+   * with `AUTHN_INVALID_TOKEN` as api.getgo.com may (goto-apis.md §1.5).
+   */
+  invalidTokenStatus: 401 | 403 = 401;
 
   constructor(
     readonly server: SandboxServer,
@@ -53,12 +58,24 @@ export class GoToSandbox {
     this.calls = new CallReportsSandbox(server, (req, ok) => this.authorized(req, ok));
     // The Admin API, `me` included: where the account key is found when a user leaves it blank.
     this.admin = new AdminSandbox(server, this.accountKey, (req, ok) => this.authorized(req, ok));
+    server.route("POST", "/_sandbox/goto/api", (req) => {
+      const body = (req.body ?? {}) as { invalidTokenStatus?: number };
+      if (body.invalidTokenStatus !== undefined) {
+        if (body.invalidTokenStatus !== 401 && body.invalidTokenStatus !== 403) return { status: 400, json: { message: "invalidTokenStatus is 401 or 403" } };
+        this.invalidTokenStatus = body.invalidTokenStatus;
+      }
+      return { status: 204 };
+    });
   }
 
-  /** Answers `ok()` for a valid bearer token, GoTo's 401 otherwise. */
+  /** Answers `ok()` for a valid bearer token, GoTo's 401 (or 403, see invalidTokenStatus) otherwise. */
   authorized(req: Parameters<OAuthServer["authenticate"]>[0], ok: (clientId: string) => SandboxReply | Promise<SandboxReply>): SandboxReply | Promise<SandboxReply> {
     const clientId = this.oauth.authenticate(req);
     if (!clientId) {
+      if (this.invalidTokenStatus === 403) {
+        this.server.count("goto api 403 token");
+        return { status: 403, json: { errorCode: "AUTHN_INVALID_TOKEN", message: "Invalid or expired access token" } };
+      }
       this.server.count("goto api 401");
       // Unverified body: GoTo Connect APIs answer 401 for an expired token (goto-apis.md §1.5).
       return { status: 401, json: { errorCode: "AUTHN_INVALID_TOKEN", message: "Invalid or expired access token" } };

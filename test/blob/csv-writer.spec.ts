@@ -98,6 +98,20 @@ describe("CSV writer", () => {
     assert.throws(() => bySas.target("other"), /the SAS URL is for container 'keyed'/);
   });
 
+  it("leaves the staged blocks of an abandoned file uncommitted, and the old blob as it was", async () => {
+    const w = writer({ container: "abandoned", blockBytes: 10, idleMs: 60 * 60_000 });
+    const name = "2026/11/2026-11-25_call_logs.csv";
+    await w.write({ rows: [row(1)], date: "2026-11-25" });
+    const before = await text("abandoned", name);
+    await w.write({ rows: [row(2), row(3)], parts: { id: "gone", index: 0 }, date: "2026-11-25" });
+    await w.write({ rows: [row(4)], parts: { id: "gone", index: 1 }, date: "2026-11-25" });
+    assert.equal(await w.abandon("gone"), true);
+    assert.equal(await w.write({ rows: [], parts: { id: "gone", index: 2, count: 3 }, date: "2026-11-25" }), undefined);
+    assert.equal(await text("abandoned", name), before, "the blob is the one from before");
+    const blocks = await account.container("abandoned").getBlockBlobClient(name).getBlockList("uncommitted");
+    assert.ok((blocks.uncommittedBlocks ?? []).length >= 2, "the staged blocks are still uncommitted");
+  });
+
   it("refuses a payload that is not rows, as invalid input", async () => {
     await assert.rejects(writer().write({ rows: "a,b,c" }), /msg.payload must be an array of rows/);
   });
@@ -133,6 +147,46 @@ describe("CSV writer", () => {
       await w.write({ rows: [row(1)], parts: { id: "g", index: 0 }, date: "2026-11-22" });
       await w.close();
       assert.deepEqual(await files(), []);
+    });
+
+    /** Files this process holds open under the test's folder. */
+    async function openHandles(): Promise<string[]> {
+      const fds = await fs.readdir("/proc/self/fd");
+      const links = await Promise.all(fds.map((fd) => fs.readlink(`/proc/self/fd/${fd}`).catch(() => "")));
+      return links.filter((l) => l.startsWith(dir + path.sep));
+    }
+
+    it("removes the temporary file and closes its handle at once when the source abandons the file", async () => {
+      const w = folderWriter({ blockBytes: 10, idleMs: 60 * 60_000 });
+      await w.write({ rows: [row(1)], parts: { id: "h", index: 0 }, date: "2026-11-22" });
+      await w.write({ rows: [row(2)], parts: { id: "h", index: 1 }, date: "2026-11-22" });
+      const later = w.write({ rows: [row(4)], parts: { id: "h", index: 3 }, date: "2026-11-22" });
+      assert.equal((await files()).length, 1, "the temporary file is there while the file is written");
+      assert.equal((await openHandles()).length, 1);
+      assert.equal(await w.abandon("h"), true);
+      assert.equal(await later, undefined, "a part waiting ends quietly: the source tells its own error");
+      assert.deepEqual(await files(), []);
+      assert.deepEqual(await openHandles(), []);
+      // Parts still on their way are dropped, and nothing is written of the file.
+      assert.equal(await w.write({ rows: [row(3)], parts: { id: "h", index: 2 }, date: "2026-11-22" }), undefined);
+      assert.equal(await w.write({ rows: [row(5)], parts: { id: "h", index: 4, count: 5 }, date: "2026-11-22" }), undefined);
+      assert.deepEqual(await files(), []);
+    });
+
+    it("drops parts of a file abandoned before its first part came", async () => {
+      const w = folderWriter();
+      assert.equal(await w.abandon("early"), false);
+      assert.equal(await w.write({ rows: [row(1)], parts: { id: "early", index: 0, count: 1 }, date: "2026-11-22" }), undefined);
+      assert.deepEqual(await files(), []);
+    });
+
+    it("removes a temporary file created while the file was being abandoned", async () => {
+      const w = folderWriter({ blockBytes: 10 });
+      const first = w.write({ rows: [row(1)], parts: { id: "race", index: 0 }, date: "2026-11-22" });
+      await w.abandon("race"); // while the folder and the temporary file are being created
+      assert.equal(await first, undefined);
+      assert.deepEqual(await files(), []);
+      assert.deepEqual(await openHandles(), []);
     });
 
     it("appends with the header once", async () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { acknowledgePart, endSequence, partSent } from "../../src/core/node/sequence-flow";
+import { acknowledgePart, endSequence, onSequenceAbandoned, partSent } from "../../src/core/node/sequence-flow";
 
 describe("back-pressure of a msg.parts sequence", () => {
   it("lets the producer run only `window` parts ahead of a consumer that acknowledges", async () => {
@@ -35,5 +35,21 @@ describe("back-pressure of a msg.parts sequence", () => {
     const waiting = partSent("s4", 5, 1, 30_000);
     endSequence("s4");
     await waiting;
+  });
+
+  it("tells its consumers at once when a producer abandons a sequence, and not when it finishes", () => {
+    const heard: string[] = [];
+    const stop = onSequenceAbandoned((id) => heard.push(id));
+    const broken = onSequenceAbandoned(() => {
+      throw new Error("a consumer's own trouble");
+    });
+    acknowledgePart({ id: "s5", index: 0 });
+    endSequence("s5", true);
+    endSequence("s6");
+    endSequence("never-acknowledged", true);
+    stop();
+    broken();
+    endSequence("s7", true);
+    assert.deepEqual(heard, ["s5", "never-acknowledged"]);
   });
 });

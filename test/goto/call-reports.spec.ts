@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { HttpClient } from "../../src/core/http/client";
 import type { TokenManager } from "../../src/core/tokens/token-manager";
 import { GoToApis } from "../../src/goto/api";
-import { callLogsForDay, callReportRows } from "../../src/goto/call-reports";
+import { DayProgress, PagingError, callLogsForDay, callReportRows } from "../../src/goto/call-reports";
 import { calendarDay } from "../../src/goto/days";
 import type { CallLogRow } from "../../src/goto/types";
 import { GOTO_DEMO_CLIENT, Sandbox } from "../../src/sandbox";
@@ -26,6 +26,8 @@ describe("GoTo call reports", () => {
     apis = new GoToApis({ auth: tokens, apiHost: `${sandbox.url}/goto/api`, requestsPerSecond: 1000 });
     sandbox.goto.calls.rateLimit = null;
     sandbox.goto.calls.maxPageSize = 10_000;
+    sandbox.goto.calls.paging = "page";
+    sandbox.server.clearFaults();
   });
   afterEach(() => apis.close());
 
@@ -95,6 +97,73 @@ describe("GoTo call reports", () => {
     const empty = [];
     for await (const batch of callLogsForDay(apis.api("call-reports"), calendarDay("2026-11-10", "UTC"))) empty.push(batch);
     assert.deepEqual(empty.map((b) => [b.rows.length, b.last]), [[0, true]]);
+  });
+
+  describe("paging that a server could make endless", () => {
+    async function readDay(options: Parameters<typeof callLogsForDay>[2] = {}): Promise<CallLogRow[]> {
+      const rows: CallLogRow[] = [];
+      for await (const batch of callLogsForDay(apis.api("call-reports"), day, { batchSize: 1000, ...options })) rows.push(...batch.rows);
+      return rows;
+    }
+    const rowKey = (r: CallLogRow) => `${r.user}|${r.startTime}|${r.callerNumber}|${r.calleeNumber}|${r.duration}`;
+
+    it("follows nextPageMarker with pageMarker when the answers carry one, and reads every call once", async () => {
+      sandbox.goto.calls.paging = "marker";
+      sandbox.server.resetStats();
+      const rows = await readDay({ pageSize: 7 });
+      const expected = sandbox.goto.calls.callsBetween(day.start, day.end);
+      assert.equal(rows.length, expected.length);
+      assert.equal(new Set(rows.map(rowKey)).size, rows.length, "no call twice");
+      assert.deepEqual(rows.map((r) => r.startTime).sort(), expected.map((c) => c.startTime).sort());
+      assert.ok(sandbox.server.counter("goto call-reports call pages") > sandbox.goto.calls.users.length, "busy users' calls took several pages");
+    });
+
+    it("follows markers also when the server gives shorter pages than asked", async () => {
+      sandbox.goto.calls.paging = "marker";
+      sandbox.goto.calls.maxPageSize = 5;
+      const rows = await readDay({ pageSize: 50 });
+      assert.equal(rows.length, sandbox.goto.calls.callsBetween(day.start, day.end).length);
+      assert.equal(new Set(rows.map(rowKey)).size, rows.length);
+    });
+
+    it("stops the day with an error naming day and page when the server ignores `page`", async () => {
+      sandbox.goto.calls.paging = "ignore-page";
+      sandbox.server.resetStats();
+      const err = await readDay({ pageSize: 7 }).then(
+        () => assert.fail("the day should fail"),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof PagingError, String(err));
+      assert.equal(err.code, "GW_GOTO_PAGE_REPEATED");
+      assert.match(err.message, /^GoTo's call data for 2026-11-18 repeated records already read on page 2 of the (users with calls|calls of .+): the day was stopped at its page \d+ and nothing of it was kept/);
+      assert.ok(sandbox.server.counter("goto call-reports requests") < 10, "it stopped at once");
+    });
+
+    it("stops the day that passes the page bound, naming day and page", async () => {
+      const err = await readDay({ pageSize: 7, maxPages: 20 }).then(
+        () => assert.fail("the day should fail"),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof PagingError);
+      assert.equal(err.code, "GW_GOTO_TOO_MANY_PAGES");
+      assert.match(err.message, /^GoTo's call data for 2026-11-18 went past 20 pages \(page \d+ of the calls of .+\): the day was stopped at its page 21/);
+    });
+
+    it("stops at a page marker given twice", async () => {
+      sandbox.goto.calls.paging = "marker";
+      const [a, b] = sandbox.goto.calls.users;
+      sandbox.server.inject({ method: "GET", path: /\/user-activity$/, status: 200, json: { items: [{ userId: a!.userId, userName: a!.userName }], nextPageMarker: "again" } });
+      sandbox.server.inject({ method: "GET", path: /\/user-activity$/, status: 200, json: { items: [{ userId: b!.userId, userName: b!.userName }], nextPageMarker: "again" } });
+      await assert.rejects(readDay(), /gave a page marker it had already given on page 2 of the users with calls/);
+    });
+
+    it("reports the pages and calls read as it goes", async () => {
+      const seen: DayProgress[] = [];
+      const rows = await readDay({ pageSize: 20, onProgress: (p) => seen.push({ ...p }) });
+      assert.ok(seen.length > 5);
+      assert.deepEqual(seen.map((p) => p.pages), seen.map((_, i) => i + 1));
+      assert.equal(seen.at(-1)!.calls, rows.length);
+    });
   });
 
   it("reads the account-wide Call Events Report page by page with its markers", async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { GoToApis } from "../../src/goto/api";
+import { GoToApis, isGoToTokenRejected } from "../../src/goto/api";
 import { AdminAccessError, GoToAdminApi, emailFilter, parseGoToJson } from "../../src/goto/admin";
 import { Outcome, ProvisionRequest, Provisioner, ProvisionerOptions, licenseKeyList, provisionRequest } from "../../src/goto/provisioning";
 import { GOTO_DEMO_CLIENT, Sandbox } from "../../src/sandbox";
@@ -17,6 +17,7 @@ describe("GoTo provisioning", () => {
   beforeEach(async () => {
     sandbox.goto.admin.reset();
     sandbox.goto.admin.rateLimit = null;
+    sandbox.goto.invalidTokenStatus = 401;
     sandbox.server.clearFaults();
     // A client of its own per test, so a test can make its user a non-admin.
     clientId = `goto-prov-${randomBytes(4).toString("hex")}`;
@@ -51,6 +52,16 @@ describe("GoTo provisioning", () => {
     it("escapes an address for GoTo's regular-expression filter and anchors it", () => {
       assert.equal(emailFilter("a+b@x.com"), '(email="(?i)^a\\+b@x\\.com$")');
       assert.equal(emailFilter(" o'neil.(it)$@x.com "), '(email="(?i)^o\'neil\\.\\(it\\)\\$@x\\.com$")');
+    });
+
+    it("takes a 403 for a token problem only when its body says the token is invalid or expired", () => {
+      assert.equal(isGoToTokenRejected(403, { errorCode: "AUTHN_INVALID_TOKEN", message: "Invalid or expired access token" }), true);
+      assert.equal(isGoToTokenRejected(403, { int_err_code: "InvalidToken", msg: "Invalid token passed" }), true);
+      assert.equal(isGoToTokenRejected(403, { errorCode: "FORBIDDEN", message: "The access token has expired" }), true);
+      assert.equal(isGoToTokenRejected(403, { errorCode: "AUTHZ_INSUFFICIENT_SCOPE", message: "Missing scope identity:" }), false);
+      assert.equal(isGoToTokenRejected(403, { errorCode: "FORBIDDEN", message: "The user is not an admin of this account" }), false);
+      assert.equal(isGoToTokenRejected(400, { errorCode: "AUTHN_INVALID_TOKEN" }), false);
+      assert.equal(isGoToTokenRejected(403, "Forbidden"), false);
     });
 
     it("reads keys of 19 and 26 digits exactly, as text", async () => {
@@ -185,11 +196,44 @@ describe("GoTo provisioning", () => {
       assert.equal(sandbox.goto.admin.usersWithEmail("raced@example.com").length, 1);
     });
 
-    it("says so when another GoTo account has the address", async () => {
-      sandbox.server.inject({ method: "POST", path: /\/users$/, status: 409, json: { errorCode: "CONFLICT", message: "Email already in use" } });
+    it("says so when the address is in use but by no user of this account", async () => {
+      sandbox.goto.admin.elsewhere.add("elsewhere@example.com");
       const err = error(await one(provision("elsewhere@example.com", [L.meetingPro])));
       assert.equal(err.code, "GW_GOTO_ADDRESS_IN_USE");
+      assert.equal(err.message, "GoTo refused to create elsewhere@example.com, the address being in use (409 CONFLICT: Email already in use: elsewhere@example.com), and no user of this account has it");
       assert.equal(err.httpStatus, 409);
+    });
+
+    it("reports GoTo's own refusal for want of a seat as seat exhaustion, not as an address in use", async () => {
+      // Pending invitations hold seats that the license's userCount leaves out.
+      const pro = sandbox.goto.admin.license(L.meetingPro)!;
+      pro.seats = pro.userKeys.length + 1;
+      pro.invitedUserKeys = ["8214999999999999999"];
+      const err = error(await one(provision("seatless@example.com", [L.meetingPro])));
+      assert.equal(err.code, "GW_GOTO_NO_FREE_SEAT");
+      assert.match(err.message, /^no free seat: GoTo refused to create seatless@example.com, license 7288486601101397002 has no seat left \(409 SEATS_EXCEEDED: No seats left on license 7288486601101397002\)$/);
+      assert.equal(err.httpStatus, 409);
+      assert.equal(changes(), 0);
+      assert.equal(sandbox.server.counter("goto admin user searches"), 1, "no second search for a user who is not there");
+    });
+
+    it("reports a seat refused when giving an existing user a license as seat exhaustion", async () => {
+      const pro = sandbox.goto.admin.license(L.meetingPro)!;
+      pro.seats = pro.userKeys.length + 1;
+      pro.invitedUserKeys = ["8214999999999999999"];
+      const err = error(await one(provision("emile.dupont@example.com", [L.meetingPro])));
+      assert.equal(err.code, "GW_GOTO_NO_FREE_SEAT");
+      assert.match(err.message, /GoTo refused to give user \d+ license 7288486601101397002, license 7288486601101397002 has no seat left \(409 SEATS_EXCEEDED/);
+    });
+
+    it("tells a refusal it does not know verbatim, with its status", async () => {
+      sandbox.goto.admin.refuseCreate = { status: 409, errorCode: "ACCOUNT_LOCKED", message: "The account is locked for changes" };
+      const err = error(await one(provision("locked@example.com", [L.meetingPro])));
+      assert.equal(err.code, "GW_GOTO_REFUSED");
+      assert.equal(err.message, "GoTo refused to create locked@example.com with 409 ACCOUNT_LOCKED: The account is locked for changes");
+      assert.equal(err.status, "refused: ACCOUNT_LOCKED");
+      assert.equal(err.httpStatus, 409);
+      assert.equal(sandbox.server.counter("goto admin user searches"), 1, "not taken for an address in use");
     });
 
     it("needs a first and last name to create a user", async () => {
@@ -240,6 +284,27 @@ describe("GoTo provisioning", () => {
       assert.ok(first instanceof AdminAccessError);
       assert.match(first.message, /must be an admin of the account/);
       assert.equal(sandbox.server.counter("goto admin 403"), 1, "one refusal, no more requests");
+    });
+
+    it("refreshes a token that GoTo answers with 403 AUTHN_INVALID_TOKEN once, and goes on", async () => {
+      sandbox.goto.invalidTokenStatus = 403;
+      report(await one(provision("before@example.com", [L.meetingPro])));
+      sandbox.goto.oauth.expireAccessTokens();
+      const refreshes = sandbox.server.counter("goto refresh");
+      const outcomes = await provisioner().run(["t1", "t2", "t3"].map((n) => provision(`${n}@example.com`, [L.meetingPro])));
+      assert.deepEqual(outcomes.map((o) => (o.ok ? o.report.result : o.error.message)), ["created", "created", "created"]);
+      assert.ok(sandbox.server.counter("goto api 403 token") >= 1, "GoTo answered the expired token with 403");
+      assert.equal(sandbox.server.counter("goto refresh") - refreshes, 1, "one refresh");
+    });
+
+    it("takes a token GoTo still refuses after one refresh for a token problem, not for missing rights", async () => {
+      await admin().licenses(); // a first access token
+      sandbox.server.inject({ method: "GET", path: /\/licenses$/, status: 403, json: { errorCode: "AUTHN_INVALID_TOKEN", message: "Invalid or expired access token" }, times: 2 });
+      const refreshes = sandbox.server.counter("goto refresh");
+      const err = error(await one(provision("x@example.com", [L.meetingPro])));
+      assert.equal(err.code, "GW_GOTO_TOKEN_REFUSED");
+      assert.match(err.message, /^GoTo refused the access token even after refreshing it \(GoTo answered 403 Forbidden to GET .+: AUTHN_INVALID_TOKEN: Invalid or expired access token\): authorize again in the goto-credentials node$/);
+      assert.equal(sandbox.server.counter("goto refresh") - refreshes, 1, "one refresh, no more");
     });
 
     it("reports a bad account key in words", async () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, promises as fs } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { BlobServiceClient } from "@azure/storage-blob";
@@ -40,6 +40,7 @@ describe("call logs pipeline: goto-call-logs → blob-csv-writer", function () {
   afterEach(async () => {
     await helper.unload();
     sandbox.goto.calls.rateLimit = 10;
+    sandbox.goto.calls.paging = "page";
     sandbox.goto.oauth.accessTokenLifetime = 3600;
   });
 
@@ -192,6 +193,96 @@ describe("call logs pipeline: goto-call-logs → blob-csv-writer", function () {
     const [again] = await run({ from: "2026-03-05" });
     assert.equal(again.payload.rows, startTimes("2026-03-04T23:00:00Z", "2026-03-05T23:00:00Z").length);
     assert.equal((await rowsOf(name)).length, again.payload.rows);
+  });
+
+  describe("a server that pages otherwise", () => {
+    const statusesOf = (id: string) => {
+      const statuses: Array<{ fill?: string; text?: string }> = [];
+      helper.getNode(id).on("call:status", (call: any) => statuses.push(call.args[0]));
+      return statuses;
+    };
+
+    /** What is in the folder (hidden temporary files included), and what of it this process holds open. */
+    async function leftIn(dir: string): Promise<{ files: string[]; open: string[] }> {
+      const files = (await fs.readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
+      const fds = await fs.readdir("/proc/self/fd");
+      const links = await Promise.all(fds.map((fd) => fs.readlink(`/proc/self/fd/${fd}`).catch(() => "")));
+      return { files, open: links.filter((l) => l.startsWith(dir + path.sep)) };
+    }
+
+    it("writes the whole day once from a server that pages with markers, and shows the pages read", async () => {
+      sandbox.goto.calls.paging = "marker";
+      sandbox.goto.calls.maxPageSize = 20;
+      sandbox.goto.calls.setVolume("2026-03-11", 300);
+      try {
+        await load({}, { batchSize: 50 });
+        const statuses = statusesOf("calls");
+        const [msg] = await run({ from: "2026-03-11" });
+        const expected = startTimes("2026-03-10T23:00:00Z", "2026-03-11T23:00:00Z");
+        const rows = await rowsOf(msg.payload.name);
+        assert.equal(rows.length, expected.length);
+        assert.deepEqual(rows.map((r) => r.startTime).sort(), expected);
+        assert.equal(new Set(rows.map((r) => JSON.stringify(r))).size, rows.length, "no call twice");
+        assert.ok(statuses.some((s) => /^2026-03-11 · page \d+ · [\d,]+ calls$/.test(s.text ?? "")), `a status with the pages read, among ${statuses.map((s) => s.text).join(" | ")}`);
+      } finally {
+        sandbox.goto.calls.maxPageSize = 10_000;
+      }
+    });
+
+    it("stops a day when GoTo ignores `page`: one error at Catch naming day and page, a red status, nothing committed", async () => {
+      sandbox.goto.calls.paging = "ignore-page";
+      sandbox.goto.calls.setVolume("2026-03-12", 300);
+      await load({ blockSize: "0.002" }, { batchSize: 40 });
+      const statuses = statusesOf("calls");
+      const writerStatuses = statusesOf("writer");
+      helper.getNode("calls").receive({ payload: { from: "2026-03-12" } });
+      await eventually(() => caught.length > 0, 30_000, "the error at the Catch node");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(caught.length, 1);
+      assert.equal(caught[0].error.source.id, "calls");
+      assert.match(caught[0].error.message, /GoTo's call data for 2026-03-12 repeated records already read on page 2 of .+: the day was stopped at its page \d+/);
+      assert.equal(statuses.at(-1)?.fill, "red");
+      assert.equal(completed.length, 0);
+      assert.equal(out.length, 0, "no file reported");
+      const blob = container().getBlockBlobClient("2026/03/2026-03-12_call_logs.csv");
+      assert.equal(await blob.exists(), false, "nothing of the day was committed");
+      assert.ok(((await blob.getBlockList("uncommitted")).uncommittedBlocks ?? []).length > 0, "the blocks staged stay uncommitted");
+      await eventually(() => writerStatuses.at(-1)?.text === "source failed: file not written", 5_000, "the writer to say the file was dropped");
+    });
+
+    it("leaves no temporary file and no open handle in a folder when a day fails half-way", async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "gw-calls-"));
+      sandbox.goto.calls.paging = "ignore-page";
+      sandbox.goto.calls.setVolume("2026-03-13", 400);
+      await load({ target: "folder", folder: dir, blockSize: "0.001" }, { batchSize: 20 });
+      const writerStatuses = statusesOf("writer");
+      helper.getNode("calls").receive({ payload: { from: "2026-03-13" } });
+      await eventually(() => caught.length > 0, 30_000, "the error at the Catch node");
+      // Within moments, not the writer's 15 minutes of idle time.
+      await eventually(async () => {
+        const left = await leftIn(dir);
+        return left.files.length === 0 && left.open.length === 0;
+      }, 5_000, "the temporary file to be removed and its handle closed");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(caught.length, 1, "the reader's error only");
+      assert.ok(writerStatuses.some((s) => s.text === "writing"), "the writer had begun the file");
+      assert.deepEqual(writerStatuses.at(-1), { fill: "yellow", shape: "ring", text: "source failed: file not written" });
+      assert.deepEqual(await leftIn(dir), { files: [], open: [] });
+    });
+
+    it("drops the day's temporary file when goto-call-logs is closed half-way through it", async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "gw-calls-"));
+      sandbox.goto.calls.rateLimit = 3;
+      sandbox.goto.calls.setVolume("2026-03-14", 600);
+      await load({ target: "folder", folder: dir, blockSize: "0.001" }, { batchSize: 10 });
+      helper.getNode("calls").receive({ payload: { from: "2026-03-14" } });
+      await eventually(async () => (await leftIn(dir)).files.length > 0, 30_000, "the temporary file");
+      await helper.getNode("calls").close(false);
+      await eventually(async () => {
+        const left = await leftIn(dir);
+        return left.files.length === 0 && left.open.length === 0;
+      }, 5_000, "the temporary file to be removed and its handle closed");
+    });
   });
 
   it("refuses a range it cannot read with a clear error to the Catch node", async () => {

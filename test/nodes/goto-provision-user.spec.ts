@@ -36,6 +36,7 @@ describe("goto-provision-user", function () {
   beforeEach(() => {
     sandbox.goto.admin.reset();
     sandbox.goto.admin.rateLimit = 10;
+    sandbox.goto.invalidTokenStatus = 401;
     sandbox.server.resetStats();
   });
   afterEach(() => helper.unload());
@@ -100,6 +101,33 @@ describe("goto-provision-user", function () {
     assert.equal(out[0].statusCode, 200);
     assert.equal(out[0].topic, "hr");
     assert.deepEqual(sandbox.goto.admin.licensesOf(user!.key), [L.connectStandard]);
+    assert.equal(caught.length, 0);
+  });
+
+  it("answers a seat GoTo refuses as seat exhaustion: 409 on the second output, the status and Catch say so", async () => {
+    const pro = sandbox.goto.admin.license(L.meetingPro)!;
+    pro.seats = pro.userKeys.length + 1;
+    pro.invitedUserKeys = ["8214999999999999999"];
+    await load();
+    const statuses: Array<{ fill?: string; text?: string }> = [];
+    helper.getNode("prov").on("call:status", (call: any) => statuses.push(call.args[0]));
+    await send({ payload: { action: "provision", email: "seatless@example.com", firstName: "Seat", lastName: "Less", licenseKeys: [L.meetingPro] } });
+    assert.equal(refused[0].statusCode, 409);
+    assert.equal(refused[0].payload.code, "GW_GOTO_NO_FREE_SEAT");
+    assert.match(refused[0].payload.error, /^no free seat: GoTo refused to create seatless@example.com.+SEATS_EXCEEDED/);
+    await eventually(() => caught.length > 0, 10_000, "the error at Catch");
+    assert.equal(caught[0].error.message.includes("another GoTo account"), false);
+    assert.deepEqual(statuses.at(-1), { fill: "red", shape: "ring", text: "no free seat" });
+  });
+
+  it("refreshes an expired token GoTo answers with 403 and provisions, instead of asking for admin rights", async () => {
+    sandbox.goto.invalidTokenStatus = 403;
+    await load();
+    await send({ payload: { action: "provision", email: "first@example.com", firstName: "A", lastName: "B", licenseKeys: [L.meetingPro] } });
+    sandbox.goto.oauth.expireAccessTokens();
+    await send({ payload: [1, 2].map((i) => ({ action: "provision", email: `later${i}@example.com`, firstName: "A", lastName: "B", licenseKeys: [L.meetingPro] })) });
+    assert.deepEqual(out.at(-1).payload.map((r: any) => r.result), ["created", "created"]);
+    assert.ok(sandbox.server.counter("goto api 403 token") >= 1, "GoTo answered the expired token with 403");
     assert.equal(caught.length, 0);
   });
 

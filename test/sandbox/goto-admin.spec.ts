@@ -14,7 +14,11 @@ describe("sandbox: GoTo Admin API", () => {
   beforeEach(() => {
     sandbox.goto.admin.reset();
     sandbox.goto.admin.rateLimit = 10;
+    sandbox.goto.invalidTokenStatus = 401;
   });
+
+  const control = async (path: string, body: unknown) =>
+    (await request(`${sandbox.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })).statusCode;
 
   /** An access token of a client of its own (the rate limit and admin rights are per client). */
   async function token(): Promise<{ clientId: string; token: string }> {
@@ -102,6 +106,43 @@ describe("sandbox: GoTo Admin API", () => {
     assert.equal(users.status, 403);
     assert.equal((await call(t, "DELETE", `{account}/users/${sandbox.goto.admin.usersWithEmail("emile.dupont@example.com")[0]!.key}`)).status, 403);
     assert.equal(sandbox.goto.admin.usersWithEmail("emile.dupont@example.com").length, 1);
+  });
+
+  it("answers 409 SEATS_EXCEEDED for a license without a free seat, pending invitations counted", async () => {
+    const { token: t } = await token();
+    const pro = sandbox.goto.admin.license(L.meetingPro)!;
+    pro.seats = pro.userKeys.length + 1;
+    pro.invitedUserKeys = ["8214999999999999999"];
+    const full = await call(t, "POST", "{account}/users", { users: [{ email: "n@example.com", firstName: "N", lastName: "U" }], licenseKeys: [L.meetingPro] });
+    assert.deepEqual([full.status, full.json.errorCode], [409, "SEATS_EXCEEDED"]);
+    const listed = (await call(t, "GET", "{account}/licenses")).json.results.find((l: { description: string }) => l.description === "GoTo Meeting Pro");
+    assert.equal(listed.userCount, pro.userKeys.length, "userCount leaves the invitations out");
+    assert.equal(listed.invitedUserKeys.length, 1);
+    const [emile] = sandbox.goto.admin.usersWithEmail("emile.dupont@example.com");
+    const assign = await call(t, "POST", `{account}/licenses/${L.meetingPro}/users/${emile!.key}`);
+    assert.deepEqual([assign.status, assign.json.errorCode], [409, "SEATS_EXCEEDED"]);
+  });
+
+  it("answers 409 for an address another account holds, and refuses creations as told", async () => {
+    const { token: t } = await token();
+    sandbox.goto.admin.elsewhere.add("other@example.com");
+    const user = { users: [{ email: "Other@example.com", firstName: "O", lastName: "T" }], licenseKeys: [L.meetingPro] };
+    assert.equal((await call(t, "POST", "{account}/users", user)).status, 409);
+    assert.deepEqual((await call(t, "POST", "{account}/users?allOrNothing=false", user)).json, [], "no key for another account's address");
+    assert.equal(await control("/_sandbox/goto/admin", { refuseCreate: { status: 409, errorCode: "ACCOUNT_LOCKED", message: "Locked" } }), 204);
+    const locked = await call(t, "POST", "{account}/users", { ...user, users: [{ email: "free@example.com", firstName: "F", lastName: "R" }] });
+    assert.deepEqual([locked.status, locked.json], [409, { errorCode: "ACCOUNT_LOCKED", message: "Locked" }]);
+    assert.equal(await control("/_sandbox/goto/admin", { refuseCreate: null }), 204);
+  });
+
+  it("answers an expired token with 403 AUTHN_INVALID_TOKEN when told to, else with 401", async () => {
+    const { token: t } = await token();
+    sandbox.goto.oauth.expireAccessTokens();
+    assert.equal((await call(t, "GET", "{account}/licenses")).status, 401);
+    assert.equal(await control("/_sandbox/goto/api", { invalidTokenStatus: 403 }), 204);
+    const refused = await call(t, "GET", "{account}/licenses");
+    assert.deepEqual([refused.status, refused.json.errorCode], [403, "AUTHN_INVALID_TOKEN"]);
+    assert.equal(await control("/_sandbox/goto/api", { invalidTokenStatus: 500 }), 400);
   });
 
   it("answers 429 beyond 10 requests a second from one client", async () => {

@@ -63,6 +63,11 @@ export interface HttpClientOptions {
   backoff?: BackoffOptions;
   limiter?: RateLimiter;
   auth?: TokenSource;
+  /**
+   * Besides a 401, an answer that says the token was refused (a provider that answers 403 for an
+   * expired token): it gets the same one forced refresh and retry.
+   */
+  isTokenRejected?: (status: number, body: unknown) => boolean;
   /** Reads the provider's error body into one line; the generic reader knows the common shapes. */
   describeError?: (status: number, body: unknown) => string | undefined;
   /** Feed `X-RateLimit-Remaining`/`-Reset` into the limiter. */
@@ -157,7 +162,7 @@ export class HttpClient {
 
       if (this.opts.readQuotaHeaders) this.observeQuota(res.headers);
 
-      if (res.status === 401 && useAuth && !refreshedAfter401) {
+      if ((res.status === 401 || this.opts.isTokenRejected?.(res.status, res.body) === true) && useAuth && !refreshedAfter401) {
         refreshedAfter401 = true;
         token = await this.opts.auth!.invalidate(token!);
         continue;

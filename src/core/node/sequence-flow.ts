@@ -8,6 +8,10 @@ import type { MessageParts } from "./types";
  * the sequence are unacknowledged. Until a consumer has acknowledged a part, and after `stallMs`
  * without progress, the producer does not wait: a flow wired to nodes that know nothing of this
  * runs exactly as without it.
+ *
+ * A producer that fails or is closed half-way through a sequence says so (`endSequence(id, true)`):
+ * consumers that listen (`onSequenceAbandoned`) drop what they hold of it at once, instead of
+ * waiting for parts that will never come.
  */
 
 interface Sequence {
@@ -19,6 +23,7 @@ interface Sequence {
 }
 
 const sequences = new Map<string, Sequence>();
+const abandonListeners = new Set<(id: string) => void>();
 const FORGET_AFTER_MS = 10 * 60_000;
 
 /** The consumer has handled part `parts.index` of sequence `parts.id` (or dropped it). */
@@ -68,12 +73,30 @@ export async function partSent(id: string, index: number, window: number, stallM
   }
 }
 
-/** The producer is done with sequence `id` (finished or failed). */
-export function endSequence(id: string): void {
+/**
+ * The producer is done with sequence `id`: finished, or (`abandoned`) failed or closed before its
+ * last part, which tells every consumer listening that the rest will not come.
+ */
+export function endSequence(id: string, abandoned = false): void {
   const seq = sequences.get(id);
-  if (!seq) return;
-  sequences.delete(id);
-  for (const wake of seq.waiters.splice(0)) wake();
+  if (seq) {
+    sequences.delete(id);
+    for (const wake of seq.waiters.splice(0)) wake();
+  }
+  if (!abandoned) return;
+  for (const listener of [...abandonListeners]) {
+    try {
+      listener(id);
+    } catch {
+      // A consumer's trouble must not become the producer's: each one guards its own work.
+    }
+  }
+}
+
+/** Calls `listener` with the id of every sequence abandoned by its producer; returns the way to stop. */
+export function onSequenceAbandoned(listener: (id: string) => void): () => void {
+  abandonListeners.add(listener);
+  return () => abandonListeners.delete(listener);
 }
 
 function forgetIdle(now: number): void {
