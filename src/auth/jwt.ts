@@ -131,9 +131,8 @@ export class TokenAuthority {
     const { keys } = this.settings;
     const decoded = jwt.decode(token, { complete: true });
     if (!decoded || typeof decoded.payload === "string") return new Refusal("malformed token");
-    const alg = String(decoded.header.alg);
-    if (alg.toLowerCase() === "none") return new Refusal("unsigned token (alg none) refused");
-    if (alg !== keys.algorithm) return new Refusal(`algorithm ${alg.slice(0, 10)} not allowed`);
+    // Neither the token's algorithm nor the key's is named: a wrong one reads as a bad signature.
+    if (decoded.header.alg !== keys.algorithm) return new Refusal("invalid signature");
     let claims: jwt.JwtPayload;
     try {
       claims = jwt.verify(token, keys.verifyWith, {
@@ -161,11 +160,11 @@ function reasonOf(err: unknown): string {
   if (err instanceof jwt.TokenExpiredError) return "token expired";
   if (err instanceof jwt.NotBeforeError) return "token not valid yet";
   const message = (err as Error)?.message ?? "";
-  if (/signature is required/.test(message)) return "unsigned token refused";
+  if (/signature is required/.test(message)) return "invalid signature";
   if (/invalid signature/.test(message)) return "invalid signature";
   if (/audience invalid/.test(message)) return "wrong audience";
   if (/issuer invalid/.test(message)) return "wrong issuer";
-  if (/invalid algorithm/.test(message)) return "algorithm not allowed";
+  if (/invalid algorithm/.test(message)) return "invalid signature";
   if (/malformed|invalid token|Unexpected token|must be provided/.test(message)) return "malformed token";
   return "invalid token";
 }
@@ -176,6 +175,8 @@ export interface RequestLike {
   cookies?: Record<string, string | undefined>;
   ip?: string;
   socket?: { remoteAddress?: string };
+  secure?: boolean;
+  protocol?: string;
 }
 
 export interface TokenSources {
@@ -224,6 +225,14 @@ export function loginCredentials(req: RequestLike | undefined, body: unknown): {
 /** Whether the request tried HTTP Basic: only then does a refusal ask the browser for a password. */
 export function usedBasic(req: RequestLike | undefined): boolean {
   return /^Basic\b/i.test(header(req, "authorization") ?? "");
+}
+
+/** Whether the browser reached us over HTTPS, directly or through a proxy that says so. */
+export function cameOverHttps(req: RequestLike | undefined): boolean {
+  if (!req) return false;
+  if (req.secure === true || req.protocol === "https") return true;
+  const forwarded = header(req, "x-forwarded-proto");
+  return typeof forwarded === "string" && forwarded.split(",")[0]!.trim().toLowerCase() === "https";
 }
 
 export function clientAddress(req: RequestLike | undefined): string {
