@@ -96,16 +96,16 @@ export class TokenAuthority {
       return new Refusal("username and password required");
     }
     const keys = [`user:${credentials.username}`, `address:${address}`];
-    const waitMs = this.throttle.retryAfterMs(keys);
+    // The try is counted before the (slow) password check: concurrent guesses cannot all pass.
+    const waitMs = await this.throttle.reserve(keys);
     if (waitMs > 0) {
       const seconds = Math.ceil(waitMs / 1000);
       return new Refusal(`too many failed logins: try again in ${seconds} s`, 429, seconds);
     }
     if (!(await this.settings.users.check(credentials.username, credentials.password))) {
-      this.throttle.failed(keys);
       return new Refusal("wrong username or password");
     }
-    this.throttle.succeeded(keys);
+    await this.throttle.succeeded(keys);
     return this.issue(credentials.username, options);
   }
 

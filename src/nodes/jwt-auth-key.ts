@@ -1,7 +1,9 @@
 import { JwtAlgorithm, signingKeys } from "../auth/keys";
 import { JwtKeyProvider, TokenAuthority } from "../auth/jwt";
+import { FileThrottleStore, LoginThrottle, PostgresThrottleStore, ThrottleStore } from "../auth/throttle";
 import { UserList, hashPassword } from "../auth/users";
 import { ConfigError, PipelineError, asPipelineError } from "../core/errors";
+import { DatabaseProvider, configNode, stateDir } from "../core/node/config";
 import { migrateConfig } from "../core/node/migrate";
 import { registerSecret } from "../core/redact";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
@@ -12,6 +14,8 @@ interface KeyDef extends NodeDef {
   audience: string;
   clockTolerance: string;
   publicKey: string;
+  /** A postgres-database node: failed logins are counted there; in a file of the user directory otherwise. */
+  database?: string;
 }
 
 interface KeyCredentials {
@@ -21,6 +25,19 @@ interface KeyCredentials {
 }
 
 export = function register(RED: NodeAPI) {
+  // One file store per file, shared by every key node of this runtime (the lock file covers others).
+  const fileStores = new Map<string, FileThrottleStore>();
+  function throttleStore(database: string | undefined): ThrottleStore {
+    if (database) {
+      // Looked up on each use: a redeploy replaces the database node.
+      return new PostgresThrottleStore(() => configNode<DatabaseProvider>(RED, database, "postgres-database", "login throttle database").database());
+    }
+    const file = stateDir(RED, "login-throttle.json");
+    let store = fileStores.get(file);
+    if (!store) fileStores.set(file, (store = new FileThrottleStore(file)));
+    return store;
+  }
+
   function JwtAuthKeyNode(this: Node<KeyCredentials> & JwtKeyProvider, def: KeyDef) {
     RED.nodes.createNode(this, def);
     const node = this;
@@ -34,6 +51,7 @@ export = function register(RED: NodeAPI) {
         issuer: config.issuer || "node-red",
         audience: config.audience || "api",
         clockToleranceS: config.clockTolerance === "" || config.clockTolerance === undefined ? 30 : Number(config.clockTolerance),
+        throttle: new LoginThrottle({}, undefined, throttleStore(config.database || undefined)),
       });
       // Only once accepted: a weak "secret" registered for redaction would mask that word everywhere.
       registerSecret(creds.secret);
@@ -57,8 +75,8 @@ export = function register(RED: NodeAPI) {
   const permission = RED.auth.needsPermission("jwt-auth-key.write");
   RED.httpAdmin.post("/gluework/jwt-auth-key/hash", permission, (req: any, res: any) => {
     const password = req.body?.password;
-    if (typeof password !== "string" || password.length < 8) {
-      res.status(400).json({ error: "a password of at least 8 characters is needed" });
+    if (typeof password !== "string" || password.length < 8 || password.length > 1024) {
+      res.status(400).json({ error: "a password of 8 to 1024 characters is needed" });
       return;
     }
     hashPassword(password).then(

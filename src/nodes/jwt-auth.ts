@@ -55,10 +55,17 @@ export = function register(RED: NodeAPI) {
 
       if (config.mode === "login") {
         const credentials = loginCredentials(req, msg.payload);
-        const result = await authority.login(credentials, clientAddress(req), {
-          audience: config.audience,
-          lifetimeS: lifetimeSeconds(config.lifetime, 3600),
-        });
+        let result: Awaited<ReturnType<typeof authority.login>>;
+        try {
+          result = await authority.login(credentials, clientAddress(req), {
+            audience: config.audience,
+            lifetimeS: lifetimeSeconds(config.lifetime, 3600),
+          });
+        } catch (err) {
+          // The throttle's store is down: the caller still gets an answer, the Catch node the cause.
+          refuse(new Refusal("login is not available now; try again later", 503), undefined);
+          throw err;
+        }
         if (result instanceof Refusal) return refuse(result, usedBasic(req) || !msg.payload ? 'Basic realm="node-red", charset="UTF-8"' : undefined);
         counts.ok++;
         counts.last = "";

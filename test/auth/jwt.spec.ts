@@ -130,7 +130,7 @@ describe("JWT key, login and verify", () => {
     assert.equal(waits.retryAfterS, 2, "each further failure doubles the wait");
     await clock.advance(2000);
     assert.ok(!((await auth.login({ username: "promon", password: "correct horse" }, "10.0.0.7", { lifetimeS: 60 })) instanceof Refusal));
-    assert.equal(auth.throttle.retryAfterMs(["user:promon"]), 0);
+    assert.equal(await auth.throttle.retryAfterMs(["user:promon"]), 0);
   });
 
   it("reads the token from x-access-tokens, Bearer or a cookie, each only when enabled", () => {

@@ -1,3 +1,5 @@
+import { promises as fs } from "node:fs";
+import path from "node:path";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import bcrypt from "bcryptjs";
@@ -40,6 +42,8 @@ describe("jwt-auth node", () => {
   before(() => http.listen());
   after(() => http.close());
   beforeEach(async () => {
+    // Failed logins are counted in the user directory across loads: each test starts with none.
+    await fs.rm(path.join(String((helper as any)._settings.userDir), "gluework", "login-throttle.json"), { force: true });
     await helper.load(nodes, flow, credentials);
     caught = [];
     helper.getNode("caught").on("input", (m: any) => caught.push(m));
