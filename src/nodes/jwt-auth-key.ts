@@ -1,7 +1,9 @@
+import { randomBytes } from "node:crypto";
 import { JwtAlgorithm, signingKeys } from "../auth/keys";
 import { JwtKeyProvider, TokenAuthority } from "../auth/jwt";
 import { FileThrottleStore, LoginThrottle, PostgresThrottleStore, ThrottleStore } from "../auth/throttle";
-import { UserList, hashPassword } from "../auth/users";
+import { SEALED, UserList, hashPassword } from "../auth/users";
+import { TokenCipher } from "../core/tokens/cipher";
 import { ConfigError, PipelineError, asPipelineError } from "../core/errors";
 import { DatabaseProvider, configNode, stateDir } from "../core/node/config";
 import { migrateConfig } from "../core/node/migrate";
@@ -25,6 +27,24 @@ interface KeyCredentials {
 }
 
 export = function register(RED: NodeAPI) {
+  // The dialog never sees a hash: it gets each user's hash sealed with a key only the runtime has
+  // (from Node-RED's credential secret), and gives it back for users whose password did not change.
+  const sealer = (() => {
+    let secret: unknown = RED.settings.credentialSecret;
+    try {
+      if (typeof secret !== "string" || !secret) secret = typeof RED.settings.get === "function" ? RED.settings.get("_credentialSecret") : undefined;
+    } catch {
+      secret = undefined;
+    }
+    return typeof secret === "string" && secret ? TokenCipher.fromSecret(secret, "jwt-auth-key users") : TokenCipher.fromKey(randomBytes(32));
+  })();
+  const unseal = (sealed: string, name: string): string | undefined => {
+    try {
+      return sealer.open(sealed, name);
+    } catch {
+      return undefined;
+    }
+  };
   // One file store per file, shared by every key node of this runtime (the lock file covers others).
   const fileStores = new Map<string, FileThrottleStore>();
   function throttleStore(database: string | undefined): ThrottleStore {
@@ -47,7 +67,7 @@ export = function register(RED: NodeAPI) {
     try {
       authority = new TokenAuthority({
         keys: signingKeys(config.algorithm || "HS256", { secret: creds.secret, privateKey: creds.privateKey, publicKey: config.publicKey }),
-        users: new UserList(creds.users),
+        users: new UserList(creds.users, unseal),
         issuer: config.issuer || "node-red",
         audience: config.audience || "api",
         clockToleranceS: config.clockTolerance === "" || config.clockTolerance === undefined ? 30 : Number(config.clockTolerance),
@@ -85,18 +105,13 @@ export = function register(RED: NodeAPI) {
     );
   });
   RED.httpAdmin.get("/gluework/jwt-auth-key/:id/users", permission, (req: any, res: any) => {
-    const creds = (RED.nodes as any).getCredentials?.(String(req.params.id)) as KeyCredentials | undefined;
     try {
-      const list = new UserList(creds?.users);
-      const users = (creds?.users ?? "")
-        .split(/\r?\n/)
-        .map((l) => l.trim())
-        .filter((l) => l && !l.startsWith("#"))
-        .map((l) => ({ name: l.slice(0, l.indexOf(":")), hash: l.slice(l.indexOf(":") + 1) }))
-        .filter((u) => list.has(u.name));
-      res.json({ users });
+      const creds = (RED.nodes as any).getCredentials?.(String(req.params.id)) as KeyCredentials | undefined;
+      const list = new UserList(creds?.users, unseal);
+      // Names, and each hash sealed: the dialog keeps it for a user whose password is unchanged.
+      res.json({ users: list.names.map((name) => ({ name, kept: SEALED + sealer.seal(list.hashOf(name)!, name) })) });
     } catch (err) {
-      res.status(err instanceof ConfigError ? 400 : 500).json({ error: (err as Error).message });
+      res.status(err instanceof ConfigError ? 400 : 500).json({ error: err instanceof ConfigError ? err.message : "could not read the users" });
     }
   });
 };

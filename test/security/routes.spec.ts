@@ -17,10 +17,11 @@ describe("security: the package's routes answer every request and keep Node-RED 
   this.timeout(120_000);
   let red: NodeRedProcess;
   const secret = generateSecret();
+  let flow: Array<Record<string, unknown>>;
 
   before(async () => {
     red = await startNodeRed({ env: { NODE_RED_LOG_LEVEL: process.env.GW_LOG ?? "warn" } });
-    await red.deploy([
+    flow = [
       { id: "tab", type: "tab", label: "routes" },
       { id: "goto", type: "goto-credentials", name: "Main", authHost: AUTH_HOST, redirectUri: REDIRECT, store: "file", credentials: { clientId: "goto-client", clientSecret: "goto-secret-0123456789" } },
       { id: "key", type: "jwt-auth-key", algorithm: "HS256", issuer: "node-red", audience: "api", clockTolerance: "30", credentials: { secret, users: `promon:${await hashPassword("correct horse battery", 4)}` } },
@@ -28,7 +29,10 @@ describe("security: the package's routes answer every request and keep Node-RED 
       { id: "verify", type: "jwt-auth", z: "tab", x: 300, y: 100, key: "key", mode: "verify", fromHeader: true, fromBearer: true, wires: [["ok"], ["res"]] },
       { id: "ok", type: "change", z: "tab", x: 500, y: 100, rules: [{ t: "set", p: "payload", pt: "msg", to: "Authorized", tot: "str" }], wires: [["res"]] },
       { id: "res", type: "http response", z: "tab", x: 700, y: 100, wires: [] },
-    ]);
+      { id: "in-login", type: "http in", z: "tab", x: 100, y: 200, url: "/api/login", method: "post", wires: [["login"]] },
+      { id: "login", type: "jwt-auth", z: "tab", x: 300, y: 200, key: "key", mode: "login", wires: [["res"], ["res"]] },
+    ];
+    await red.deploy(flow);
     // The deploy answers before the flows have started.
     await eventually(async () => (await call(`${red.url}/api/test`)).status === 401, 20_000, "the flows to start");
   });
@@ -85,5 +89,19 @@ describe("security: the package's routes answer every request and keep Node-RED 
       assert.equal(res.headers["x-injected"], undefined);
     }
     await alive();
+  });
+
+  it("lists a key node's users by name, without their hashes, and keeps an unchanged password through the dialog", async () => {
+    const res = await call(`${red.url}/gluework/jwt-auth-key/key/users`);
+    assert.equal(res.status, 200);
+    assert.doesNotMatch(res.text, /\$2[aby]\$/, "a bcrypt hash was sent");
+    const users = JSON.parse(res.text).users as Array<{ name: string; kept: string }>;
+    assert.deepEqual(users.map((u) => u.name), ["promon"]);
+    // What the dialog saves for a user whose password did not change: the sealed value as given.
+    await red.deploy(flow.map((n) => (n.id === "key" ? { ...n, credentials: { secret, users: `promon:${users[0]!.kept}` } } : n)));
+    await eventually(async () => {
+      const login = await call(`${red.url}/api/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "promon", password: "correct horse battery" }) });
+      return login.status === 200;
+    }, 20_000, "a login with the kept password");
   });
 });
