@@ -150,6 +150,14 @@ describe("jwt-auth node", () => {
     assert.deepEqual((await call("GET", "/reports", { "x-access-tokens": apiToken })).json, { message: "token missing" }, "the reports page reads only its cookie");
   });
 
+  it("makes the cookie Secure when the login came over HTTPS through a proxy, though the node does not ask for it", async () => {
+    const login = await call("POST", "/reports/login", { "x-forwarded-proto": "https" }, { username: "promon", password: "correct horse battery" });
+    assert.equal(login.status, 200);
+    assert.match(String(login.headers["set-cookie"]), /; Secure/);
+    const plain = await call("POST", "/reports/login", {}, { username: "promon", password: "correct horse battery" });
+    assert.doesNotMatch(String(plain.headers["set-cookie"]), /Secure/);
+  });
+
   it("puts msg.user on the authorized message", async () => {
     const t = await token();
     const verify = helper.getNode("verify");

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { request } from "undici";
 import { generateSecret } from "../../src/auth/keys";
 import { hashPassword } from "../../src/auth/users";
+import { eventually } from "../support/node-red";
 import { NodeRedProcess, startNodeRed } from "../support/node-red-process";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 
@@ -44,7 +45,15 @@ describe("security: failed logins are limited across instances, key nodes and re
     const flow = loginFlow(db, generateSecret(), `demo:${await hashPassword("correct horse battery", 4)}`);
     reds = await Promise.all([startNodeRed(), startNodeRed()]);
     for (const red of reds) await red.deploy(flow);
+    await flowsStarted();
   });
+
+  /** The deploy answers before the flows run: wait for both endpoints (a try without a name is not counted). */
+  async function flowsStarted(): Promise<void> {
+    for (const red of reds) {
+      for (const path of ["/login", "/login2"]) await eventually(async () => (await login(red, path, "", "")) === 401, 30_000, `${path} to start`);
+    }
+  }
   after(async () => {
     await Promise.all(reds.map((r) => r.stop()));
     await db?.drop();
@@ -69,6 +78,7 @@ describe("security: failed logins are limited across instances, key nodes and re
   it("keeps the count over a restart", async () => {
     await reds[0]!.stop();
     reds[0] = await startNodeRed({ userDir: reds[0]!.userDir });
+    await flowsStarted();
     // The waits so far have run out by now; a count started afresh would allow three more failures.
     assert.equal(await login(reds[0]!, "/login", "demo", "one more guess"), 401);
     assert.equal(await login(reds[0]!, "/login", "demo", "correct horse battery"), 429);
