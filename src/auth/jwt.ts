@@ -96,16 +96,16 @@ export class TokenAuthority {
       return new Refusal("username and password required");
     }
     const keys = [`user:${credentials.username}`, `address:${address}`];
-    const waitMs = this.throttle.retryAfterMs(keys);
+    // The try is counted before the (slow) password check: concurrent guesses cannot all pass.
+    const waitMs = await this.throttle.reserve(keys);
     if (waitMs > 0) {
       const seconds = Math.ceil(waitMs / 1000);
       return new Refusal(`too many failed logins: try again in ${seconds} s`, 429, seconds);
     }
     if (!(await this.settings.users.check(credentials.username, credentials.password))) {
-      this.throttle.failed(keys);
       return new Refusal("wrong username or password");
     }
-    this.throttle.succeeded(keys);
+    await this.throttle.succeeded(keys);
     return this.issue(credentials.username, options);
   }
 
@@ -131,9 +131,8 @@ export class TokenAuthority {
     const { keys } = this.settings;
     const decoded = jwt.decode(token, { complete: true });
     if (!decoded || typeof decoded.payload === "string") return new Refusal("malformed token");
-    const alg = String(decoded.header.alg);
-    if (alg.toLowerCase() === "none") return new Refusal("unsigned token (alg none) refused");
-    if (alg !== keys.algorithm) return new Refusal(`algorithm ${alg.slice(0, 10)} not allowed`);
+    // Neither the token's algorithm nor the key's is named: a wrong one reads as a bad signature.
+    if (decoded.header.alg !== keys.algorithm) return new Refusal("invalid signature");
     let claims: jwt.JwtPayload;
     try {
       claims = jwt.verify(token, keys.verifyWith, {
@@ -161,11 +160,11 @@ function reasonOf(err: unknown): string {
   if (err instanceof jwt.TokenExpiredError) return "token expired";
   if (err instanceof jwt.NotBeforeError) return "token not valid yet";
   const message = (err as Error)?.message ?? "";
-  if (/signature is required/.test(message)) return "unsigned token refused";
+  if (/signature is required/.test(message)) return "invalid signature";
   if (/invalid signature/.test(message)) return "invalid signature";
   if (/audience invalid/.test(message)) return "wrong audience";
   if (/issuer invalid/.test(message)) return "wrong issuer";
-  if (/invalid algorithm/.test(message)) return "algorithm not allowed";
+  if (/invalid algorithm/.test(message)) return "invalid signature";
   if (/malformed|invalid token|Unexpected token|must be provided/.test(message)) return "malformed token";
   return "invalid token";
 }
@@ -176,6 +175,8 @@ export interface RequestLike {
   cookies?: Record<string, string | undefined>;
   ip?: string;
   socket?: { remoteAddress?: string };
+  secure?: boolean;
+  protocol?: string;
 }
 
 export interface TokenSources {
@@ -224,6 +225,14 @@ export function loginCredentials(req: RequestLike | undefined, body: unknown): {
 /** Whether the request tried HTTP Basic: only then does a refusal ask the browser for a password. */
 export function usedBasic(req: RequestLike | undefined): boolean {
   return /^Basic\b/i.test(header(req, "authorization") ?? "");
+}
+
+/** Whether the browser reached us over HTTPS, directly or through a proxy that says so. */
+export function cameOverHttps(req: RequestLike | undefined): boolean {
+  if (!req) return false;
+  if (req.secure === true || req.protocol === "https") return true;
+  const forwarded = header(req, "x-forwarded-proto");
+  return typeof forwarded === "string" && forwarded.split(",")[0]!.trim().toLowerCase() === "https";
 }
 
 export function clientAddress(req: RequestLike | undefined): string {

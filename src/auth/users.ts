@@ -3,6 +3,8 @@ import { ConfigError } from "../core/errors";
 
 const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
 const USER_NAME = /^[^\s:]{1,128}$/;
+/** A hash as the key dialog keeps it for a user whose password did not change: sealed by the runtime. */
+export const SEALED = "sealed:";
 // Checked when the user is unknown, so that an unknown name costs as long as a wrong password.
 const STAND_IN_HASH = bcrypt.hashSync("no such user", 10);
 
@@ -14,14 +16,16 @@ const STAND_IN_HASH = bcrypt.hashSync("no such user", 10);
 export class UserList {
   private readonly hashes = new Map<string, string>();
 
-  constructor(text: string | undefined) {
+  /** `unseal` reads a hash the dialog kept as the runtime sealed it (`sealed:…`), or gives undefined. */
+  constructor(text: string | undefined, unseal?: (sealed: string, name: string) => string | undefined) {
     const lines = (text ?? "").split(/\r?\n/);
     lines.forEach((raw, index) => {
       const line = raw.trim();
       if (!line || line.startsWith("#")) return;
       const colon = line.indexOf(":");
       const name = colon > 0 ? line.slice(0, colon) : "";
-      const hash = colon > 0 ? line.slice(colon + 1) : "";
+      const given = colon > 0 ? line.slice(colon + 1) : "";
+      const hash = given.startsWith(SEALED) ? (unseal?.(given.slice(SEALED.length), name) ?? "") : given;
       if (!USER_NAME.test(name)) throw new ConfigError(`user line ${index + 1} has no valid name: write name:bcrypt-hash`);
       if (!BCRYPT_HASH.test(hash)) throw new ConfigError(`the password of user "${name}" is not a bcrypt hash: set it again in the jwt-auth key dialog`);
       if (this.hashes.has(name)) throw new ConfigError(`user "${name}" is listed twice`);
@@ -31,6 +35,11 @@ export class UserList {
 
   get names(): string[] {
     return [...this.hashes.keys()];
+  }
+
+  /** The user's bcrypt hash, for the runtime only (never sent to the editor). */
+  hashOf(name: string): string | undefined {
+    return this.hashes.get(name);
   }
 
   has(name: string): boolean {

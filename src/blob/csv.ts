@@ -36,9 +36,16 @@ const FORMULA_START = /^[=+\-@\t\r]/;
 // A plain signed number (an E.164 phone number, a negative amount) is no formula: keep it as it is.
 const PLAIN_NUMBER = /^[+-]?\d+(\.\d+)?$/;
 
-/** `=HYPERLINK(…)` → `'=HYPERLINK(…)`: shown as text by a spreadsheet, no longer run. */
+// A line inside a cell (after a bare CR or LF) is read as a row of its own by a lax reader.
+const FORMULA_AFTER_BREAK = /([\r\n])(?=[=+\-@\t])/g;
+
+/**
+ * `=HYPERLINK(…)` → `'=HYPERLINK(…)`: shown as text by a spreadsheet, no longer run. Every line
+ * of the cell is treated so, not only the first.
+ */
 export function neutraliseFormula(value: string): string {
-  return FORMULA_START.test(value) && !PLAIN_NUMBER.test(value) ? `'${value}` : value;
+  const first = FORMULA_START.test(value) && !PLAIN_NUMBER.test(value) ? `'${value}` : value;
+  return first.replace(FORMULA_AFTER_BREAK, "$1'");
 }
 
 /**
@@ -53,6 +60,8 @@ export function csvText(rows: readonly unknown[], format: CsvFormat, header: boo
     header,
     columns: format.columns.map((c) => ({ key: c.key, header: asText(c.header) })),
     record_delimiter: "windows",
+    // A cell holding any line break is quoted, so no reader sees a new row inside it.
+    quoted_match: /[\r\n]/,
     cast: {
       string: asText,
       boolean: (value) => (value ? "true" : "false"),

@@ -1,3 +1,4 @@
+import { InputError } from "../core/errors";
 import type { AlertmanagerAlert, AlertmanagerNotification, GrafanaAlert, UptimeKumaNotification } from "./types";
 
 export type PayloadKind = "message" | "alertmanager" | "grafana" | "uptime-kuma" | "json" | "text";
@@ -19,7 +20,37 @@ const KUMA_STATUS: Record<number, string> = { 0: "DOWN", 1: "UP", 2: "PENDING", 
  * original relay did with every body.
  */
 export function composeMail(body: unknown, defaultSubject: string): MailContent {
-  if (isAlertNotification(body)) return alertMail(body);
+  checkShape(body);
+  const content = composeFrom(body, defaultSubject);
+  // PostgreSQL text cannot hold NUL: shown as U+FFFD, so such a body is stored, not refused as "down".
+  return { kind: content.kind, subject: withoutNul(content.subject), text: withoutNul(content.text) };
+}
+
+/** How deep a body may nest: monitoring systems send three or four levels. */
+export const MAX_DEPTH = 64;
+
+/** Refuses (InputError, a 400) a body nested deeper than MAX_DEPTH, walked without recursion. */
+function checkShape(body: unknown): void {
+  const stack: Array<[unknown, number]> = [[body, 0]];
+  while (stack.length) {
+    const [value, depth] = stack.pop()!;
+    if (!value || typeof value !== "object" || Buffer.isBuffer(value)) continue;
+    if (depth >= MAX_DEPTH) throw new InputError(`the body nests more than ${MAX_DEPTH} levels deep`);
+    for (const child of Array.isArray(value) ? value : Object.values(value)) {
+      if (child && typeof child === "object") stack.push([child, depth + 1]);
+    }
+  }
+}
+
+function withoutNul(text: string): string {
+  return text.includes("\u0000") ? text.replace(/\u0000/g, "\uFFFD") : text;
+}
+
+function composeFrom(body: unknown, defaultSubject: string): MailContent {
+  if (isAlertNotification(body)) {
+    if (!body.alerts.every(isObject)) throw new InputError("every alert in alerts must be an object");
+    return alertMail(body);
+  }
   if (isUptimeKuma(body)) return uptimeKumaMail(body);
   if (isObject(body) && typeof body.message === "string") {
     const { message, subject, ...rest } = body;
@@ -48,36 +79,55 @@ function alertMail(body: AlertmanagerNotification): MailContent {
   const grafana = isGrafana(body);
   const alerts = body.alerts;
   const firing = alerts.filter((a) => a.status === "firing").length;
-  const names = unique(alerts.map((a) => a.labels?.alertname).filter((n): n is string => !!n));
-  if (!names.length && body.groupLabels?.alertname) names.push(body.groupLabels.alertname);
-  const status = String(body.status).toUpperCase();
+  const names = unique(alerts.map((a) => field(labelsOf(a).alertname)).filter(Boolean));
+  const grouped = isObject(body.groupLabels) ? field(body.groupLabels.alertname) : "";
+  if (!names.length && grouped) names.push(grouped);
+  const status = field(body.status).toUpperCase();
   const subject = `[${status}${body.status === "firing" ? `:${firing}` : ""}] ${names.join(", ") || "alert"}`;
   const lines = alerts.map((a) => alertLine(a, grafana));
-  if (body.truncatedAlerts) lines.push(`… and ${body.truncatedAlerts} more (truncated by the sender)`);
+  if (body.truncatedAlerts) lines.push(`… and ${field(body.truncatedAlerts)} more (truncated by the sender)`);
   const links = alerts
     .map((a) => {
-      const url = (a as GrafanaAlert).dashboardURL || (a as GrafanaAlert).panelURL || a.generatorURL;
-      return url ? `${a.labels?.alertname ?? "alert"}: ${url}` : "";
+      const url = field((a as GrafanaAlert).dashboardURL) || field((a as GrafanaAlert).panelURL) || field(a.generatorURL);
+      return url ? `${field(labelsOf(a).alertname) || "alert"}: ${url}` : "";
     })
     .filter(Boolean);
-  const footer = [`${grafana ? "Grafana" : "Alertmanager"}${body.receiver ? ` (receiver ${body.receiver})` : ""}${body.externalURL ? `: ${body.externalURL}` : ""}`, ...links];
+  const receiver = field(body.receiver);
+  const external = field(body.externalURL);
+  const footer = [`${grafana ? "Grafana" : "Alertmanager"}${receiver ? ` (receiver ${receiver})` : ""}${external ? `: ${external}` : ""}`, ...links];
   return { kind: grafana ? "grafana" : "alertmanager", subject: oneLine(subject), text: `${lines.join("\n")}\n\n${footer.join("\n")}\n` };
 }
 
 function alertLine(alert: AlertmanagerAlert, grafana: boolean): string {
-  const { alertname, ...labels } = alert.labels ?? {};
+  const { alertname, ...labels } = labelsOf(alert);
   const labelText = Object.entries(labels)
-    .map(([k, v]) => `${k}=${v}`)
+    .map(([k, v]) => `${field(k)}=${field(v)}`)
     .join(" ");
-  const about = alert.annotations?.summary || alert.annotations?.description || "";
+  const annotations = isObject(alert.annotations) ? alert.annotations : {};
+  const about = field(annotations.summary) || field(annotations.description);
   const since = alert.status === "resolved" && validTime(alert.endsAt) ? `${time(alert.startsAt)} → ${time(alert.endsAt)}` : `since ${time(alert.startsAt)}`;
   const values = grafana ? valuesText(alert as GrafanaAlert) : "";
-  return [String(alert.status ?? "").toUpperCase(), alertname ?? "alert", labelText, about ? `— ${oneLine(about)}` : "", values, `(${since})`].filter(Boolean).join(" ");
+  return [field(alert.status).toUpperCase(), field(alertname) || "alert", labelText, about ? `— ${about}` : "", values, `(${since})`].filter(Boolean).join(" ");
+}
+
+/** A label set as sent, or none when it is not an object. */
+function labelsOf(alert: AlertmanagerAlert): Record<string, unknown> {
+  return isObject(alert.labels) ? alert.labels : {};
+}
+
+/**
+ * A value from the body as text on one line: a CR or LF in a label or a name must not start a
+ * line of its own in the mail. Objects and arrays are not shown.
+ */
+function field(value: unknown): string {
+  if (typeof value === "string") return oneLine(value);
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return "";
 }
 
 function valuesText(alert: GrafanaAlert): string {
-  if (alert.values && typeof alert.values === "object") {
-    const pairs = Object.entries(alert.values).map(([k, v]) => `${k}=${v}`);
+  if (isObject(alert.values)) {
+    const pairs = Object.entries(alert.values).map(([k, v]) => `${field(k)}=${field(v)}`);
     if (pairs.length) return `[${pairs.join(", ")}]`;
   }
   return "";
@@ -99,18 +149,19 @@ function uptimeKumaMail(body: UptimeKumaNotification): MailContent {
   return { kind: "uptime-kuma", subject: oneLine(subject), text: `${lines.join("\n")}\n` };
 }
 
-function time(value: string | undefined): string {
-  if (!validTime(value)) return "?";
+function time(value: unknown): string {
+  if (typeof value !== "string" || !validTime(value)) return "?";
   return new Date(value!).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z").replace(/:00Z$/, "Z");
 }
 
 // Alertmanager sends Go's zero time for an alert that has not ended.
-function validTime(value: string | undefined): boolean {
-  return !!value && !value.startsWith("0001-") && !Number.isNaN(Date.parse(value));
+function validTime(value: unknown): boolean {
+  return typeof value === "string" && !!value && !value.startsWith("0001-") && !Number.isNaN(Date.parse(value));
 }
 
 function oneLine(text: string): string {
-  const line = text.replace(/[\r\n\t]+/g, " ").trim();
+  // Every line break Unicode knows, not only CR and LF: a mail reader may honour them.
+  const line = text.replace(/[\r\n\t\v\f\u0085\u2028\u2029]+/g, " ").trim();
   return line.length > MAX_SUBJECT ? `${line.slice(0, MAX_SUBJECT - 1)}…` : line;
 }
 

@@ -63,8 +63,9 @@ interface Row {
 /**
  * The durable queue of one relay in the platform database. A mail is written before the sender
  * is answered and deleted only once the SMTP server has taken it. Mails are claimed with a lease
- * (FOR UPDATE SKIP LOCKED), so several Node-RED instances on one database never send one twice,
- * and a mail claimed by an instance that died is taken up again once its lease runs out.
+ * (FOR UPDATE SKIP LOCKED), so several Node-RED instances on one database never send one twice.
+ * The lease is short and renewed while the mail is with the SMTP server, so a mail claimed by an
+ * instance that died is taken up again within seconds; only such a mail can be sent twice.
  * Writes that arrive together go to the database together (new mails and sent ones in one statement).
  * A mail the relay can send at once is stored already leased to it, so it needs no claim.
  */
@@ -74,7 +75,8 @@ export class Outbox {
   constructor(
     private readonly db: Database,
     readonly queue: string,
-    private readonly leaseMs = 120_000,
+    /** Short: the relay renews the lease of each mail it holds, so a dead instance's mails move on soon. */
+    readonly leaseMs = 10_000,
   ) {}
 
   async migrate(): Promise<void> {
@@ -106,6 +108,12 @@ export class Outbox {
    */
   sent(id: string, more = false): Promise<void> {
     return this.writes.remove(id, more);
+  }
+
+  /** Keeps the leases of mails still with the SMTP server from running out. */
+  async renew(ids: string[]): Promise<void> {
+    if (!ids.length) return;
+    await this.db.query(`UPDATE gluework_mail_outbox SET lease_until = now() + $2 * interval '1 millisecond' WHERE id = ANY($1) AND state = 'sending'`, [ids, this.leaseMs]);
   }
 
   /** Back to the queue without counting an attempt (the server, not the mail, was the problem). */

@@ -66,6 +66,9 @@ export class MailRelay extends EventEmitter {
   private woken = false;
   private running?: Promise<void>;
   private closed = false;
+  /** Mails this relay holds a lease on (being sent): their leases are renewed until they are done. */
+  private readonly holding = new Set<string>();
+  private renewal?: NodeJS.Timeout;
 
   constructor(private readonly options: RelayOptions) {
     super();
@@ -82,6 +85,10 @@ export class MailRelay extends EventEmitter {
   async start(): Promise<void> {
     await this.outbox.migrate();
     await this.recount();
+    this.renewal = setInterval(() => {
+      if (this.holding.size) this.outbox.renew([...this.holding]).catch((err: unknown) => this.emit("warning", `leases could not be renewed: ${errorMessage(err)}`));
+    }, Math.max(500, Math.floor(this.outbox.leaseMs / 3)));
+    this.renewal.unref();
     this.running = this.pump();
   }
 
@@ -137,6 +144,7 @@ export class MailRelay extends EventEmitter {
     const grace = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
     await Promise.race([Promise.all([this.running, ...this.inFlight]).catch(() => undefined), grace]);
     clearTimeout(timer);
+    clearInterval(this.renewal);
     await this.outbox.flush().catch(() => undefined);
     await this.options.transport.close();
   }
@@ -187,6 +195,15 @@ export class MailRelay extends EventEmitter {
   }
 
   private async deliver(mail: OutboxMail): Promise<void> {
+    this.holding.add(mail.id);
+    try {
+      await this.deliverHeld(mail);
+    } finally {
+      this.holding.delete(mail.id);
+    }
+  }
+
+  private async deliverHeld(mail: OutboxMail): Promise<void> {
     if (this.serverDown && Date.now() < this.resumeAt) {
       await this.outbox.release([mail.id]);
       this.wake();

@@ -1,12 +1,12 @@
 import { promises as fs } from "node:fs";
 import { AuditEvent, ConnectionBoard } from "../connections/board";
 import type { BoardPolicy } from "../connections/policy";
-import { Connection, connectionsFrom, parseConnections, parseUsers, usersFrom } from "../connections/sources";
+import { Connection, parseConnections, parseUsers } from "../connections/sources";
 import { ConfigError, InputError, asPipelineError } from "../core/errors";
 import { DatabaseProvider, configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
-import { migrateConfig } from "../core/node/migrate";
+import { ConfigMigration, migrateConfig } from "../core/node/migrate";
 import { StatusReporter } from "../core/node/status";
 import { formatDuration, formatInZone, ianaZone } from "../core/time";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
@@ -18,16 +18,27 @@ interface BoardDef extends NodeDef {
   maxPerRow: string;
   connections: string;
   connectionsFile: string;
-  users: string;
+  boardUsers: string;
   usersFile: string;
   timeZone: string;
 }
+
+/** Version 2 names the users `boardUsers`: the editor keeps `users` for itself. */
+const BOARD_MIGRATIONS: readonly ConfigMigration[] = [
+  {
+    version: 2,
+    up: ({ users, ...rest }) => ({ ...rest, boardUsers: rest.boardUsers ?? users ?? "" }),
+  },
+];
+
+/** Topics that once set the lists by message, now refused: the dashboard's output reaches this input. */
+const LIST_TOPICS = new Set(["connections", "users"]);
 
 export = function register(RED: NodeAPI) {
   function ConnectionBoardNode(this: Node, def: BoardDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const config = migrateConfig(def, []);
+    const config = migrateConfig(def, BOARD_MIGRATIONS);
     const status = new StatusReporter(node);
     const life = new Lifecycle(node);
     const zone = ianaZone(config.timeZone || "") ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
@@ -48,10 +59,7 @@ export = function register(RED: NodeAPI) {
         maxPerRow: Number(config.maxPerRow) || 2,
         formatTime: (ms) => formatInZone(ms, zone).slice(11, 16),
       });
-      const connections = await listFromSettings(config.connections, config.connectionsFile, parseConnections);
-      if (connections) sendAudit(await board.setConnections(connections, "the board's settings"));
-      const users = await listFromSettings(config.users, config.usersFile, parseUsers);
-      if (users) await board.setUsers(users);
+      await loadLists(board);
       // Every change, made here or by another instance on the same database, goes to the dashboard.
       life.onClose(await board.subscribe(() => publish.request()));
       await publish.now(board);
@@ -63,6 +71,14 @@ export = function register(RED: NodeAPI) {
       node.error(error, { topic: "board", payload: { error: error.message } });
     });
 
+    /** The lists from the node's settings or the files they name: only the flow's author sets them. */
+    async function loadLists(board: ConnectionBoard): Promise<void> {
+      const connections = await listFromSettings(config.connections, config.connectionsFile, parseConnections);
+      if (connections) sendAudit(await board.setConnections(connections, "the board's settings"));
+      const users = await listFromSettings(config.boardUsers, config.usersFile, parseUsers);
+      if (users) await board.setUsers(users);
+    }
+
     function sendAudit(events: AuditEvent[]): void {
       if (events.length === 0) return;
       node.send([null, events.map((e) => auditMessage(e, zone)), null]);
@@ -70,12 +86,13 @@ export = function register(RED: NodeAPI) {
 
     handleInput(node, status, async (msg, send) => {
       const board = await opening;
-      if (msg.topic === "connections") {
-        sendAudit(await board.setConnections(connectionsFrom(msg.payload), "a new connection list"));
-        return;
+      // This input is the dashboard's: whatever a browser sends can arrive here. It may act on a
+      // row as a listed user; the lists come only from the settings and their files ("reload").
+      if (typeof msg.topic === "string" && LIST_TOPICS.has(msg.topic)) {
+        throw new InputError(`msg.topic "${msg.topic}" is not taken here: the board's lists come from its settings or files; send msg.topic "reload" to read the files again`);
       }
-      if (msg.topic === "users") {
-        await board.setUsers(usersFrom(msg.payload));
+      if (msg.topic === "reload") {
+        await loadLists(board);
         return;
       }
       const action = boardAction(msg);

@@ -10,6 +10,7 @@ import { checkGoTo } from "../goto/connection-check";
 
 interface GoToCredentialsDef extends NodeDef {
   authHost?: string;
+  redirectUri?: string;
   apiHost?: string;
   accountKey?: string;
   store?: "file" | "postgres";
@@ -57,6 +58,8 @@ export = function register(RED: NodeAPI) {
         log: (line) => node.debug(line),
       }));
     Object.assign(node, {
+      authorizeHost: config.authHost?.trim() || undefined,
+      authorizeRedirectUri: config.redirectUri?.trim() || undefined,
       configuredAccountKey: accountKey,
       api: (family: Parameters<GoToApis["api"]>[0]) => open().api(family),
       accountKey: () => open().accountKey(),

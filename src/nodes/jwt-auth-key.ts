@@ -1,9 +1,13 @@
+import { randomBytes } from "node:crypto";
 import { JwtAlgorithm, signingKeys } from "../auth/keys";
 import { JwtKeyProvider, TokenAuthority } from "../auth/jwt";
 import { checkJwtKey } from "../auth/connection-check";
 import { registerConnectionTest } from "../core/node/connection-test";
-import { UserList, hashPassword } from "../auth/users";
+import { FileThrottleStore, LoginThrottle, PostgresThrottleStore, ThrottleStore } from "../auth/throttle";
+import { SEALED, UserList, hashPassword } from "../auth/users";
+import { TokenCipher } from "../core/tokens/cipher";
 import { ConfigError, PipelineError, asPipelineError } from "../core/errors";
+import { DatabaseProvider, configNode, stateDir } from "../core/node/config";
 import { migrateConfig } from "../core/node/migrate";
 import { registerSecret } from "../core/redact";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
@@ -14,6 +18,8 @@ interface KeyDef extends NodeDef {
   audience: string;
   clockTolerance: string;
   publicKey: string;
+  /** A postgres-database node: failed logins are counted there; in a file of the user directory otherwise. */
+  database?: string;
 }
 
 interface KeyCredentials {
@@ -23,6 +29,37 @@ interface KeyCredentials {
 }
 
 export = function register(RED: NodeAPI) {
+  // The dialog never sees a hash: it gets each user's hash sealed with a key only the runtime has
+  // (from Node-RED's credential secret), and gives it back for users whose password did not change.
+  const sealer = (() => {
+    let secret: unknown = RED.settings.credentialSecret;
+    try {
+      if (typeof secret !== "string" || !secret) secret = typeof RED.settings.get === "function" ? RED.settings.get("_credentialSecret") : undefined;
+    } catch {
+      secret = undefined;
+    }
+    return typeof secret === "string" && secret ? TokenCipher.fromSecret(secret, "jwt-auth-key users") : TokenCipher.fromKey(randomBytes(32));
+  })();
+  const unseal = (sealed: string, name: string): string | undefined => {
+    try {
+      return sealer.open(sealed, name);
+    } catch {
+      return undefined;
+    }
+  };
+  // One file store per file, shared by every key node of this runtime (the lock file covers others).
+  const fileStores = new Map<string, FileThrottleStore>();
+  function throttleStore(database: string | undefined): ThrottleStore {
+    if (database) {
+      // Looked up on each use: a redeploy replaces the database node.
+      return new PostgresThrottleStore(() => configNode<DatabaseProvider>(RED, database, "postgres-database", "login throttle database").database());
+    }
+    const file = stateDir(RED, "login-throttle.json");
+    let store = fileStores.get(file);
+    if (!store) fileStores.set(file, (store = new FileThrottleStore(file)));
+    return store;
+  }
+
   function JwtAuthKeyNode(this: Node<KeyCredentials> & JwtKeyProvider, def: KeyDef) {
     RED.nodes.createNode(this, def);
     const node = this;
@@ -32,10 +69,11 @@ export = function register(RED: NodeAPI) {
     try {
       authority = new TokenAuthority({
         keys: signingKeys(config.algorithm || "HS256", { secret: creds.secret, privateKey: creds.privateKey, publicKey: config.publicKey }),
-        users: new UserList(creds.users),
+        users: new UserList(creds.users, unseal),
         issuer: config.issuer || "node-red",
         audience: config.audience || "api",
         clockToleranceS: config.clockTolerance === "" || config.clockTolerance === undefined ? 30 : Number(config.clockTolerance),
+        throttle: new LoginThrottle({}, undefined, throttleStore(config.database || undefined)),
       });
       // Only once accepted: a weak "secret" registered for redaction would mask that word everywhere.
       registerSecret(creds.secret);
@@ -70,8 +108,8 @@ export = function register(RED: NodeAPI) {
   const permission = RED.auth.needsPermission("jwt-auth-key.write");
   RED.httpAdmin.post("/gluework/jwt-auth-key/hash", permission, (req: any, res: any) => {
     const password = req.body?.password;
-    if (typeof password !== "string" || password.length < 8) {
-      res.status(400).json({ error: "a password of at least 8 characters is needed" });
+    if (typeof password !== "string" || password.length < 8 || password.length > 1024) {
+      res.status(400).json({ error: "a password of 8 to 1024 characters is needed" });
       return;
     }
     hashPassword(password).then(
@@ -80,18 +118,13 @@ export = function register(RED: NodeAPI) {
     );
   });
   RED.httpAdmin.get("/gluework/jwt-auth-key/:id/users", permission, (req: any, res: any) => {
-    const creds = (RED.nodes as any).getCredentials?.(String(req.params.id)) as KeyCredentials | undefined;
     try {
-      const list = new UserList(creds?.users);
-      const users = (creds?.users ?? "")
-        .split(/\r?\n/)
-        .map((l) => l.trim())
-        .filter((l) => l && !l.startsWith("#"))
-        .map((l) => ({ name: l.slice(0, l.indexOf(":")), hash: l.slice(l.indexOf(":") + 1) }))
-        .filter((u) => list.has(u.name));
-      res.json({ users });
+      const creds = (RED.nodes as any).getCredentials?.(String(req.params.id)) as KeyCredentials | undefined;
+      const list = new UserList(creds?.users, unseal);
+      // Names, and each hash sealed: the dialog keeps it for a user whose password is unchanged.
+      res.json({ users: list.names.map((name) => ({ name, kept: SEALED + sealer.seal(list.hashOf(name)!, name) })) });
     } catch (err) {
-      res.status(err instanceof ConfigError ? 400 : 500).json({ error: (err as Error).message });
+      res.status(err instanceof ConfigError ? 400 : 500).json({ error: err instanceof ConfigError ? err.message : "could not read the users" });
     }
   });
 };

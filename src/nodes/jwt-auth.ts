@@ -1,4 +1,4 @@
-import { JwtKeyProvider, Refusal, RequestLike, clientAddress, lifetimeSeconds, loginCredentials, tokenFrom, usedBasic } from "../auth/jwt";
+import { JwtKeyProvider, Refusal, RequestLike, cameOverHttps, clientAddress, lifetimeSeconds, loginCredentials, tokenFrom, usedBasic } from "../auth/jwt";
 import { configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
@@ -56,10 +56,17 @@ export = function register(RED: NodeAPI) {
 
       if (config.mode === "login") {
         const credentials = loginCredentials(req, msg.payload);
-        const result = await authority.login(credentials, clientAddress(req), {
-          audience: config.audience,
-          lifetimeS: lifetimeSeconds(config.lifetime, 3600),
-        });
+        let result: Awaited<ReturnType<typeof authority.login>>;
+        try {
+          result = await authority.login(credentials, clientAddress(req), {
+            audience: config.audience,
+            lifetimeS: lifetimeSeconds(config.lifetime, 3600),
+          });
+        } catch (err) {
+          // The throttle's store is down: the caller still gets an answer, the Catch node the cause.
+          refuse(new Refusal("login is not available now; try again later", 503), undefined);
+          throw err;
+        }
         if (result instanceof Refusal) return refuse(result, usedBasic(req) || !msg.payload ? 'Basic realm="node-red", charset="UTF-8"' : undefined);
         counts.ok++;
         counts.last = "";
@@ -69,7 +76,7 @@ export = function register(RED: NodeAPI) {
         if (config.setCookie) {
           msg.cookies = {
             ...(msg.cookies as Record<string, unknown> | undefined),
-            [cookieName]: { value: result.token, httpOnly: true, sameSite: config.sameSite || "strict", secure: !!config.cookieSecure, path: "/", maxAge: result.expiresIn * 1000 },
+            [cookieName]: { value: result.token, httpOnly: true, sameSite: config.sameSite || "strict", secure: !!config.cookieSecure || cameOverHttps(req), path: "/", maxAge: result.expiresIn * 1000 },
           };
         }
         send([msg, null]);
@@ -79,7 +86,9 @@ export = function register(RED: NodeAPI) {
       const token = tokenFrom(req, { header: config.fromHeader !== false, bearer: config.fromBearer !== false, cookie: config.fromCookie ? cookieName : undefined });
       const verified = authority.verify(token, { audience: config.audience });
       if (verified instanceof Refusal) {
-        const description = verified.reason.replace(/"/g, "'");
+        // The reason is one of the authority's own fixed phrases; anything else in it is dropped,
+        // so nothing a caller sent can reach a header (a CR or LF there stops the answer).
+        const description = verified.reason.replace(/[^\w .,:()-]/g, "");
         return refuse(verified, token ? `Bearer error="invalid_token", error_description="${description}"` : "Bearer");
       }
       counts.ok++;

@@ -98,16 +98,19 @@ export = function register(RED: NodeAPI) {
         send([null, null, msg]);
         return;
       }
-      const size = Buffer.byteLength(typeof msg.payload === "string" ? msg.payload : Buffer.isBuffer(msg.payload) ? msg.payload.toString("utf8") : (JSON.stringify(msg.payload) ?? ""));
-      if (size > maxBytes) return refuse(413, `the message is ${Math.ceil(size / 1024)} KiB; this relay takes at most ${maxBytes / 1024} KiB`);
+      let content: ReturnType<typeof composeMail>;
       let to: string[];
       try {
+        const size = bodyBytes(msg.payload);
+        if (size > maxBytes) return refuse(413, `the message is ${Math.ceil(size / 1024)} KiB; this relay takes at most ${maxBytes / 1024} KiB`);
         to = recipientsFor(msg.to, addressList(config.to, "the node's recipients"), allowedList(config.allowed));
+        content = composeMail(msg.payload, config.subject || "Monitoring message");
       } catch (err) {
-        if (err instanceof InputError) return refuse(400, err.message);
+        // Whatever the body is, the caller gets an answer: a refusal it should not retry.
+        refuse(400, err instanceof InputError ? err.message : "the body could not be read as a message");
+        if (err instanceof InputError) return;
         throw err;
       }
-      const content = composeMail(msg.payload, config.subject || "Monitoring message");
       let id: string;
       try {
         id = await (await relay()).accept(content, to);
@@ -132,6 +135,17 @@ export = function register(RED: NodeAPI) {
         return { retrying: await relay.retryFailed(idsFrom(msg.payload)) };
       default:
         return relay.state;
+    }
+  }
+
+  /** The body's size as sent; a body that cannot be written as JSON counts as too big. */
+  function bodyBytes(payload: unknown): number {
+    if (typeof payload === "string") return Buffer.byteLength(payload);
+    if (Buffer.isBuffer(payload)) return payload.length;
+    try {
+      return Buffer.byteLength(JSON.stringify(payload) ?? "");
+    } catch {
+      throw new InputError("the body cannot be read as JSON");
     }
   }
 

@@ -79,7 +79,7 @@ describe("JWT key, login and verify", () => {
     it("a missing token", () => assert.equal(reason(undefined), "token missing"));
     it("an unsigned token (alg none)", () => {
       const unsigned = `${Buffer.from('{"alg":"none","typ":"JWT"}').toString("base64url")}.${Buffer.from(JSON.stringify({ sub: "promon", exp: now + 60, iss: "relay-test", aud: "api" })).toString("base64url")}.`;
-      assert.equal(reason(unsigned), "unsigned token (alg none) refused");
+      assert.equal(reason(unsigned), "invalid signature");
     });
     it("an expired token", () => assert.equal(reason(sign({ exp: now - 31 })), "token expired"));
     it("but not one that expired within the clock skew", () => assert.ok(!(auth.verify(sign({ exp: now - 10 })) instanceof Refusal)));
@@ -88,7 +88,7 @@ describe("JWT key, login and verify", () => {
     it("a token for another audience than the node asks", () => assert.equal(reason(sign({ exp: now + 60 }), "reports"), "wrong audience"));
     it("a wrong issuer", () => assert.equal(reason(sign({ exp: now + 60 }, { issuer: "elsewhere" })), "wrong issuer"));
     it("a token without exp", () => assert.equal(reason(sign({})), "token has no expiry (exp)"));
-    it("another algorithm", () => assert.equal(reason(sign({ exp: now + 60 }, { algorithm: "HS512" })), "algorithm HS512 not allowed"));
+    it("another algorithm, without naming either", () => assert.equal(reason(sign({ exp: now + 60 }, { algorithm: "HS512" })), "invalid signature"));
     it("a token for a user no longer in the list", () => assert.equal(reason(sign({ sub: "gone", exp: now + 60 })), "unknown user"));
     it("garbage", () => assert.equal(reason("not.a.token"), "malformed token"));
   });
@@ -130,7 +130,7 @@ describe("JWT key, login and verify", () => {
     assert.equal(waits.retryAfterS, 2, "each further failure doubles the wait");
     await clock.advance(2000);
     assert.ok(!((await auth.login({ username: "promon", password: "correct horse" }, "10.0.0.7", { lifetimeS: 60 })) instanceof Refusal));
-    assert.equal(auth.throttle.retryAfterMs(["user:promon"]), 0);
+    assert.equal(await auth.throttle.retryAfterMs(["user:promon"]), 0);
   });
 
   it("reads the token from x-access-tokens, Bearer or a cookie, each only when enabled", () => {

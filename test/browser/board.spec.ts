@@ -63,7 +63,7 @@ describe("support desk board in a browser", function () {
   let red: NodeRedProcess;
   let browser: Browser;
   const MARKUP = "<script>alert(1)</script><img src=x onerror=alert(2)>";
-  const users = { users: `Burt\nJimmy\n${MARKUP}` };
+  const users = { boardUsers: `Burt\nJimmy\n${MARKUP}` };
 
   before(async () => {
     const azurite = new Azurite();

@@ -47,7 +47,7 @@ for (const kind of DATABASE_KINDS) describe(`connection-board (${kindLabel(kind)
     node.receive({ payload: { action, main, sub, user }, _client: { socketId: client } });
 
   it("sends the board from its settings when it starts", async () => {
-    await start({ connections: "vpn main 1;vpn sub 1\nvpn main 1;vpn sub 2", users: "Burt\nJimmy" });
+    await start({ connections: "vpn main 1;vpn sub 1\nvpn main 1;vpn sub 2", boardUsers: "Burt\nJimmy" });
     const board = seen.board.at(-1);
     assert.equal(board.topic, "board");
     assert.deepEqual(board.payload.rows.map((r: any) => r.sub), ["vpn sub 1", "vpn sub 2"]);
@@ -64,7 +64,7 @@ for (const kind of DATABASE_KINDS) describe(`connection-board (${kindLabel(kind)
   });
 
   it("sends the new board after a tick, and an audit message after a release", async () => {
-    const node = await start({ connections: "vpn main 1;vpn sub 1", users: "Burt" });
+    const node = await start({ connections: "vpn main 1;vpn sub 1", boardUsers: "Burt" });
     act(node, "connect", "Burt");
     await eventually(() => seen.board.at(-1).payload.rows[0].occupants.length === 1, 5000, "the connected board");
     act(node, "release", "Burt");
@@ -78,7 +78,7 @@ for (const kind of DATABASE_KINDS) describe(`connection-board (${kindLabel(kind)
   });
 
   it("answers a refusal to the browser that asked, and only to it", async () => {
-    const node = await start({ connections: "vpn main 1;vpn sub 1", users: "Burt\nJimmy" });
+    const node = await start({ connections: "vpn main 1;vpn sub 1", boardUsers: "Burt\nJimmy" });
     act(node, "connect", "Burt", "vpn main 1", "vpn sub 1", "burt-socket");
     await eventually(() => seen.board.at(-1).payload.rows[0].occupants.length === 1, 5000, "Burt connected");
     act(node, "connect", "Jimmy", "vpn main 1", "vpn sub 1", "jimmy-socket");
@@ -89,7 +89,7 @@ for (const kind of DATABASE_KINDS) describe(`connection-board (${kindLabel(kind)
   });
 
   it("asks whether to take over under the takeover policy", async () => {
-    const node = await start({ connections: "vpn main 1;vpn sub 1", users: "Burt\nJimmy", policy: "takeover" });
+    const node = await start({ connections: "vpn main 1;vpn sub 1", boardUsers: "Burt\nJimmy", policy: "takeover" });
     act(node, "connect", "Burt");
     await eventually(() => seen.board.at(-1).payload.rows[0].occupants.length === 1, 5000, "Burt connected");
     act(node, "connect", "Jimmy");
@@ -101,22 +101,42 @@ for (const kind of DATABASE_KINDS) describe(`connection-board (${kindLabel(kind)
   });
 
   it("takes the user from the dashboard's login over the one the browser sent", async () => {
-    const node = await start({ connections: "vpn main 1;vpn sub 1", users: "Burt\nJimmy" });
+    const node = await start({ connections: "vpn main 1;vpn sub 1", boardUsers: "Burt\nJimmy" });
     node.receive({ payload: { action: "connect", main: "vpn main 1", sub: "vpn sub 1", user: "Burt" }, _client: { socketId: "s", user: { name: "Jimmy" } } });
     await eventually(() => seen.board.at(-1).payload.rows[0].occupants[0]?.user === "Jimmy", 5000, "Jimmy connected");
   });
 
-  it("replaces the connection list from a message, auditing who was connected to a removed row", async () => {
-    const node = await start({ connections: "vpn main 1;vpn sub 1\nvpn main 1;vpn sub 2", users: "Burt" });
+  it("reads the connection list file again on reload, auditing who was connected to a removed row", async () => {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), "gw-board-")), "sessions.csv");
+    writeFileSync(file, "vpn main 1;vpn sub 1\nvpn main 1;vpn sub 2\n");
+    const node = await start({ connectionsFile: file, boardUsers: "Burt" });
     act(node, "connect", "Burt", "vpn main 1", "vpn sub 2");
-    await eventually(() => seen.board.at(-1).payload.rows[1].occupants.length === 1, 5000, "Burt connected");
-    node.receive({ topic: "connections", payload: [{ main: "vpn main 1", sub: "vpn sub 1" }] });
+    await eventually(() => seen.board.at(-1).payload.rows[1]?.occupants.length === 1, 5000, "Burt connected");
+    writeFileSync(file, "vpn main 1;vpn sub 1\n");
+    node.receive({ topic: "reload" });
     await eventually(() => seen.audit.length === 1 && seen.board.at(-1).payload.rows.length === 1, 5000, "the new list");
     assert.equal(seen.audit[0].payload.reason, "removed from the list");
   });
 
+  it("refuses lists sent as messages: they reach Catch and change nothing", async () => {
+    const node = await start({ connections: "vpn main 1;vpn sub 1", boardUsers: "Burt" });
+    node.receive({ topic: "connections", payload: [{ main: "evil", sub: "row" }] });
+    node.receive({ topic: "users", payload: ["Mallory"] });
+    await eventually(() => seen.caught.length === 2, 5000, "two refusals");
+    assert.match(seen.caught[0].error.message, /lists come from its settings or files/);
+    node.receive({ payload: {} });
+    await eventually(() => seen.board.length >= 2, 5000, "the board again");
+    assert.deepEqual(seen.board.at(-1).payload.users, ["Burt"]);
+    assert.deepEqual(seen.board.at(-1).payload.rows.map((r: any) => r.main), ["vpn main 1"]);
+  });
+
+  it("reads a flow saved before the users setting was renamed (config version 1)", async () => {
+    await start({ connections: "vpn main 1;vpn sub 1", users: "Old\nTimer", version: 1 });
+    assert.deepEqual(seen.board.at(-1).payload.users, ["Old", "Timer"]);
+  });
+
   it("sends an unreadable action to Catch without stopping", async () => {
-    const node = await start({ connections: "vpn main 1;vpn sub 1", users: "Burt" });
+    const node = await start({ connections: "vpn main 1;vpn sub 1", boardUsers: "Burt" });
     node.receive({ payload: { action: "explode", main: "a", sub: "b" } });
     await eventually(() => seen.caught.length === 1, 5000, "the catch");
     assert.match(seen.caught[0].error.message, /unknown board action/);

@@ -47,14 +47,16 @@ describe("goto-credentials", () => {
   });
 
   it("starts an authorization from the dialog's Authorize button", async () => {
-    await helper.load(gotoCredentials, flow(), creds());
+    const secrets = creds();
+    await helper.load(gotoCredentials, flow({ redirectUri: "http://127.0.0.1:1880/gluework/oauth/callback" }), secrets);
     const res = await helper
       .request()
       .post("/gluework/oauth/goto-credentials/start")
-      .send({ nodeId: "goto", ...GOTO_DEMO_CLIENT, authHost: `${sandbox.url}/goto/auth`, redirectUri: "http://127.0.0.1:1880/gluework/oauth/callback" })
+      .send({ nodeId: "goto", authHost: "http://127.0.0.1:9/elsewhere", redirectUri: "http://127.0.0.1:9/steal" })
       .expect(200);
     const url = new URL(res.body.authorizeUrl);
     assert.equal(`${url.origin}${url.pathname}`, `${sandbox.url}/goto/auth/oauth/authorize`);
-    assert.equal(url.searchParams.get("client_id"), GOTO_DEMO_CLIENT.clientId);
+    assert.equal(url.searchParams.get("client_id"), secrets.goto.clientId);
+    assert.equal(url.searchParams.get("redirect_uri"), "http://127.0.0.1:1880/gluework/oauth/callback");
   });
 });

@@ -60,14 +60,16 @@ describe("node core in a Node-RED runtime", () => {
     before(() => sandbox.listen());
     after(() => sandbox.close());
 
-    const credFlow = [{ id: "cred", type: "gw-probe-credentials" }];
     const redirectUri = "http://127.0.0.1:1880/gluework/oauth/callback";
+    const credFlow = () => [{ id: "cred", type: "gw-probe-credentials", authHost: `${sandbox.url}/goto/auth`, redirectUri, connect: false }];
+    const credSecrets = { cred: { clientId: GOTO_DEMO_CLIENT.clientId, clientSecret: GOTO_DEMO_CLIENT.clientSecret } };
 
     async function start() {
       const res = await helper
         .request()
         .post("/gluework/oauth/gw-probe-credentials/start")
-        .send({ nodeId: "cred", clientId: GOTO_DEMO_CLIENT.clientId, clientSecret: GOTO_DEMO_CLIENT.clientSecret, authHost: `${sandbox.url}/goto/auth`, redirectUri })
+        // What the request says about hosts is ignored: the deployed node's settings are used.
+        .send({ nodeId: "cred", authHost: "http://127.0.0.1:9/elsewhere", redirectUri: "http://127.0.0.1:9/steal" })
         .expect(200);
       return res.body as { state: string; authorizeUrl: string };
     }
@@ -82,7 +84,7 @@ describe("node core in a Node-RED runtime", () => {
     }
 
     it("runs the authorization-code flow and hands the refresh token to the editor once", async () => {
-      await helper.load(probeNode, credFlow);
+      await helper.load(probeNode, credFlow(), credSecrets);
       const { state, authorizeUrl } = await start();
       assert.match(authorizeUrl, /\/goto\/auth\/oauth\/authorize\?client_id=goto-demo-client&response_type=code/);
       await helper.request().get(`/gluework/oauth/gw-probe-credentials/result/${state}`).expect(200, { status: "pending" });
@@ -97,7 +99,7 @@ describe("node core in a Node-RED runtime", () => {
     });
 
     it("refuses a callback with a missing, wrong or reused state", async () => {
-      await helper.load(probeNode, credFlow);
+      await helper.load(probeNode, credFlow(), credSecrets);
       const { authorizeUrl } = await start();
       const back = await consent(authorizeUrl);
       await helper.request().get(`/gluework/oauth/callback?code=${back.searchParams.get("code")}`).expect(400);
@@ -108,7 +110,7 @@ describe("node core in a Node-RED runtime", () => {
     });
 
     it("reports a refusal by the user without exchanging anything", async () => {
-      await helper.load(probeNode, credFlow);
+      await helper.load(probeNode, credFlow(), credSecrets);
       const { state } = await start();
       const page = await helper.request().get(`/gluework/oauth/callback?error=access_denied&state=${state}`).expect(401);
       assert.match(page.text, /refused \(access_denied\)/);

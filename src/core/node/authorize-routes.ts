@@ -37,6 +37,17 @@ export interface AuthorizeRouteOptions {
   profile(authHost: string | undefined): OAuthProfile;
 }
 
+/** What a deployed config node tells the Authorize route: its auth host and its redirect URI. */
+export interface AuthorizeTarget {
+  authorizeHost?: string;
+  authorizeRedirectUri?: string;
+}
+
+/** A request field as a non-empty string, or undefined for anything else (array, object, number). */
+function text(value: unknown): string | undefined {
+  return typeof value === "string" && value ? value : undefined;
+}
+
 export function registerAuthorizeRoutes(RED: NodeAPI, options: AuthorizeRouteOptions): void {
   let types = registered.get(RED.httpAdmin);
   const firstOnThisApp = !types;
@@ -48,20 +59,27 @@ export function registerAuthorizeRoutes(RED: NodeAPI, options: AuthorizeRouteOpt
 
   RED.httpAdmin.post(`/gluework/oauth/${options.type}/start`, permission, (req: any, res: any) => {
     forgetExpired();
-    const body = (req.body ?? {}) as Record<string, string | undefined>;
-    const nodeId = body.nodeId;
-    const stored = nodeId ? ((RED.nodes as any).getCredentials?.(nodeId) as Record<string, string> | undefined) : undefined;
-    const clientId = body.clientId || stored?.clientId;
-    const clientSecret = body.clientSecret || stored?.clientSecret;
-    if (!nodeId || !clientId || !clientSecret || !body.redirectUri) {
-      res.status(400).json({ error: "the client id, the client secret and the redirect URI are needed to authorize" });
+    const nodeId = text(req.body?.nodeId);
+    // Where the secret goes (the auth host) and where the code goes (the redirect URI) come from
+    // the deployed node only: a request must not be able to send the stored secret elsewhere.
+    const node = nodeId ? (RED.nodes.getNode(nodeId) as (AuthorizeTarget & { type?: string }) | null) : null;
+    if (!node || node.type !== options.type) {
+      res.status(404).json({ error: `this ${options.type} node is not deployed yet: deploy it, then authorize` });
       return;
     }
-    const profile = options.profile(body.authHost || undefined);
+    const stored = (RED.nodes as any).getCredentials?.(nodeId) as Record<string, unknown> | undefined;
+    const clientId = text(stored?.clientId);
+    const clientSecret = text(stored?.clientSecret);
+    const redirectUri = text(node.authorizeRedirectUri);
+    if (!clientId || !clientSecret || !redirectUri) {
+      res.status(400).json({ error: "the client id, the client secret and the redirect URI are needed to authorize: fill them in and deploy" });
+      return;
+    }
+    const profile = options.profile(text(node.authorizeHost));
     const state = randomBytes(24).toString("base64url");
     const grant = new OAuthGrant(profile, { clientId, clientSecret }, http);
-    pending.set(state, { type: options.type, nodeId, grant, redirectUri: body.redirectUri, expiresAt: Date.now() + STATE_LIFETIME_MS });
-    res.json({ state, authorizeUrl: grant.authorizeUrl(state, body.redirectUri) });
+    pending.set(state, { type: options.type, nodeId: nodeId!, grant, redirectUri, expiresAt: Date.now() + STATE_LIFETIME_MS });
+    res.json({ state, authorizeUrl: grant.authorizeUrl(state, redirectUri) });
   });
 
   RED.httpAdmin.get(`/gluework/oauth/${options.type}/result/:state`, permission, (req: any, res: any) => {
@@ -81,28 +99,33 @@ export function registerAuthorizeRoutes(RED: NodeAPI, options: AuthorizeRouteOpt
 
   if (!firstOnThisApp) return;
   RED.httpAdmin.get(CALLBACK_PATH, (req: any, res: any) => {
-    void handleCallback(req.query ?? {}).then(({ status, message }) => {
-      res.status(status).type("html").send(page(message));
-    });
+    handleCallback(req.query ?? {})
+      .catch(() => ({ status: 500, message: "The authorization could not be completed here; see the Node-RED log." }))
+      .then(({ status, message }) => res.status(status).type("html").send(page(message)))
+      .catch(() => undefined);
   });
 }
 
-async function handleCallback(query: Record<string, string | undefined>): Promise<{ status: number; message: string }> {
+async function handleCallback(query: Record<string, unknown>): Promise<{ status: number; message: string }> {
   forgetExpired();
-  const state = query.state;
+  // A parameter given twice or with brackets arrives as an array or an object: never trusted.
+  const state = text(query.state);
+  const error = text(query.error) ?? (query.error === undefined ? undefined : "unreadable error");
+  const code = text(query.code);
   const entry = state ? pending.get(state) : undefined;
   if (!entry) return { status: 400, message: "This authorization is unknown or expired. Start again with Authorize in the Node-RED editor." };
   if (entry.result) return { status: 400, message: "This authorization was already used. Start again with Authorize in the Node-RED editor." };
-  if (query.error) {
-    entry.result = { error: `the provider refused: ${query.error}` };
-    return { status: 401, message: `Authorization was refused (${escapeHtml(query.error)}). Nothing was changed.` };
+  if (error) {
+    const shown = error.replace(/[^\w .-]/g, "").slice(0, 60);
+    entry.result = { error: `the provider refused: ${shown}` };
+    return { status: 401, message: `Authorization was refused (${escapeHtml(shown)}). Nothing was changed.` };
   }
-  if (!query.code) {
+  if (!code) {
     entry.result = { error: "the provider sent no code" };
     return { status: 400, message: "The provider sent no authorization code." };
   }
   try {
-    const tokens = await entry.grant.exchangeCode(query.code, entry.redirectUri);
+    const tokens = await entry.grant.exchangeCode(code, entry.redirectUri);
     if (!tokens.refreshToken) throw new Error("the provider gave no refresh token");
     entry.result = { refreshToken: tokens.refreshToken };
     return { status: 200, message: "Authorized. Go back to the Node-RED editor: the refresh token is filled in; deploy to use it." };

@@ -23,9 +23,18 @@ export function handleInput(node: Node, status: StatusReporter, handler: InputHa
         if (err instanceof AuthorizationRequiredError) status.needsAuthorization();
         else if (err.partial) status.warn(err.status);
         else status.error(err.status);
-        done(err);
-      } else {
-        done();
+      }
+      try {
+        if (err) done(err);
+        else done();
+      } catch (thrown) {
+        // The runtime copies the message for Catch and Complete nodes; a message too deep to copy
+        // (thousands of levels, from a stranger) throws there. Report it without the message.
+        try {
+          node.error(err ?? asPipelineError(thrown));
+        } catch {
+          // nothing more can be reported
+        }
       }
     };
     let running: Promise<void>;
