@@ -111,7 +111,7 @@ export class SharedRateLimiter implements RequestLimiter {
     void this.shared?.then((db) =>
       db
         ?.query(
-          "UPDATE gluework_rate_buckets SET paused_until = greatest(coalesce(paused_until, '-infinity'), clock_timestamp() + $2 * interval '1 millisecond') WHERE bucket = $1",
+          "UPDATE gluework_rate_buckets SET paused_until = greatest(paused_until, clock_timestamp() + $2 * interval '1 millisecond') WHERE bucket = $1",
           [this.options.bucket, Math.max(0, until - Date.now())],
         )
         .catch(() => undefined),
@@ -149,8 +149,8 @@ export class SharedRateLimiter implements RequestLimiter {
     return db.transaction(async (client) => {
       await client.query("INSERT INTO gluework_rate_buckets (bucket) VALUES ($1) ON CONFLICT (bucket) DO NOTHING", [bucket]);
       const { rows: [state] } = await client.query(
-        `SELECT extract(epoch FROM (coalesce(paused_until, '-infinity') - clock_timestamp())) * 1000 AS pause_ms,
-                extract(epoch FROM (coalesce(next_bulk_at, '-infinity') - clock_timestamp())) * 1000 AS bulk_ms
+        `SELECT coalesce(extract(epoch FROM (paused_until - clock_timestamp())) * 1000, 0) AS pause_ms,
+                coalesce(extract(epoch FROM (next_bulk_at - clock_timestamp())) * 1000, 0) AS bulk_ms
            FROM gluework_rate_buckets WHERE bucket = $1 FOR UPDATE`,
         [bucket],
       );
