@@ -135,8 +135,11 @@ export class RateLimiter implements RequestLimiter {
         const wait = this.waitTime(kind);
         if (wait === Infinity) return; // only requests in flight can free a place: release() pumps again
         if (wait > 0) {
-          this.wake = new AbortController();
-          await this.clock.sleep(wait, this.wake.signal).catch(() => undefined);
+          // A call arriving meanwhile cuts the sleep short (the abort also clears a real timer).
+          const wake = new AbortController();
+          const woken = new Promise<void>((resolve) => wake.signal.addEventListener("abort", () => resolve(), { once: true }));
+          this.wake = wake;
+          await Promise.race([this.clock.sleep(wait, wake.signal).catch(() => undefined), woken]);
           this.wake = undefined;
           continue;
         }
