@@ -1,5 +1,6 @@
 import { ConfigError } from "../core/errors";
 import { registerAuthorizeRoutes } from "../core/node/authorize-routes";
+import { DatabaseProvider, configNode } from "../core/node/config";
 import { migrateConfig } from "../core/node/migrate";
 import { OAuthConnection } from "../core/node/oauth-connection";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
@@ -49,6 +50,7 @@ export = function register(RED: NodeAPI) {
           set: async (value) => (await node.connection.tokens()).setExtra("accountKey", value),
         },
         log: (line) => node.debug(line),
+        budget: { clientId, database: config.store === "postgres" && config.database ? () => configNode<DatabaseProvider>(RED, config.database!, "postgres-database", "database").database() : undefined },
       }));
     Object.assign(node, {
       configuredAccountKey: accountKey,

@@ -1,7 +1,7 @@
 import { InputError, PipelineError } from "../core/errors";
 import { HttpClient, TokenSource } from "../core/http/client";
 import { RequestLimiter } from "../core/http/limiter";
-import { SharedRateLimiter, processLimiter } from "../core/http/shared-limiter";
+import { budgetLimiter } from "../core/http/shared-limiter";
 import type { Database } from "../core/db/database";
 import { ListRequest, ListResponse, TeamleaderErrorBody, TeamleaderRecord } from "./types";
 
@@ -196,5 +196,5 @@ export function describeTeamleaderError(_status: number, body: unknown): string 
  */
 export function integrationLimiter(integration: string, requestsPerMinute = TEAMLEADER_RATE_LIMIT.requests, database?: () => Promise<Database>, log?: (line: string) => void): RequestLimiter {
   const limit = { requests: requestsPerMinute, windowMs: TEAMLEADER_RATE_LIMIT.windowMs };
-  return database ? new SharedRateLimiter({ bucket: integration, limit, database, log }) : processLimiter(integration, limit);
+  return budgetLimiter(integration, limit, database, log);
 }

@@ -113,7 +113,7 @@ describe("rate limiter", () => {
     await done;
     for (let i = 1; i < starts.length; i++) assert.ok(starts[i]! - starts[i - 1]! >= 300, `two pages ${starts[i]! - starts[i - 1]!} ms apart`);
     const busiest = busiestWindow(starts, 60_000);
-    assert.ok(busiest <= 200 - 5 && busiest >= 190, `${busiest} pages in the busiest minute: a few places stay free for calls`);
+    assert.ok(busiest <= 200 - 10 && busiest >= 185, `${busiest} pages in the busiest minute: a few places stay free for calls`);
   });
 });
 

@@ -30,7 +30,7 @@ export interface RequestLimiter {
 
 /** Places of every window that bulk requests leave to calls. */
 export function callReserve(limit: RateLimit): number {
-  return Math.max(1, Math.floor(limit.requests / 40));
+  return Math.max(1, Math.floor(limit.requests / 20));
 }
 
 /** The gap between two bulk starts that spreads a whole window's requests evenly over it. */

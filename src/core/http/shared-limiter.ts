@@ -235,3 +235,11 @@ export function processLimiter(bucket: string, limit: RateLimit): RateLimiter {
   }
   return limiter;
 }
+
+/**
+ * The limiter of one provider's budget (`bucket`: provider and client id): shared through the
+ * database when instances have one, else the one every node of this process shares.
+ */
+export function budgetLimiter(bucket: string, limit: RateLimit, database?: () => Promise<Database>, log?: (line: string) => void): RequestLimiter {
+  return database ? new SharedRateLimiter({ bucket, limit, database, log }) : processLimiter(bucket, limit);
+}
