@@ -33,9 +33,13 @@ export function callReserve(limit: RateLimit): number {
   return Math.max(1, Math.floor(limit.requests / 20));
 }
 
-/** The gap between two bulk starts that spreads a whole window's requests evenly over it. */
-export function bulkSpacing(limit: RateLimit): number {
-  return limit.windowMs / limit.requests;
+/**
+ * The gap between two bulk starts: what the window has left after the reserve and the calls of
+ * the last window, spread evenly over it. Calls never find the window spent before places free,
+ * and together with the calls the window stays about full.
+ */
+export function bulkSpacing(limit: RateLimit, callsInWindow = 0): number {
+  return limit.windowMs / Math.max(1, limit.requests - callReserve(limit) - callsInWindow);
 }
 
 interface Waiter {
@@ -56,6 +60,8 @@ interface Waiter {
  */
 export class RateLimiter implements RequestLimiter {
   private readonly finished: number[] = [];
+  /** Starts of calls within the last window, for the pace of bulk requests. */
+  private readonly callStarts: number[] = [];
   private inFlight = 0;
   private pausedUntil = 0;
   private nextBulkAt = 0;
@@ -146,7 +152,13 @@ export class RateLimiter implements RequestLimiter {
         const [waiter] = this.waiters.splice(index, 1);
         if (waiter!.onAbort) waiter!.signal?.removeEventListener("abort", waiter!.onAbort);
         this.inFlight++;
-        if (kind === "bulk") this.nextBulkAt = this.clock.now() + bulkSpacing(this.limit);
+        const now = this.clock.now();
+        if (kind === "bulk") {
+          while (this.callStarts.length > 0 && this.callStarts[0]! <= now - this.limit.windowMs) this.callStarts.shift();
+          this.nextBulkAt = now + bulkSpacing(this.limit, this.callStarts.length);
+        } else {
+          this.callStarts.push(now);
+        }
         waiter!.resolve();
       }
     } finally {

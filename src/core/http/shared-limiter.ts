@@ -16,7 +16,8 @@ const MIGRATIONS: Migration[] = [
         id bigserial PRIMARY KEY,
         bucket text NOT NULL,
         started_at timestamptz NOT NULL,
-        finished_at timestamptz);
+        finished_at timestamptz,
+        kind text NOT NULL);
       CREATE INDEX gluework_rate_slots_bucket ON gluework_rate_slots (bucket, started_at);
       CREATE TABLE gluework_rate_callers (
         bucket text NOT NULL,
@@ -159,8 +160,8 @@ export class SharedRateLimiter implements RequestLimiter {
         [bucket, limit.windowMs, ABANDONED_AFTER_MS],
       );
       // Finished ones in order of when they leave the window; those in flight do not leave before they finish.
-      const { rows: used } = await client.query<{ leaves_ms: number | null }>(
-        `SELECT extract(epoch FROM (finished_at + $2 * interval '1 millisecond' - clock_timestamp())) * 1000 AS leaves_ms
+      const { rows: used } = await client.query<{ leaves_ms: number | null; kind: string }>(
+        `SELECT extract(epoch FROM (finished_at + $2 * interval '1 millisecond' - clock_timestamp())) * 1000 AS leaves_ms, kind
            FROM gluework_rate_slots WHERE bucket = $1 ORDER BY finished_at NULLS LAST`,
         [bucket, limit.windowMs],
       );
@@ -190,9 +191,10 @@ export class SharedRateLimiter implements RequestLimiter {
         return wait;
       }
       if (kind === "bulk") {
-        await client.query("UPDATE gluework_rate_buckets SET next_bulk_at = clock_timestamp() + $2 * interval '1 millisecond' WHERE bucket = $1", [bucket, bulkSpacing(limit)]);
+        const calls = used.filter((u) => u.kind === "call").length;
+        await client.query("UPDATE gluework_rate_buckets SET next_bulk_at = clock_timestamp() + $2 * interval '1 millisecond' WHERE bucket = $1", [bucket, bulkSpacing(limit, calls)]);
       }
-      const { rows: [slot] } = await client.query<{ id: string }>("INSERT INTO gluework_rate_slots (bucket, started_at) VALUES ($1, clock_timestamp()) RETURNING id::text AS id", [bucket]);
+      const { rows: [slot] } = await client.query<{ id: string }>("INSERT INTO gluework_rate_slots (bucket, started_at, kind) VALUES ($1, clock_timestamp(), $2) RETURNING id::text AS id", [bucket, kind]);
       return slot!.id;
     });
   }
