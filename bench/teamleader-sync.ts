@@ -73,6 +73,7 @@ export const benchmark: Benchmark = {
       const errors = workers.flatMap((w) => w.errors ?? []);
       if (errors.length) throw new Error(`the shared-limit instances failed: ${errors.slice(0, 3).join("; ")}`);
       const latencies = workers.flatMap((w) => w.callLatenciesMs ?? []).sort((a, b) => a - b);
+      if (process.env.GW_BENCH_VERBOSE) process.stderr.write(`users.me answer times (ms): ${latencies.join(", ")}\n`);
       const perMinute = (n: number) => Math.round((n * 60_000) / sharedLimit.windowMs);
 
       return {
