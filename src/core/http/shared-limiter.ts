@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { systemClock } from "../clock";
 import type { Database, Migration } from "../db/database";
 import { errorMessage } from "../errors";
 import { RateLimit, RateLimiter, RequestKind, RequestLimiter, bulkSpacing, callReserve } from "./limiter";
@@ -76,12 +77,12 @@ export class SharedRateLimiter implements RequestLimiter {
         signal?.throwIfAborted();
         const wait = Math.max(0, this.pausedUntil - Date.now());
         if (wait > 0) {
-          await sleep(Math.min(wait, MAX_POLL_MS), signal);
+          await systemClock.sleep(Math.min(wait, MAX_POLL_MS), signal);
           continue;
         }
         const answer = await this.tryTake(db, kind, caller);
         if (typeof answer === "string") return { db, id: answer } satisfies SharedSlot;
-        await sleep(Math.max(10, Math.min(answer, MAX_POLL_MS)) + Math.random() * 20, signal);
+        await systemClock.sleep(Math.max(10, Math.min(answer, MAX_POLL_MS)) + Math.random() * 20, signal);
       }
     } catch (err) {
       if (signal?.aborted) throw err;
@@ -205,21 +206,6 @@ const LOCAL = Symbol("local slot");
 interface SharedSlot {
   db: Database;
   id: string;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 const inProcess = new Map<string, RateLimiter>();
