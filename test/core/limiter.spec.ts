@@ -4,17 +4,7 @@ import { Database } from "../../src/core/db/database";
 import { RateLimiter } from "../../src/core/http/limiter";
 import { SharedRateLimiter } from "../../src/core/http/shared-limiter";
 import { TestDatabase, createTestDatabase } from "../support/pg";
-
-/** The most starts in any window of `windowMs` among sorted start times. */
-function busiestWindow(starts: number[], windowMs: number): number {
-  let best = 0;
-  let left = 0;
-  for (let right = 0; right < starts.length; right++) {
-    while (starts[right]! - starts[left]! >= windowMs) left++;
-    best = Math.max(best, right - left + 1);
-  }
-  return best;
-}
+import { busiestWindow } from "../support/workers";
 
 describe("rate limiter", () => {
   it("holds 200 requests per minute under a load of 1,000 queued requests", async () => {
