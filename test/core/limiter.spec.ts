@@ -105,6 +105,15 @@ describe("rate limiter", () => {
     const busiest = busiestWindow(starts, 60_000);
     assert.ok(busiest <= 200 - 10 && busiest >= 185, `${busiest} pages in the busiest minute: a few places stay free for calls`);
   });
+  it("lets bulk requests through a limit of one request per window", async () => {
+    const clock = new ManualClock(0);
+    const limiter = new RateLimiter({ requests: 1, windowMs: 1000 }, clock);
+    const starts: number[] = [];
+    const all = Promise.all(Array.from({ length: 3 }, () => limiter.schedule(async () => void starts.push(clock.now()), "bulk")));
+    for (let i = 0; i < 50 && starts.length < 3; i++) await clock.advance(100);
+    await all;
+    assert.deepEqual(starts, [0, 1000, 2000]);
+  });
 });
 
 describe("rate limiter shared through PostgreSQL", function () {

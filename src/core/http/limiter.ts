@@ -30,7 +30,7 @@ export interface RequestLimiter {
 
 /** Places of every window that bulk requests leave to calls. */
 export function callReserve(limit: RateLimit): number {
-  return Math.max(1, Math.floor(limit.requests / 20));
+  return Math.min(limit.requests - 1, Math.max(1, Math.floor(limit.requests / 20)));
 }
 
 /**
