@@ -105,6 +105,7 @@ describe("rate limiter", () => {
     const busiest = busiestWindow(starts, 60_000);
     assert.ok(busiest <= 200 - 10 && busiest >= 185, `${busiest} pages in the busiest minute: a few places stay free for calls`);
   });
+
   it("lets bulk requests through a limit of one request per window", async () => {
     const clock = new ManualClock(0);
     const limiter = new RateLimiter({ requests: 1, windowMs: 1000 }, clock);
