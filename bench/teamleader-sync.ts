@@ -7,6 +7,7 @@ import { TEAMLEADER_DEMO_CLIENT } from "../src/sandbox";
 import { TeamleaderData } from "../src/sandbox/teamleader-data";
 import { BatchWriter, SyncTables } from "../src/teamleader/tables";
 import { createTestDatabase } from "../test/support/pg";
+import { busiestWindow } from "../test/support/workers";
 import type { SyncWorkerConfig, SyncWorkerResult } from "./workers/teamleader-sync";
 import type { Benchmark } from "./support";
 
@@ -53,6 +54,28 @@ export const benchmark: Benchmark = {
       const first = times[0] ?? limited.startedAt;
       const inFirstWindow = times.filter((t) => t < first + windowMs).length;
 
+      // 4. Four instances on one database, sharing the limit through it: each syncs again and again
+      // into tables of its own while calling users.me now and then.
+      const instances = 4;
+      const durationMs = quick ? 12_000 : 60_000;
+      const sharedLimit = quick ? { requests: 20, windowMs: 6_000 } : { requests: 200, windowMs: 60_000 };
+      await control("data", { volumes: { companies: quick ? 300 : 2_000, users: 10 }, seed: SEED });
+      await control("settings", { rateLimit: true, requests: sharedLimit.requests, windowMs: sharedLimit.windowMs, resetQuota: true, latencyMs: 20 });
+      const sharedToken = await refreshToken();
+      const statsBefore = (await get(`${sandbox.url}/_sandbox/stats`)) as Record<string, number>;
+      const workers = await Promise.all(
+        Array.from({ length: instances }, (_, i) =>
+          runSync({ ...base, refreshToken: sharedToken, tablePrefix: `shared${i}_`, limit: sharedLimit, shared: { durationMs, callEveryMs: 4_000 } }),
+        ),
+      );
+      const sharedTimes = ((await get(`${sandbox.url}/_sandbox/teamleader/request-times`)) as number[]).sort((a, b) => a - b);
+      const statsAfter = (await get(`${sandbox.url}/_sandbox/stats`)) as Record<string, number>;
+      const errors = workers.flatMap((w) => w.errors ?? []);
+      if (errors.length) throw new Error(`the shared-limit instances failed: ${errors.slice(0, 3).join("; ")}`);
+      const latencies = workers.flatMap((w) => w.callLatenciesMs ?? []).sort((a, b) => a - b);
+      if (process.env.GW_BENCH_VERBOSE) process.stderr.write(`users.me answer times (ms): ${latencies.join(", ")}\n`);
+      const perMinute = (n: number) => Math.round((n * 60_000) / sharedLimit.windowMs);
+
       return {
         rows,
         rows_per_s: Math.round(rows / full.seconds),
@@ -61,6 +84,19 @@ export const benchmark: Benchmark = {
         single_insert_rows_per_s: singleRowsPerS,
         requests_per_min: Math.round((inFirstWindow * 60_000) / windowMs),
         http_429: stats["teamleader api 429"] ?? 0,
+        instances: {
+          instances,
+          seconds: durationMs / 1000,
+          limit_per_min: perMinute(sharedLimit.requests),
+          // The busiest sliding window, as a rate per minute: at most the limit.
+          requests_per_min_combined: perMinute(busiestWindow(sharedTimes, sharedLimit.windowMs)),
+          requests_per_min_mean: Math.round((sharedTimes.length * 60_000) / Math.max(sharedLimit.windowMs, (sharedTimes.at(-1) ?? 0) - (sharedTimes[0] ?? 0))),
+          http_429: (statsAfter["teamleader api 429"] ?? 0) - (statsBefore["teamleader api 429"] ?? 0),
+          syncs: workers.reduce((n, w) => n + (w.syncs ?? 0), 0),
+          calls: latencies.length,
+          call_p50_ms_during_sync: latencies[Math.floor(latencies.length * 0.5)] ?? null,
+          call_p99_ms_during_sync: latencies[Math.min(latencies.length - 1, Math.ceil(latencies.length * 0.99) - 1)] ?? null,
+        },
       };
     } finally {
       await testDb.drop();

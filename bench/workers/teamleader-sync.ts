@@ -3,6 +3,7 @@
 import { Database } from "../../src/core/db/database";
 import { HttpClient } from "../../src/core/http/client";
 import { RateLimiter } from "../../src/core/http/limiter";
+import { SharedRateLimiter } from "../../src/core/http/shared-limiter";
 import { TokenCipher } from "../../src/core/tokens/cipher";
 import { OAuthGrant } from "../../src/core/tokens/oauth-grant";
 import { PostgresTokenStore } from "../../src/core/tokens/pg-store";
@@ -20,6 +21,12 @@ export interface SyncWorkerConfig {
   tablePrefix: string;
   /** The client-side limiter; none to run as fast as the server answers. */
   limit?: { requests: number; windowMs: number };
+  /**
+   * One of several instances on one database: the limit is shared through it (bucket named by
+   * the client id); full syncs run one after another for `durationMs` while `users.me` is called
+   * about every `callEveryMs`.
+   */
+  shared?: { durationMs: number; callEveryMs: number };
 }
 
 export interface SyncWorkerResult {
@@ -28,18 +35,54 @@ export interface SyncWorkerResult {
   seconds: number;
   startedAt: number;
   peakRssMb: number;
+  /** Shared mode: syncs completed, users.me answer times, and failures. */
+  syncs?: number;
+  callLatenciesMs?: number[];
+  errors?: string[];
 }
 
 async function main(): Promise<void> {
   const config = JSON.parse(process.env.GW_BENCH_SYNC ?? "{}") as SyncWorkerConfig;
   const db = await Database.open({ kind: "server", connection: config.connection }, { warn: () => undefined });
-  const key = `teamleader:${config.client.clientId}:${config.tablePrefix}`;
+  // Instances that share a limit share one token chain too, as the nodes of one integration do.
+  const key = `teamleader:${config.client.clientId}:${config.shared ? "shared" : config.tablePrefix}`;
   const grant = new OAuthGrant(teamleaderOAuthProfile(`${config.sandboxUrl}/teamleader/auth`), config.client, new HttpClient({ name: "Teamleader", baseUrl: config.sandboxUrl }));
   const tokens = new TokenManager({ key, store: new PostgresTokenStore(db, TokenCipher.fromSecret(config.client.clientSecret, `postgres:${key}`)), grant, label: "benchmark connection" });
   await tokens.seed(config.refreshToken);
   await tokens.getAccessToken();
-  const api = new TeamleaderApi({ apiHost: `${config.sandboxUrl}/teamleader/api`, auth: tokens, limiter: config.limit ? new RateLimiter(config.limit) : undefined });
+  const limiter = config.limit
+    ? config.shared
+      ? new SharedRateLimiter({ bucket: `teamleader:${config.client.clientId}`, limit: config.limit, database: async () => db })
+      : new RateLimiter(config.limit)
+    : undefined;
+  const api = new TeamleaderApi({ apiHost: `${config.sandboxUrl}/teamleader/api`, auth: tokens, limiter });
   const sync = new TeamleaderSync(api, new SyncTables(db, config.tablePrefix));
+  if (config.shared) {
+    const { durationMs, callEveryMs } = config.shared;
+    const startedAt = Date.now();
+    const until = startedAt + durationMs;
+    const errors: string[] = [];
+    const callLatenciesMs: number[] = [];
+    let syncs = 0;
+    const syncing = (async () => {
+      while (Date.now() < until) {
+        await sync.run({ resources: ["companies"], mode: "full" }).then(() => syncs++, (err: Error) => errors.push(err.message));
+      }
+    })();
+    const calling = (async () => {
+      while (Date.now() < until) {
+        const started = Date.now();
+        await api.call("users.me").then(() => callLatenciesMs.push(Date.now() - started), (err: Error) => errors.push(err.message));
+        await new Promise((r) => setTimeout(r, Math.max(0, callEveryMs * (0.5 + Math.random()) - (Date.now() - started))));
+      }
+    })();
+    await Promise.all([syncing, calling]);
+    const result: SyncWorkerResult = { summary: { mode: "full", seconds: 0, resources: {} }, seconds: (Date.now() - startedAt) / 1000, startedAt, peakRssMb: process.resourceUsage().maxRSS / 1024, syncs, callLatenciesMs, errors };
+    await api.close();
+    await db.close();
+    process.send?.({ type: "result", result }, undefined, undefined, () => process.exit(0));
+    return;
+  }
   const startedAt = Date.now();
   const started = process.hrtime.bigint();
   const summary = await sync.run({ resources: ["companies"], mode: "full" });

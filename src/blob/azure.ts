@@ -142,6 +142,17 @@ export class BlobTarget implements CsvTarget {
     }
     return {
       needsHeader,
+      // Only at offset 0: of writers racing to a new file, one header gets in (412 for the others).
+      appendHeader: (header) =>
+        this.call(`append to ${name}`, () =>
+          blob.appendBlock(header, header.length, { conditions: { appendPosition: 0 } }).then(
+            () => true,
+            (err: { statusCode?: number }) => {
+              if (err?.statusCode === 412) return false;
+              throw err;
+            },
+          ),
+        ),
       append: async (data) => {
         if (data.length === 0) return Number((await this.call(`read ${name}`, () => blob.getProperties())).contentLength ?? 0);
         let size = 0;

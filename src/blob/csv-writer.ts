@@ -224,7 +224,14 @@ class FileSession {
     if (this.uploadError) throw this.uploadError;
     const rows = rowsOf(w.part.rows);
     if (w.index === 0) await this.open(w.part);
-    const header = this.options.header !== false && !this.headerWritten && (this.options.mode === "replace" || this.appender?.needsHeader === true);
+    let header = this.options.header !== false && !this.headerWritten && (this.options.mode === "replace" || this.appender?.needsHeader === true);
+    const claim = header && this.appender?.appendHeader?.bind(this.appender);
+    if (claim) {
+      // Another instance may be starting the same file: the header goes in on its own, only if the file is still empty.
+      await this.writer.underAppendLock(this.name!, () => claim(Buffer.from(csvText([], this.options.format, true), "utf8")));
+      this.headerWritten = true;
+      header = false;
+    }
     const text = csvText(rows, this.options.format, header);
     this.headerWritten ||= header;
     if (text) {

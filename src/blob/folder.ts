@@ -71,6 +71,19 @@ export class FolderTarget implements CsvTarget {
     }
     return {
       needsHeader,
+      // The file's creator writes the header ("wx": one process creates it); an empty file left behind gets one too.
+      appendHeader: (header) =>
+        this.io(`append to ${name}`, async () => {
+          try {
+            await fs.writeFile(file, header, { flag: "wx", mode: 0o644 });
+            return true;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+          }
+          if ((await fs.stat(file)).size > 0) return false;
+          await fs.appendFile(file, header, { mode: 0o644 });
+          return true;
+        }),
       append: async (data) => {
         if (data.length > 0) await this.io(`append to ${name}`, () => fs.appendFile(file, data, { mode: 0o644 }));
         return (await fs.stat(file)).size;

@@ -43,6 +43,11 @@ export interface StagedUpload {
 
 export interface AppendUpload {
   readonly needsHeader: boolean;
+  /**
+   * Writes `header` only if the file is still empty, in one step no other writer can come
+   * between: false when another writer (another instance) wrote first.
+   */
+  appendHeader?(header: Buffer): Promise<boolean>;
   /** Adds data at the end; returns the file's size after it. */
   append(data: Buffer): Promise<number>;
 }

@@ -166,11 +166,18 @@ export class ConnectionBoard {
     return outcome;
   }
 
-  /** Calls `onChange` whenever any instance changes this board; returns the function that stops it. */
+  /**
+   * Calls `onChange` whenever any instance changes this board, and after the notification
+   * connection comes back (a change made meanwhile was not heard); returns the function that stops it.
+   */
   subscribe(onChange: () => void): Promise<() => void> {
-    return this.db.subscribe(BOARD_CHANNEL, (payload) => {
-      if (payload === this.key) onChange();
-    });
+    return this.db.subscribe(
+      BOARD_CHANNEL,
+      (payload) => {
+        if (payload === this.key) onChange();
+      },
+      onChange,
+    );
   }
 
   private async apply(client: pg.PoolClient, row: Connection, decision: Decision, user: string): Promise<ActionOutcome> {

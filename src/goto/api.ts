@@ -1,5 +1,7 @@
 import { HttpClient, TokenSource } from "../core/http/client";
 import { RateLimiter } from "../core/http/limiter";
+import { budgetLimiter } from "../core/http/shared-limiter";
+import type { Database } from "../core/db/database";
 import { ConfigError, PipelineError } from "../core/errors";
 
 /**
@@ -45,6 +47,8 @@ export interface GoToApisOptions {
   /** Where a discovered account key is kept between runs (the token store's extras). */
   keep?: { get(): Promise<string | undefined>; set(value: string): Promise<void> };
   log?: (line: string) => void;
+  /** GoTo limits per client id: instances sharing a database share each API's budget through it. */
+  budget?: { clientId: string; database?: () => Promise<Database> };
 }
 
 /**
@@ -67,7 +71,9 @@ export class GoToApis {
         name: "GoTo",
         baseUrl: gotoApiBase(family, this.options.apiHost),
         auth: this.options.auth,
-        limiter: new RateLimiter({ requests: this.options.requestsPerSecond ?? GOTO_REQUESTS_PER_SECOND, windowMs: 1000, maxInFlight: 4 }),
+        limiter: this.options.budget
+          ? budgetLimiter(`goto:${this.options.budget.clientId}:${family}`, { requests: this.options.requestsPerSecond ?? GOTO_REQUESTS_PER_SECOND, windowMs: 1000, maxInFlight: 4 }, this.options.budget.database, this.options.log)
+          : new RateLimiter({ requests: this.options.requestsPerSecond ?? GOTO_REQUESTS_PER_SECOND, windowMs: 1000, maxInFlight: 4 }),
         describeError: describeGoToError,
         log: this.options.log,
         isTokenRejected: isGoToTokenRejected,

@@ -1,6 +1,7 @@
 import { ConfigError } from "../core/errors";
 import { registerAuthorizeRoutes } from "../core/node/authorize-routes";
 import { registerConnectionTest, withTokenStore } from "../core/node/connection-test";
+import { DatabaseProvider, configNode } from "../core/node/config";
 import { migrateConfig } from "../core/node/migrate";
 import { OAuthConnection, OAuthConnectionSettings } from "../core/node/oauth-connection";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
@@ -43,7 +44,8 @@ export = function register(RED: NodeAPI) {
     const accountKey = String(config.accountKey ?? "").trim() || undefined;
     const rps = Number(config.requestsPerSecond || GOTO_REQUESTS_PER_SECOND);
 
-    node.connection = new OAuthConnection(RED, oauthSettings(config, creds));
+    const settings = oauthSettings(config, creds);
+    node.connection = new OAuthConnection(RED, settings);
     let apis: GoToApis | undefined;
     const open = () =>
       (apis ??= new GoToApis({
@@ -56,6 +58,7 @@ export = function register(RED: NodeAPI) {
           set: async (value) => (await node.connection.tokens()).setExtra("accountKey", value),
         },
         log: (line) => node.debug(line),
+        budget: { clientId: settings.clientId, database: config.store === "postgres" && config.database ? () => configNode<DatabaseProvider>(RED, config.database!, "postgres-database", "database").database() : undefined },
       }));
     Object.assign(node, {
       authorizeHost: config.authHost?.trim() || undefined,

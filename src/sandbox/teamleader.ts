@@ -38,6 +38,13 @@ export class TeamleaderSandbox {
   readonly data: TeamleaderData;
   readonly rateLimit: { enabled: boolean; requests: number; windowMs: number };
   latencyMs: number;
+  /**
+   * Records disappear mid-sweep: right after page `afterPage` of a list without an ids filter is
+   * served, `count` of the records on it are deleted, so every later record moves up that many
+   * places and offset paging skips as many. The ids deleted so are kept in `vanished`.
+   */
+  vanish?: { afterPage: number; count: number };
+  readonly vanished = new Map<TeamleaderResourceName, string[]>();
   /** Arrival times (epoch ms) of API requests, for measuring a client's request rate. */
   readonly requestTimes: number[] = [];
   private readonly windows = new Map<string, number[]>();
@@ -224,7 +231,14 @@ export class TeamleaderSandbox {
     const includes = String(body.includes ?? "").split(",").map((s) => s.trim());
     query.customFields = behaviour.customFieldsOnList && includes.includes("custom_fields");
     this.server.count(`teamleader ${resource}.list`);
-    return { json: { data: this.data.list(resource, query) } };
+    const data = this.data.list(resource, query);
+    const pageNumber = query.page?.number ?? 1;
+    if (this.vanish && !query.ids && pageNumber === this.vanish.afterPage && data.length > 0) {
+      const ids = data.slice(0, this.vanish.count).map((r) => String((r as { id: unknown }).id));
+      this.data.removeIds(resource, ids);
+      this.vanished.set(resource, [...(this.vanished.get(resource) ?? []), ...ids]);
+    }
+    return { json: { data } };
   }
 
   private info(resource: TeamleaderResourceName, req: SandboxRequest): SandboxReply {

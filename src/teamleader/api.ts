@@ -1,6 +1,8 @@
 import { InputError, PipelineError } from "../core/errors";
 import { HttpClient, TokenSource } from "../core/http/client";
-import { RateLimiter } from "../core/http/limiter";
+import { RequestLimiter } from "../core/http/limiter";
+import { budgetLimiter } from "../core/http/shared-limiter";
+import type { Database } from "../core/db/database";
 import { ListRequest, ListResponse, TeamleaderErrorBody, TeamleaderRecord } from "./types";
 
 export const TEAMLEADER_API_HOST = "https://api.focus.teamleader.eu";
@@ -43,7 +45,7 @@ export interface TeamleaderApiOptions {
   apiHost?: string;
   auth: TokenSource;
   /** The integration's shared limiter; none to leave pacing to the server's answers alone. */
-  limiter?: RateLimiter;
+  limiter?: RequestLimiter;
   log?: (line: string) => void;
   /** Milliseconds a request may take. */
   timeoutMs?: number;
@@ -75,6 +77,21 @@ export class TeamleaderApi {
     checkEndpoint(endpoint);
     const res = await this.http.request<T>({ method: "POST", path: endpoint, json: body ?? {}, idempotent: isRead(endpoint), signal });
     return { body: res.body, status: res.status, serverTime: serverTime(res.headers.date) };
+  }
+
+  /**
+   * One record by id through `<resource>.info`, or undefined when Teamleader answers 404 (it is
+   * gone). Any other failure throws: a record that could not be looked up is not known to be gone.
+   */
+  async info<T = TeamleaderRecord>(endpoint: string, id: string, signal?: AbortSignal): Promise<T | undefined> {
+    checkEndpoint(endpoint);
+    try {
+      const res = await this.http.request<{ data?: T }>({ method: "POST", path: endpoint, json: { id }, idempotent: true, kind: "bulk", signal });
+      return res.body?.data;
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -130,7 +147,7 @@ export class TeamleaderApi {
   private async listPage<T>(endpoint: string, body: ListRequest, number: number, signal?: AbortSignal): Promise<{ records: T[]; serverTime?: number }> {
     let res;
     try {
-      res = await this.http.request<ListResponse<T>>({ method: "POST", path: endpoint, json: body, idempotent: true, signal });
+      res = await this.http.request<ListResponse<T>>({ method: "POST", path: endpoint, json: body, idempotent: true, kind: "bulk", signal });
     } catch (err) {
       if (signal?.aborted) throw err;
       throw new PageError(`${endpoint} page ${number}: ${(err as Error).message}`, endpoint, number, {
@@ -173,18 +190,11 @@ export function describeTeamleaderError(_status: number, body: unknown): string 
 }
 
 /**
- * The limiter every config node of one integration shares in this process: Teamleader counts
- * requests per client id, however many nodes make them. It outlives redeploys, so a new node
- * does not start with a full minute's allowance that the old one already spent.
+ * The limiter of one integration: Teamleader counts requests per client id, however many nodes
+ * and Node-RED instances make them. Instances on one PostgreSQL server share the budget through
+ * it; on the embedded database it is the limiter every node of this process shares.
  */
-const limiters = new Map<string, RateLimiter>();
-
-export function integrationLimiter(integration: string, requestsPerMinute = TEAMLEADER_RATE_LIMIT.requests): RateLimiter {
-  const key = `${integration}|${requestsPerMinute}`;
-  let limiter = limiters.get(key);
-  if (!limiter) {
-    limiter = new RateLimiter({ requests: requestsPerMinute, windowMs: TEAMLEADER_RATE_LIMIT.windowMs });
-    limiters.set(key, limiter);
-  }
-  return limiter;
+export function integrationLimiter(integration: string, requestsPerMinute = TEAMLEADER_RATE_LIMIT.requests, database?: () => Promise<Database>, log?: (line: string) => void): RequestLimiter {
+  const limit = { requests: requestsPerMinute, windowMs: TEAMLEADER_RATE_LIMIT.windowMs };
+  return budgetLimiter(integration, limit, database, log);
 }

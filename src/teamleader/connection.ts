@@ -42,7 +42,7 @@ export class TeamleaderConnection {
     this.api = new TeamleaderApi({
       apiHost: options.apiHost,
       auth: options.oauth,
-      limiter: rpm > 0 ? integrationLimiter(options.oauth.settings.key, rpm) : undefined,
+      limiter: rpm > 0 ? integrationLimiter(options.oauth.settings.key, rpm, options.database, options.log) : undefined,
       log: options.log,
     });
   }

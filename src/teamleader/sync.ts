@@ -70,6 +70,8 @@ export class SyncError extends PipelineError {
 
 const DEFAULTS = { pageSize: MAX_PAGE_SIZE, batchSize: 500, writeConcurrency: 2, overlapMs: 10 * 60_000 };
 const IDS_PER_LOOKUP = 100;
+/** `.info` lookups in flight at once for a list without an ids filter; the limiter sets the pace. */
+const INFO_LOOKUPS_AT_ONCE = 4;
 
 /**
  * Teamleader into PostgreSQL, one resource at a time: each resource's list pages are fetched
@@ -199,16 +201,17 @@ export class TeamleaderSync {
   }
 
   /**
-   * After a full sweep: rows it did not see are looked up by id (where Teamleader can filter by
-   * ids) before they are marked deleted, because offset paging skips a record when another one
-   * before it disappears mid-sweep. Found ones are written; the rest are marked.
+   * After a full sweep: rows it did not see are looked up before they are marked deleted, because
+   * offset paging skips a record when another one before it disappears mid-sweep. Where the list
+   * has an ids filter they are asked for 100 at a time; elsewhere (legacy projects) one by one
+   * through `.info`, where only Teamleader's 404 counts as gone. Found ones are written; the rest
+   * are marked. Every lookup goes through the integration's limiter like any other request.
    */
   private async sweepDeleted(resource: SyncResource, spec: ResourceSpec, sweepStart: string, writer: BatchWriter, signal?: AbortSignal): Promise<number> {
     const unseen = await this.tables.unseenSince(resource, sweepStart);
     if (unseen.length === 0) return 0;
-    let missing = unseen;
+    const found = new Set<string>();
     if (spec.idsFilter) {
-      const found = new Set<string>();
       for (let i = 0; i < unseen.length; i += IDS_PER_LOOKUP) {
         const ids = unseen.slice(i, i + IDS_PER_LOOKUP);
         const body: ListRequest = { filter: { ids }, ...(spec.paged ? { page: { size: IDS_PER_LOOKUP, number: 1 } } : {}), ...(spec.customFields ? { includes: "custom_fields" } : {}) };
@@ -218,10 +221,23 @@ export class TeamleaderSync {
           await writer.add(wanted, page.number);
         }
       }
-      await writer.flush();
-      missing = unseen.filter((id) => !found.has(id));
+    } else {
+      const info = spec.endpoint.replace(/\.list$/, ".info");
+      let next = 0;
+      const lookUp = async (): Promise<void> => {
+        while (next < unseen.length) {
+          const id = unseen[next++]!;
+          const record = await this.api.info<TeamleaderRecord>(info, id, signal);
+          if (record) {
+            found.add(id);
+            await writer.add([record]);
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(INFO_LOOKUPS_AT_ONCE, unseen.length) }, lookUp));
     }
-    return this.tables.markDeleted(resource, missing, sweepStart);
+    await writer.flush();
+    return this.tables.markDeleted(resource, unseen.filter((id) => !found.has(id)), sweepStart);
   }
 
   private explain(err: unknown, resource: SyncResource, page: number | undefined, signal?: AbortSignal): PipelineError {

@@ -128,4 +128,36 @@ describe("HTTP client", () => {
     assert.equal(server.counter("limited ok"), 100);
     assert.equal(server.counter("limited 429"), 0);
   });
+
+  it("waits out nine 429s whose reset is 0.1 s ahead instead of failing after a few hundred ms", async () => {
+    server.inject({ path: "/thing", status: 429, headers: { "retry-after": "0.1" }, json: { errors: [{ title: "Too many requests" }] }, times: 9 });
+    assert.deepEqual(await client({ backoff: { baseDelayMs: 100, maxDelayMs: 1000 } }).json({ path: "/thing" }), { ok: true });
+    assert.equal(server.counter("fault 429"), 9);
+  });
+
+  it("gives up on 429s after the time it may wait, with an error that names the limit", async () => {
+    server.inject({ path: "/thing", status: 429, headers: { "retry-after": "0.2", "x-ratelimit-limit": "200" }, json: { errors: [{ title: "Too many requests" }] }, times: 1000 });
+    const limiter = new RateLimiter({ requests: 200, windowMs: 60_000 });
+    const started = Date.now();
+    const err = await client({ limiter, maxRateLimitWaitMs: 1000 })
+      .json({ path: "/thing" })
+      .catch((e: Error) => e);
+    assert.ok(err instanceof HttpError && err.statusCode === 429, String(err));
+    assert.match(err.message, /limit of 200 requests per minute/);
+    assert.equal(err.status, "rate limited");
+    const waited = Date.now() - started;
+    assert.ok(waited >= 800 && waited < 5000, `gave up after ${waited} ms`);
+  });
+
+  it("takes the access token once the limiter lets the request go, not before it waits", async () => {
+    const limiter = new RateLimiter({ requests: 1, windowMs: 600 });
+    const takenAt: number[] = [];
+    const auth = { getAccessToken: async () => (takenAt.push(Date.now()), `token-${takenAt.length}`), invalidate: async () => "fresh" };
+    const c = client({ limiter, auth });
+    await c.json({ path: "/thing" });
+    const started = Date.now();
+    await c.json({ path: "/thing" });
+    assert.ok(takenAt[1]! - started >= 500, `the token was taken ${takenAt[1]! - started} ms after the call, before its wait in the limiter ended`);
+    assert.equal(hits[1]!.auth, "Bearer token-2");
+  });
 });

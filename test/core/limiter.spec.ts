@@ -1,17 +1,10 @@
 import assert from "node:assert/strict";
 import { ManualClock } from "../../src/core/clock";
+import { Database } from "../../src/core/db/database";
 import { RateLimiter } from "../../src/core/http/limiter";
-
-/** The most starts in any window of `windowMs` among sorted start times. */
-function busiestWindow(starts: number[], windowMs: number): number {
-  let best = 0;
-  let left = 0;
-  for (let right = 0; right < starts.length; right++) {
-    while (starts[right]! - starts[left]! >= windowMs) left++;
-    best = Math.max(best, right - left + 1);
-  }
-  return best;
-}
+import { SharedRateLimiter } from "../../src/core/http/shared-limiter";
+import { TestDatabase, createTestDatabase } from "../support/pg";
+import { busiestWindow } from "../support/workers";
 
 describe("rate limiter", () => {
   it("holds 200 requests per minute under a load of 1,000 queued requests", async () => {
@@ -79,5 +72,98 @@ describe("rate limiter", () => {
     await clock.advance(600);
     await run;
     assert.equal(started, true);
+  });
+
+  it("serves a call before the sync pages waiting with it, and keeps a few places of every window for calls", async () => {
+    const clock = new ManualClock(0);
+    const limiter = new RateLimiter({ requests: 40, windowMs: 10_000 }, clock);
+    const order: string[] = [];
+    const bulk = Array.from({ length: 60 }, (_, i) => limiter.schedule(async () => void order.push(`page ${i}`), "bulk"));
+    for (let i = 0; i < 20; i++) await clock.advance(100);
+    const call = limiter.schedule(async () => void order.push("call"), "call");
+    await clock.advance(1);
+    await call;
+    assert.ok(order.indexOf("call") <= order.filter((o) => o.startsWith("page")).length, "the call did not wait for the pages queued before it");
+    const pagesBefore = order.indexOf("call");
+    assert.ok(pagesBefore < 10, `${pagesBefore} pages went before the call`);
+    let finished = false;
+    const done = Promise.all(bulk).then(() => (finished = true));
+    for (let i = 0; i < 400 && !finished; i++) await clock.advance(100);
+    await done;
+  });
+
+  it("spreads a sync's pages evenly over the window instead of sending them in one burst", async () => {
+    const clock = new ManualClock(0);
+    const limiter = new RateLimiter({ requests: 200, windowMs: 60_000 }, clock);
+    const starts: number[] = [];
+    const all = Array.from({ length: 400 }, () => limiter.schedule(async () => void starts.push(clock.now()), "bulk"));
+    let finished = false;
+    const done = Promise.all(all).then(() => (finished = true));
+    for (let i = 0; i < 2000 && !finished; i++) await clock.advance(100);
+    await done;
+    for (let i = 1; i < starts.length; i++) assert.ok(starts[i]! - starts[i - 1]! >= 300, `two pages ${starts[i]! - starts[i - 1]!} ms apart`);
+    const busiest = busiestWindow(starts, 60_000);
+    assert.ok(busiest <= 200 - 10 && busiest >= 185, `${busiest} pages in the busiest minute: a few places stay free for calls`);
+  });
+
+  it("lets bulk requests through a limit of one request per window", async () => {
+    const clock = new ManualClock(0);
+    const limiter = new RateLimiter({ requests: 1, windowMs: 1000 }, clock);
+    const starts: number[] = [];
+    const all = Promise.all(Array.from({ length: 3 }, () => limiter.schedule(async () => void starts.push(clock.now()), "bulk")));
+    for (let i = 0; i < 50 && starts.length < 3; i++) await clock.advance(100);
+    await all;
+    assert.deepEqual(starts, [0, 1000, 2000]);
+  });
+});
+
+describe("rate limiter shared through PostgreSQL", function () {
+  this.timeout(60_000);
+  let testDb: TestDatabase;
+  const dbs: Database[] = [];
+
+  before(async () => {
+    testDb = await createTestDatabase("gw_limit");
+    for (let i = 0; i < 2; i++) dbs.push(await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined }));
+  });
+  after(async () => {
+    await Promise.all(dbs.map((db) => db.close()));
+    await testDb.drop();
+  });
+
+  it("two limiters on one database, as two instances have, keep one window between them", async () => {
+    const limit = { requests: 10, windowMs: 1000 };
+    // One bucket for both: the same client id.
+    const bucket = `test:shared:${Math.random()}`;
+    const limiters = dbs.map((db) => new SharedRateLimiter({ bucket, limit, database: async () => db }));
+    const starts: number[] = [];
+    const ends: number[] = [];
+    const request = async (limiter: SharedRateLimiter, kind: "call" | "bulk") => {
+      const ticket = await limiter.acquire(kind);
+      starts.push(Date.now());
+      await new Promise((r) => setTimeout(r, 20));
+      ends.push(Date.now());
+      limiter.release(ticket);
+    };
+    const started = Date.now();
+    await Promise.all(Array.from({ length: 30 }, (_, i) => request(limiters[i % 2]!, i % 5 === 0 ? "call" : "bulk")));
+    starts.sort((x, y) => x - y);
+    assert.ok(busiestWindow(starts, 1000) <= 10, `${busiestWindow(starts, 1000)} requests started within one second`);
+    assert.ok(Date.now() - started >= 2000, "30 requests at 10 a second took two windows at least");
+    const { rows } = await dbs[0]!.query("SELECT count(*)::int AS n FROM gluework_rate_slots WHERE bucket = $1 AND finished_at IS NULL", [bucket]);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(rows[0].n <= 2, "every finished request was recorded as finished");
+  });
+
+  it("a limiter on the embedded database, or none, paces in its own process", async () => {
+    const limiter = new SharedRateLimiter({ bucket: `test:none:${Math.random()}`, limit: { requests: 5, windowMs: 500 }, database: () => Promise.reject(new Error("no database")) });
+    const starts: number[] = [];
+    await Promise.all(Array.from({ length: 10 }, async () => {
+      const ticket = await limiter.acquire();
+      starts.push(Date.now());
+      limiter.release(ticket);
+    }));
+    starts.sort((x, y) => x - y);
+    assert.ok(busiestWindow(starts, 500) <= 5);
   });
 });

@@ -5,7 +5,7 @@ import path from "node:path";
 import { Sandbox } from "../../src/sandbox";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { eventually } from "../support/node-red";
-import { duplicateRefreshes } from "../support/workers";
+import { busiestWindow, duplicateRefreshes } from "../support/workers";
 import { DatabaseKind, RunningInstance, sandboxClient, startInstance } from "../support/teamleader";
 
 const MINUTE_MS = Number(process.env.GW_TL_PROCESS_MS ?? 60_000);
@@ -43,6 +43,8 @@ describe("Teamleader sync in separate Node-RED processes", function () {
         { id: "conn", type: "teamleader-connection", name: "Shared", database: "db", redirectUri: "http://127.0.0.1:1880/teamleader/oauth", authHost: `${sandbox.url}/teamleader/auth`, apiHost: `${sandbox.url}/teamleader/api` },
         { id: "query", type: "teamleader-query", z: "tab", x: 100, y: 100, connection: "conn", mode: "sync", syncMode: "delta", tablePrefix: "tl_", ...query, wires: [["out"]] },
         { id: "out", type: "helper", z: "tab", x: 300, y: 100, wires: [] },
+        { id: "call", type: "teamleader-query", z: "tab", x: 100, y: 200, connection: "conn", mode: "call", endpoint: "users.me", wires: [["callOut"]] },
+        { id: "callOut", type: "helper", z: "tab", x: 300, y: 200, wires: [] },
       ],
       credentials: { db: { user: "postgres" }, conn: { ...client, refreshToken } },
     };
@@ -135,4 +137,40 @@ describe("Teamleader sync in separate Node-RED processes", function () {
     assert.deepEqual(rows, { n: 300, ids: 300 });
     await Promise.all([a.stop(), b.stop()]);
   });
+
+  for (const processes of [2, 4]) {
+    it(`${processes} processes syncing and calling for ${MINUTE_MS / 1000} s share 200 requests a minute: no 429, no expired token sent, users.me quick`, async () => {
+      sandbox.teamleader.data.reset({ companies: 2000, users: 10 });
+      sandbox.teamleader.latencyMs = 20;
+      sandbox.teamleader.requestTimes.length = 0;
+      // Short tokens: a token taken before a wait in the limiter would expire on the way.
+      sandbox.teamleader.oauth.accessTokenLifetime = 5;
+      const client = sandboxClient(sandbox);
+      const refreshToken = sandbox.teamleader.oauth.issueRefreshToken(client.clientId);
+      // Each process syncs into tables of its own, so no sync waits for another's lock: all want the budget at once.
+      const instances = Array.from({ length: processes }, (_, i) => launch(instanceConfig("server", client, refreshToken, { resources: "companies", syncMode: "full", tablePrefix: `rate${processes}_${i}_` })));
+      await Promise.all(instances.map((p) => p.ready));
+      const started = Date.now();
+      const [loops, calls] = await Promise.all([
+        Promise.all(instances.map((p) => p.loop({}, MINUTE_MS, 100))),
+        Promise.all(instances.map((p) => p.calls(MINUTE_MS, 4000))),
+      ]);
+      const seconds = (Date.now() - started) / 1000;
+
+      assert.equal(sandbox.server.counter("teamleader api 429"), 0, "the sandbox refused no request");
+      assert.deepEqual([...loops.flatMap((r) => r.errors), ...calls.flatMap((r) => r.errors)], [], "no sync and no call failed");
+      const times = [...sandbox.teamleader.requestTimes].sort((a, b) => a - b);
+      const busiest = busiestWindow(times, 60_000);
+      assert.ok(busiest <= 200, `${busiest} requests in the busiest minute`);
+      const perMinute = (times.length * 60) / Math.min(seconds, 60 + seconds / 10);
+      assert.ok(times.length >= (Math.min(MINUTE_MS, 60_000) / 60_000) * 150, `the budget was used: ${times.length} requests in ${seconds.toFixed(0)} s (${perMinute.toFixed(0)}/min)`);
+      assert.equal(sandbox.server.counter("teamleader api 401"), 0, "no request went out with an expired token");
+      const latencies = calls.flatMap((r) => r.latenciesMs).sort((a, b) => a - b);
+      assert.ok(latencies.length >= processes * 3, `${latencies.length} calls answered`);
+      const p99 = latencies[Math.min(latencies.length - 1, Math.ceil(latencies.length * 0.99) - 1)]!;
+      assert.ok(p99 < 2000, `users.me p99 ${p99} ms while ${processes} syncs ran (${latencies.join(", ")})`);
+      assert.ok(loops.every((r) => r.runs >= 1), "every process synced");
+      await Promise.all(instances.map((p) => p.stop()));
+    });
+  }
 });

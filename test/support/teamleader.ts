@@ -38,6 +38,8 @@ export interface RunningInstance {
   sync(payload: unknown): Promise<{ summary?: any; error?: string }>;
   /** Triggers it again and again for `durationMs`. */
   loop(payload: unknown, durationMs: number, pauseMs?: number): Promise<import("../fixtures/teamleader-instance").LoopReport>;
+  /** Triggers the call node (id "call") about every `everyMs` for `durationMs`. */
+  calls(durationMs: number, everyMs: number): Promise<import("../fixtures/teamleader-instance").CallsReport>;
   query(sql: string, params?: unknown[]): Promise<any[]>;
   kill(): void;
   stop(): Promise<void>;
@@ -72,6 +74,7 @@ export function startInstance(config: import("../fixtures/teamleader-instance").
     exit,
     sync: (payload) => (child.send({ type: "sync", payload }), answer("result")),
     loop: (payload, durationMs, pauseMs) => (child.send({ type: "loop", payload, durationMs, pauseMs }), answer("report").then((m) => m.report)),
+    calls: (durationMs, everyMs) => (child.send({ type: "calls", durationMs, everyMs }), answer("calls").then((m) => m.report)),
     query: (sql, params) => (child.send({ type: "query", sql, params }), answer("rows").then((m) => m.rows)),
     kill: () => child.kill("SIGKILL"),
     stop: async () => {

@@ -33,3 +33,14 @@ export function duplicateRefreshes(times: number[], lifetimeMs: number): number 
   for (let i = 1; i < times.length; i++) if (times[i]! - times[i - 1]! < lifetimeMs / 2) duplicates++;
   return duplicates;
 }
+
+/** The most events in any window of `windowMs` among sorted times. */
+export function busiestWindow(times: readonly number[], windowMs: number): number {
+  let best = 0;
+  let left = 0;
+  for (let right = 0; right < times.length; right++) {
+    while (times[right]! - times[left]! >= windowMs) left++;
+    best = Math.max(best, right - left + 1);
+  }
+  return best;
+}

@@ -32,6 +32,7 @@ for (const kind of ["server", "embedded"] as DatabaseKind[]) {
       sandbox.teamleader.data.reset(VOLUMES);
       sandbox.server.resetStats();
       sandbox.server.clearFaults();
+      sandbox.teamleader.resetQuota();
     });
 
     /** A sync into tables of their own (a fresh prefix), so tests do not see each other's rows. */
@@ -119,6 +120,37 @@ for (const kind of ["server", "embedded"] as DatabaseKind[]) {
       const next = await sync.run({ resources: ["companies"], mode: "full" });
       assert.equal(next.resources.companies!.deleted, 1);
       assert.deepEqual((await rows(tables, "companies", "deleted_at IS NULL")).map((r) => r.id), sandbox.teamleader.data.liveIds("companies").sort());
+    });
+
+    it("a full sweep while records disappear between pages marks exactly the removed records, in every resource", async () => {
+      const { tables, sync } = freshSync({ pageSize: 10 });
+      sandbox.teamleader.rateLimit.enabled = false;
+      await sync.run({ resources: SYNC_RESOURCES, mode: "full" });
+      const removedBefore = new Map(SYNC_RESOURCES.map((r) => [r, sandbox.teamleader.data.remove(r, 1)]));
+      sandbox.teamleader.vanished.clear();
+      sandbox.teamleader.vanish = { afterPage: 1, count: 3 };
+      sandbox.teamleader.rateLimit.enabled = false; // pages of 10 ask more than 200 times a minute
+      try {
+        await sync.run({ resources: SYNC_RESOURCES, mode: "full" });
+      } finally {
+        sandbox.teamleader.vanish = undefined;
+      }
+      for (const resource of SYNC_RESOURCES) {
+        const vanished = sandbox.teamleader.vanished.get(resource) ?? [];
+        assert.ok(vanished.length > 0, `records of ${resource} disappeared mid-sweep`);
+        const marked = (await rows(tables, resource, "deleted_at IS NOT NULL")).map((r) => r.id);
+        assert.deepEqual(marked, [...removedBefore.get(resource)!].sort(), `${resource}: only the record removed before the sweep is marked, no live one`);
+        const live = new Set(sandbox.teamleader.data.liveIds(resource));
+        const unmarked = (await rows(tables, resource, "deleted_at IS NULL")).map((r) => r.id);
+        assert.deepEqual(unmarked.filter((id) => !live.has(id)).sort(), [...vanished].sort(), `${resource}: every live record is there, unmarked`);
+      }
+      // The next sweep marks the ones that disappeared after being seen, and nothing else.
+      await sync.run({ resources: SYNC_RESOURCES, mode: "full" }).finally(() => (sandbox.teamleader.rateLimit.enabled = true));
+      for (const resource of SYNC_RESOURCES) {
+        const removed = [...removedBefore.get(resource)!, ...sandbox.teamleader.vanished.get(resource)!].sort();
+        assert.deepEqual((await rows(tables, resource, "deleted_at IS NOT NULL")).map((r) => r.id), removed, `${resource}: exactly the removed records are marked`);
+        assert.deepEqual((await rows(tables, resource, "deleted_at IS NULL")).map((r) => r.id), sandbox.teamleader.data.liveIds(resource).sort());
+      }
     });
 
     it("a record that comes back after being marked deleted is live again", async () => {

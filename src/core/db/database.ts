@@ -154,8 +154,12 @@ export class Database {
     await this.query("SELECT pg_notify($1, $2)", [channel, payload]);
   }
 
-  /** Calls `handler` for every notification on `channel`; returns a function that stops it. */
-  async subscribe(channel: string, handler: (payload: string) => void): Promise<() => void> {
+  /**
+   * Calls `handler` for every notification on `channel`; returns a function that stops it.
+   * Notifications sent while the listening connection was lost are gone: `onReconnect` is called
+   * once it listens again, so the subscriber can re-read what it follows.
+   */
+  async subscribe(channel: string, handler: (payload: string) => void, onReconnect?: () => void): Promise<() => void> {
     let emitter = this.channels.get(channel);
     if (!emitter) {
       emitter = new EventEmitter();
@@ -170,7 +174,18 @@ export class Database {
       }
     };
     emitter.on("message", safe);
-    return () => emitter!.off("message", safe);
+    const reconnected = () => {
+      try {
+        onReconnect?.();
+      } catch (err) {
+        this.log.warn(`a reconnect handler on ${channel} failed: ${errorMessage(err)}`);
+      }
+    };
+    if (onReconnect) emitter.on("reconnect", reconnected);
+    return () => {
+      emitter!.off("message", safe);
+      emitter!.off("reconnect", reconnected);
+    };
   }
 
   async close(): Promise<void> {
@@ -212,6 +227,7 @@ export class Database {
       try {
         const client = await this.listener();
         for (const channel of this.channels.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+        for (const emitter of this.channels.values()) emitter.emit("reconnect");
         return;
       } catch (err) {
         this.log.debug?.(`listen reconnect failed: ${errorMessage(err)}`);

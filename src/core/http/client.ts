@@ -2,7 +2,7 @@ import { Agent, Dispatcher, request as undiciRequest } from "undici";
 import { Clock, systemClock } from "../clock";
 import { PipelineError } from "../errors";
 import { describeUrl, redact } from "../redact";
-import { RateLimiter } from "./limiter";
+import { RequestKind, RequestLimiter } from "./limiter";
 import {
   BackoffOptions,
   DEFAULT_BACKOFF,
@@ -40,6 +40,8 @@ export interface HttpRequest {
   auth?: boolean;
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** To the limiter: one call someone waits for (the default), or one of many (a sync's pages). */
+  kind?: RequestKind;
 }
 
 export interface HttpResponse<T = unknown> {
@@ -56,12 +58,14 @@ export interface HttpClientOptions {
   timeoutMs?: number;
   /** Retries after a network error or a 5xx, for idempotent requests. */
   maxRetries?: number;
-  /** How many 429s one request may wait out before giving up. */
+  /** How long one request may keep waiting out 429s, in all, before it fails naming the limit. */
+  maxRateLimitWaitMs?: number;
+  /** And at most this many 429s (no bound by default: the time bounds it). */
   maxRateLimitWaits?: number;
   /** A server asking for a longer pause than this fails the request instead. */
   maxServerDelayMs?: number;
   backoff?: BackoffOptions;
-  limiter?: RateLimiter;
+  limiter?: RequestLimiter;
   auth?: TokenSource;
   /**
    * Besides a 401, an answer that says the token was refused (a provider that answers 403 for an
@@ -103,13 +107,15 @@ export class NetworkError extends PipelineError {}
 const DEFAULTS = {
   timeoutMs: 30_000,
   maxRetries: 4,
-  maxRateLimitWaits: 8,
+  maxRateLimitWaitMs: 60_000,
+  maxRateLimitWaits: Infinity,
   maxServerDelayMs: 120_000,
 };
 
 /**
  * A small HTTP client on undici with a fixed pipeline: limiter → bearer token → timeout → retry
- * loop (server's `Retry-After` first, then backoff with jitter) → redacted debug log.
+ * loop (server's `Retry-After` first, then backoff with jitter) → redacted debug log. The token is
+ * taken once the limiter lets the request go, so a long wait never sends an expired one.
  */
 export class HttpClient {
   private readonly opts: HttpClientOptions & typeof DEFAULTS;
@@ -139,44 +145,60 @@ export class HttpClient {
     const url = this.buildUrl(req);
     const idempotent = req.idempotent ?? isIdempotent(method);
     const useAuth = this.opts.auth !== undefined && req.auth !== false;
-    let token = useAuth ? await this.opts.auth!.getAccessToken() : undefined;
+    let token: string | undefined;
     let retries = 0;
     let rateLimitWaits = 0;
+    let rateLimitWaitedMs = 0;
     let refreshedAfter401 = false;
+    let freshToken = false;
 
     for (;;) {
       req.signal?.throwIfAborted();
       let res: HttpResponse<T>;
-      await this.opts.limiter?.acquire();
+      const ticket = await this.opts.limiter?.acquire(req.kind ?? "call", req.signal);
+      // After the wait: a token taken before it may have expired meanwhile.
+      if (useAuth && !freshToken) {
+        try {
+          token = await this.opts.auth!.getAccessToken();
+        } catch (err) {
+          this.opts.limiter?.release(ticket);
+          throw err;
+        }
+      }
+      freshToken = false;
       try {
         res = await this.send<T>(method, url, req, token);
       } catch (err) {
+        this.opts.limiter?.release(ticket);
         if (idempotent && retries < this.opts.maxRetries && isRetryableNetworkError(err)) {
           await this.clock.sleep(backoffDelay(retries++, this.random(), this.opts.backoff ?? DEFAULT_BACKOFF), req.signal);
           continue;
         }
         throw this.networkError(method, url, err);
-      } finally {
-        this.opts.limiter?.release();
       }
+      this.opts.limiter?.release(ticket);
 
       if (this.opts.readQuotaHeaders) this.observeQuota(res.headers);
 
       if ((res.status === 401 || this.opts.isTokenRejected?.(res.status, res.body) === true) && useAuth && !refreshedAfter401) {
         refreshedAfter401 = true;
         token = await this.opts.auth!.invalidate(token!);
+        freshToken = true;
         continue;
       }
       if (res.status === 429) {
-        const wait = serverRetryDelay(res.headers, this.clock.now()) ?? backoffDelay(rateLimitWaits, this.random(), this.opts.backoff);
-        if (rateLimitWaits < this.opts.maxRateLimitWaits && wait <= this.opts.maxServerDelayMs) {
+        // A reset only milliseconds ahead is common: never wait less than the backoff.
+        const server = serverRetryDelay(res.headers, this.clock.now());
+        const wait = Math.max(server ?? 0, backoffDelay(rateLimitWaits, this.random(), this.opts.backoff ?? DEFAULT_BACKOFF));
+        if (rateLimitWaits < this.opts.maxRateLimitWaits && wait <= this.opts.maxServerDelayMs && rateLimitWaitedMs + wait <= this.opts.maxRateLimitWaitMs) {
           rateLimitWaits++;
+          rateLimitWaitedMs += wait;
           this.opts.limiter?.pauseUntil(this.clock.now() + wait);
           this.opts.log?.(`${method} ${describeUrl(url)} rate limited: waiting ${wait} ms`);
           await this.clock.sleep(wait, req.signal);
           continue;
         }
-        throw this.httpError(method, url, res, "rate limited");
+        throw this.rateLimitError(method, url, res, rateLimitWaits, rateLimitWaitedMs);
       }
       if (isRetryableStatus(res.status) && idempotent && retries < this.opts.maxRetries) {
         const wait = serverRetryDelay(res.headers, this.clock.now()) ?? backoffDelay(retries, this.random(), this.opts.backoff);
@@ -247,6 +269,20 @@ export class HttpClient {
     const where = `${method} ${url.pathname}`;
     const message = `${this.opts.name} answered ${res.status}${statusText(res.status)} to ${where}${detail ? `: ${detail}` : ""}`;
     return new HttpError(message, { statusCode: res.status, body: res.body, providerCode: providerCode(res.body), status });
+  }
+
+  /** A 429 that outlasted the waits: which limit, as the server and our limiter know it, and for how long. */
+  private rateLimitError(method: string, url: URL, res: HttpResponse<unknown>, waits: number, waitedMs: number): HttpError {
+    const serverLimit = Number(first(res.headers["x-ratelimit-limit"]));
+    const ours = this.opts.limiter?.limit;
+    const limit = Number.isFinite(serverLimit) && serverLimit > 0 ? `${serverLimit} requests` : ours ? `${ours.requests} requests per ${describeWindow(ours.windowMs)}` : "its rate limit";
+    const window = ours && Number.isFinite(serverLimit) && serverLimit > 0 ? ` per ${describeWindow(ours.windowMs)}` : "";
+    const detail = (this.opts.describeError ?? describeProviderError)(res.status, res.body);
+    const message =
+      `${this.opts.name} kept refusing ${method} ${url.pathname} with 429 Too Many Requests: its limit of ${limit}${window} was reached` +
+      (waits ? ` and still was after ${waits} waits over ${Math.round(waitedMs / 100) / 10} s` : "") +
+      `. Other clients of the same integration may be using the budget${detail ? ` (${detail})` : ""}`;
+    return new HttpError(message, { statusCode: 429, body: res.body, providerCode: providerCode(res.body), status: "rate limited" });
   }
 
   private networkError(method: string, url: URL, err: unknown): NetworkError {
@@ -320,6 +356,12 @@ function statusText(status: number): string {
     504: " Gateway Timeout",
   };
   return texts[status] ?? "";
+}
+
+function describeWindow(ms: number): string {
+  if (ms % 60_000 === 0) return ms === 60_000 ? "minute" : `${ms / 60_000} minutes`;
+  if (ms % 1000 === 0) return ms === 1000 ? "second" : `${ms / 1000} s`;
+  return `${ms} ms`;
 }
 
 function first(value: string | string[] | undefined): string | undefined {
