@@ -6,6 +6,12 @@ export const PUBLIC_GRAPH_URL = "https://graph.microsoft.com";
 /** Graph's documented maximum of requests in one JSON batch. */
 export const MAX_BATCH = 20;
 
+/**
+ * The request budget of one app in one tenant: the identity service's smallest app-and-tenant
+ * quota, 3,500 units per 10 s (a user read costs 1 to 2 units), so a poll never runs into it.
+ */
+export const GRAPH_RATE_LIMIT = { requests: 3500, windowMs: 10_000 };
+
 const USER_FIELDS = "id,mail,userPrincipalName,displayName";
 
 /** Why a user cannot be watched, in words a flow can route on (and an HTTP status to answer with). */

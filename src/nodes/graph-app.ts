@@ -3,7 +3,8 @@ import { migrateConfig } from "../core/node/migrate";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 import { EntraAppTokenSource } from "../graph/app-token";
 import type { GraphApp } from "../graph/app";
-import { GraphClient } from "../graph/client";
+import { budgetLimiter } from "../core/http/shared-limiter";
+import { GRAPH_RATE_LIMIT, GraphClient } from "../graph/client";
 import { checkGraphApp } from "../graph/connection-check";
 import { registerConnectionTest } from "../core/node/connection-test";
 
@@ -46,7 +47,12 @@ export = function register(RED: NodeAPI) {
         ...(certificate ? { certificate: creds.certificate, privateKey: creds.privateKey } : { clientSecret: creds.clientSecret }),
         authorityHost: config.authorityHost || undefined,
       });
-      client = new GraphClient({ baseUrl: config.graphUrl || undefined, auth: tokens });
+      client = new GraphClient({
+        baseUrl: config.graphUrl || undefined,
+        auth: tokens,
+        // Every graph-app node of one app and tenant in this process spends one budget.
+        limiter: budgetLimiter(`graph:${config.tenantId}:${config.clientId}`, GRAPH_RATE_LIMIT),
+      });
       return client;
     };
 

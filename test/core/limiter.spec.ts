@@ -3,7 +3,7 @@ import { ManualClock } from "../../src/core/clock";
 import { Database } from "../../src/core/db/database";
 import { RateLimiter } from "../../src/core/http/limiter";
 import { SharedRateLimiter } from "../../src/core/http/shared-limiter";
-import { TestDatabase, createTestDatabase } from "../support/pg";
+import { DATABASE_KINDS, kindLabel, openDatabase } from "../support/databases";
 import { busiestWindow } from "../support/workers";
 
 describe("rate limiter", () => {
@@ -117,18 +117,20 @@ describe("rate limiter", () => {
   });
 });
 
-describe("rate limiter shared through PostgreSQL", function () {
+for (const kind of DATABASE_KINDS) describe(`rate limiter shared through PostgreSQL (${kindLabel(kind)})`, function () {
   this.timeout(60_000);
-  let testDb: TestDatabase;
+  let opened: Awaited<ReturnType<typeof openDatabase>>;
   const dbs: Database[] = [];
 
   before(async () => {
-    testDb = await createTestDatabase("gw_limit");
-    for (let i = 0; i < 2; i++) dbs.push(await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined }));
+    opened = await openDatabase(kind, "gw_limit");
+    dbs.push(opened.db);
+    // A second pool on the same database, as a second node or instance has.
+    dbs.push(await Database.open(kind === "server" ? { kind, connection: opened.testDb!.connection } : { kind, dataDir: opened.dataDir!, keepAliveMs: 0 }, { warn: () => undefined }));
   });
   after(async () => {
-    await Promise.all(dbs.map((db) => db.close()));
-    await testDb.drop();
+    await dbs.pop()?.close();
+    await opened.drop();
   });
 
   it("two limiters on one database, as two instances have, keep one window between them", async () => {
@@ -155,7 +157,7 @@ describe("rate limiter shared through PostgreSQL", function () {
     assert.ok(rows[0].n <= 2, "every finished request was recorded as finished");
   });
 
-  it("a limiter on the embedded database, or none, paces in its own process", async () => {
+  it("a limiter whose database cannot be opened paces in its own process", async () => {
     const limiter = new SharedRateLimiter({ bucket: `test:none:${Math.random()}`, limit: { requests: 5, windowMs: 500 }, database: () => Promise.reject(new Error("no database")) });
     const starts: number[] = [];
     await Promise.all(Array.from({ length: 10 }, async () => {

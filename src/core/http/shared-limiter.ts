@@ -39,7 +39,7 @@ export interface SharedLimiterOptions {
   /** Who owns the budget: the provider and its client id (`teamleader:<client id>`). */
   bucket: string;
   limit: RateLimit;
-  /** The database the instances share; without one, or on the embedded one, the limiter stays in this process. */
+  /** The database the instances share; without one, the limiter stays in this process. */
   database: () => Promise<Database>;
   log?: (line: string) => void;
 }
@@ -50,8 +50,8 @@ export interface SharedLimiterOptions {
  * full window after it finished, by the database's clock, so all instances see one window. The
  * rules are those of the in-process `RateLimiter`: calls first (a waiting call is registered, and
  * bulk requests hold back while one is), bulk requests spaced evenly and kept out of the last few
- * places of the window, and a server's pause obeyed by all. On the embedded database (one
- * process) it is the in-process limiter; should the database fail, it falls back to it too.
+ * places of the window, and a server's pause obeyed by all. Should the database fail, it falls
+ * back to the in-process limiter.
  * The budget lives in the database, so a node redeployed gets a new one of these and loses nothing.
  */
 export class SharedRateLimiter implements RequestLimiter {
@@ -125,10 +125,7 @@ export class SharedRateLimiter implements RequestLimiter {
   }
 
   private database(): Promise<Database | undefined> {
-    this.shared ??= this.options.database().then(
-      (db) => (db.kind === "server" ? db : undefined),
-      () => undefined,
-    );
+    this.shared ??= this.options.database().catch(() => undefined);
     return this.shared.then(async (db) => {
       if (!db) return undefined;
       this.migrated ??= db.migrate("rate-limits", MIGRATIONS).catch((err) => {
