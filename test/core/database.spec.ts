@@ -7,7 +7,7 @@ import path from "node:path";
 import pg from "pg";
 import { cannotRun, elfInterpreter, findBinaries, systemBinDir } from "../../src/core/db/binaries";
 import { Database, Migration } from "../../src/core/db/database";
-import { embeddedServerInfo } from "../../src/core/db/embedded";
+import { alive, embeddedServerInfo } from "../../src/core/db/embedded";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { eventually } from "../support/node-red";
 
@@ -383,15 +383,6 @@ describe("database", () => {
     });
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 function signal(pid: number, name: NodeJS.Signals): void {
   try {

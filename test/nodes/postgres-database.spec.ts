@@ -7,7 +7,7 @@ import pg from "pg";
 import connectionBoard from "../../src/nodes/connection-board";
 import postgresDatabase from "../../src/nodes/postgres-database";
 import type { Database } from "../../src/core/db/database";
-import { embeddedServerInfo } from "../../src/core/db/embedded";
+import { alive, embeddedServerInfo } from "../../src/core/db/embedded";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { eventually, nodeRed } from "../support/node-red";
 import { startNodeRed } from "../support/node-red-process";
@@ -135,12 +135,3 @@ describe("postgres-database config node", () => {
     });
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}

@@ -519,7 +519,8 @@ function signal(pid: number, name: NodeJS.Signals): void {
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether a process exists (one of another user counts: it is there, we may not signal it). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
