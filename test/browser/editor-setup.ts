@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { request } from "undici";
 import { freePort } from "../../src/sandbox/azurite";
+import { controls, untilAnswering } from "../support/node-red-process";
 
 const run = promisify(execFile);
 export const repoRoot = path.join(__dirname, "..", "..", "..");
@@ -67,45 +67,8 @@ export async function startEditorNodeRed(userDir: string): Promise<EditorNodeRed
   child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
   child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`Node-RED exited (${child.exitCode}) while starting:\n${output}`);
-    try {
-      const res = await request(`${url}/settings`);
-      await res.body.dump();
-      if (res.statusCode === 200) break;
-    } catch {
-      // not yet listening
-    }
-    if (Date.now() > deadline) throw new Error(`Node-RED did not start within 90 s:\n${output}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return {
-    url,
-    userDir,
-    child,
-    log: () => output,
-    async deploy(flows) {
-      const res = await request(`${url}/flows`, {
-        method: "POST",
-        headers: { "content-type": "application/json", "node-red-deployment-type": "full" },
-        body: JSON.stringify(flows),
-      });
-      const text = await res.body.text();
-      if (res.statusCode >= 300) throw new Error(`deploy refused (${res.statusCode}): ${text}`);
-    },
-    stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        const force = setTimeout(() => child.kill("SIGKILL"), 15_000);
-        child.once("exit", () => {
-          clearTimeout(force);
-          resolve();
-        });
-        child.kill("SIGINT");
-      });
-    },
-  };
+  await untilAnswering(child, url, 90_000, () => output);
+  return { url, userDir, child, log: () => output, ...controls(child, url) };
 }
 
 /** The examples as the package ships them: file name (without .json) → nodes. */

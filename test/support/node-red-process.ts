@@ -29,24 +29,31 @@ export async function startNodeRed(options: { userDir?: string; port?: number; e
     stdio: ["ignore", "inherit", "inherit"],
   });
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
+  await untilAnswering(child, url, 60_000);
+  return { url, port, userDir, child, ...controls(child, url) };
+}
+
+/** Waits until the Node-RED in `child` answers at `url`; `output` adds what it printed to a failure. */
+export async function untilAnswering(child: ChildProcess, url: string, timeoutMs: number, output: () => string = () => ""): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const printed = () => (output() ? `:\n${output()}` : "");
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`Node-RED exited (${child.exitCode}) while starting`);
+    if (child.exitCode !== null) throw new Error(`Node-RED exited (${child.exitCode}) while starting${printed()}`);
     try {
       const res = await request(`${url}/settings`);
       await res.body.dump();
-      if (res.statusCode === 200) break;
+      if (res.statusCode === 200) return;
     } catch {
       // not yet listening
     }
-    if (Date.now() > deadline) throw new Error("Node-RED did not start within 60 s");
+    if (Date.now() > deadline) throw new Error(`Node-RED did not start within ${timeoutMs / 1000} s${printed()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** Deploying to and stopping the Node-RED in `child`, at `url`. */
+export function controls(child: ChildProcess, url: string): Pick<NodeRedProcess, "deploy" | "stop"> {
   return {
-    url,
-    port,
-    userDir,
-    child,
     async deploy(flows) {
       const res = await request(`${url}/flows`, {
         method: "POST",
