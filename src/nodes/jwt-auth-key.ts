@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { JwtAlgorithm, signingKeys } from "../auth/keys";
 import { JwtKeyProvider, TokenAuthority } from "../auth/jwt";
 import { checkJwtKey } from "../auth/connection-check";
@@ -7,7 +6,7 @@ import { FileThrottleStore, LoginThrottle, PostgresThrottleStore, ThrottleStore 
 import { SEALED, UserList, hashPassword } from "../auth/users";
 import { TokenCipher } from "../core/tokens/cipher";
 import { ConfigError, PipelineError, asPipelineError } from "../core/errors";
-import { DatabaseProvider, configNode, stateDir } from "../core/node/config";
+import { DatabaseProvider, configNode, runtimeSecret, stateDir } from "../core/node/config";
 import { migrateConfig } from "../core/node/migrate";
 import { registerSecret } from "../core/redact";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
@@ -29,20 +28,15 @@ interface KeyCredentials {
 }
 
 export = function register(RED: NodeAPI) {
-  // The dialog never sees a hash: it gets each user's hash sealed with a key only the runtime has
-  // (from Node-RED's credential secret), and gives it back for users whose password did not change.
-  const sealer = (() => {
-    let secret: unknown = RED.settings.credentialSecret;
-    try {
-      if (typeof secret !== "string" || !secret) secret = typeof RED.settings.get === "function" ? RED.settings.get("_credentialSecret") : undefined;
-    } catch {
-      secret = undefined;
-    }
-    return typeof secret === "string" && secret ? TokenCipher.fromSecret(secret, "jwt-auth-key users") : TokenCipher.fromKey(randomBytes(32));
-  })();
+  // The dialog never sees a stored hash (only that of a password just typed in it): it gets each
+  // user's hash sealed with a key only the runtime has (from Node-RED's credential secret, or a key
+  // file in the user directory, so it outlives a restart), and gives it back for users whose
+  // password did not change.
+  let sealing: TokenCipher | undefined;
+  const sealer = () => (sealing ??= TokenCipher.fromSecret(runtimeSecret(RED), "jwt-auth-key users"));
   const unseal = (sealed: string, name: string): string | undefined => {
     try {
-      return sealer.open(sealed, name);
+      return sealer().open(sealed, name);
     } catch {
       return undefined;
     }
@@ -122,7 +116,7 @@ export = function register(RED: NodeAPI) {
       const creds = (RED.nodes as any).getCredentials?.(String(req.params.id)) as KeyCredentials | undefined;
       const list = new UserList(creds?.users, unseal);
       // Names, and each hash sealed: the dialog keeps it for a user whose password is unchanged.
-      res.json({ users: list.names.map((name) => ({ name, kept: SEALED + sealer.seal(list.hashOf(name)!, name) })) });
+      res.json({ users: list.names.map((name) => ({ name, kept: SEALED + sealer().seal(list.hashOf(name)!, name) })) });
     } catch (err) {
       res.status(err instanceof ConfigError ? 400 : 500).json({ error: err instanceof ConfigError ? err.message : "could not read the users" });
     }

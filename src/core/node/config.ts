@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { promises as fs } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ConfigError } from "../errors";
@@ -28,10 +28,11 @@ export function stateDir(RED: NodeAPI, ...parts: string[]): string {
 }
 
 /**
- * The secret the file token store derives its key from: Node-RED's own credentialSecret when there
- * is one, else a random key kept in a file of its own (mode 0600) beside the tokens.
+ * The secret the runtime's own keys derive from (the file token store, the sealed user hashes):
+ * Node-RED's own credentialSecret when there is one, else a random key kept in a file of its own
+ * (mode 0600) in the user directory, so it outlives a restart. Synchronous: read once at start.
  */
-export async function tokenStoreSecret(RED: NodeAPI): Promise<string> {
+export function runtimeSecret(RED: NodeAPI): string {
   const configured = RED.settings.credentialSecret;
   if (typeof configured === "string" && configured) return configured;
   try {
@@ -41,11 +42,11 @@ export async function tokenStoreSecret(RED: NodeAPI): Promise<string> {
     // settings not loaded (test runtime): fall through to the key file
   }
   const file = stateDir(RED, "token-store.key");
-  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   try {
-    await fs.writeFile(file, randomBytes(32).toString("base64"), { flag: "wx", mode: 0o600 });
+    writeFileSync(file, randomBytes(32).toString("base64"), { flag: "wx", mode: 0o600 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
   }
-  return (await fs.readFile(file, "utf8")).trim();
+  return readFileSync(file, "utf8").trim();
 }

@@ -7,7 +7,7 @@ import { OAuthGrant, OAuthProfile } from "../tokens/oauth-grant";
 import { PostgresTokenStore } from "../tokens/pg-store";
 import { TokenManager, TokenStateEvent } from "../tokens/token-manager";
 import { TokenStore } from "../tokens/types";
-import { DatabaseProvider, configNode, stateDir, tokenStoreSecret } from "./config";
+import { DatabaseProvider, configNode, stateDir, runtimeSecret } from "./config";
 import type { NodeAPI } from "./types";
 
 export interface OAuthConnectionSettings {
@@ -109,7 +109,7 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
       const db = await provider.database();
       return new PostgresTokenStore(db, TokenCipher.fromSecret(this.settings.clientSecret, `postgres:${this.settings.key}`));
     }
-    return new FileTokenStore(stateDir(this.RED, "tokens"), TokenCipher.fromSecret(await tokenStoreSecret(this.RED), "file"));
+    return new FileTokenStore(stateDir(this.RED, "tokens"), TokenCipher.fromSecret(runtimeSecret(this.RED), "file"));
   }
 
   private setState(event: TokenStateEvent | ConnectionStateEvent): void {
