@@ -107,7 +107,7 @@ export = function register(RED: NodeAPI) {
       }
       // The refusal goes back to the one browser that asked (msg._client), never silently dropped.
       send([null, null, Object.assign(msg, { topic: outcome.code === "takeover-needed" ? "confirm-takeover" : "refused", payload: { ...action.row, user: action.user, code: outcome.code, message: outcome.message } })]);
-    });
+    }, { connectionTest: false }); // the dashboard feeds this input: no browser may run the database's test
   }
 
   RED.nodes.registerType("connection-board", ConnectionBoardNode);

@@ -11,10 +11,12 @@ export type InputHandler = (msg: NodeMessage, send: SendFunction) => Promise<voi
  * catches only synchronous throws; a stray rejection ends Node-RED), and every failure becomes a
  * status a person understands plus exactly one `done(err)`, which Catch nodes see.
  */
-export function handleInput(node: Node, status: StatusReporter, handler: InputHandler): void {
+export function handleInput(node: Node, status: StatusReporter, handler: InputHandler, options: { connectionTest?: boolean } = {}): void {
+  const testable = options.connectionTest !== false;
   node.on("input", (msg: NodeMessage, send: SendFunction, done: DoneFunction) => {
     // `test`: the connection test of the config nodes this node uses, its report to the output.
-    if (msg.topic === "test" && testFromFlow(node, status, msg, send, done)) return;
+    // Never for a dashboard client's message (`_client`): a browser may not probe the services.
+    if (testable && msg.topic === "test" && !("_client" in msg) && testFromFlow(node, status, msg, send, done)) return;
     let finished = false;
     const finish = (err?: PipelineError) => {
       if (finished) return;
