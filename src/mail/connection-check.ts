@@ -2,7 +2,6 @@ import { isIP } from "node:net";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import XOAuth2 from "nodemailer/lib/xoauth2";
 import { CheckFailure, ConnectionChecks } from "../core/check-report";
-import { registerSecret } from "../core/redact";
 import { EntraAppTokenSource } from "../graph/app-token";
 import type { SmtpSettings } from "./transport";
 
@@ -15,8 +14,6 @@ export const OUTLOOK_SMTP_SCOPE = "https://outlook.office365.com/.default";
  * Nothing is sent: the envelope is reset before any data.
  */
 export async function checkSmtp(settings: SmtpSettings, checks: ConnectionChecks): Promise<void> {
-  registerSecret(settings.password);
-  registerSecret(settings.oauth?.clientSecret);
   const port = settings.port || (settings.security === "tls" ? 465 : 587);
   const security = settings.security === "tls" ? "TLS" : settings.security === "starttls" ? "STARTTLS" : "no encryption";
   const connection = new SMTPConnection({

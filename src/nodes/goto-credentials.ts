@@ -80,7 +80,7 @@ export = function register(RED: NodeAPI) {
   registerAuthorizeRoutes(RED, { type: "goto-credentials", profile: gotoOAuthProfile });
   registerConnectionTest(RED, {
     type: "goto-credentials",
-    destination: ["authHost", "apiHost"],
+    destination: ["authHost", "apiHost", "store", "database"],
     secrets: ["clientSecret", "refreshToken"],
     run: (input, checks) => {
       const config = input.config as GoToCredentialsDef;

@@ -41,7 +41,7 @@ export = function register(RED: NodeAPI) {
   });
   registerConnectionTest(RED, {
     type: "postgres-database",
-    destination: ["mode", "host", "port", "database"],
+    destination: ["mode", "host", "port", "database", "ssl"],
     secrets: ["password", "url"],
     run: (input, checks) => checkDatabase(databaseConfig(input.config as unknown as PostgresDatabaseDef, input.credentials, stateDir(RED, "postgres")), checks),
   });

@@ -54,7 +54,7 @@ export = function register(RED: NodeAPI) {
   });
   registerConnectionTest(RED, {
     type: "smtp-connection",
-    destination: ["host", "port", "security", "loginHost", "tenantId"],
+    destination: ["host", "port", "security", "verifyCertificate", "loginHost", "tenantId"],
     secrets: ["password", "clientSecret"],
     run: (input, checks) => checkSmtp(smtpSettings(input.config as unknown as SmtpDef, input.credentials), checks),
   });

@@ -69,7 +69,7 @@ export = function register(RED: NodeAPI) {
 
   registerConnectionTest(RED, {
     type: "teamleader-connection",
-    destination: ["authHost", "apiHost"],
+    destination: ["authHost", "apiHost", "store", "database"],
     secrets: ["clientSecret", "refreshToken"],
     run: (input, checks) => {
       const config = input.config as TeamleaderConnectionDef & NodeDef;

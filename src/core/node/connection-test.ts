@@ -70,7 +70,12 @@ export function registerConnectionTest(RED: NodeAPI, tester: ConnectionTester): 
       }
       const body = (req.body ?? {}) as { id?: unknown; config?: unknown; credentials?: unknown; options?: unknown };
       const { input, notes } = fromDialog(RED, tester, body);
-      void runTest(tester, input, notes).then((report) => res.json(report));
+      void runTest(tester, input, notes).then(
+        (report) => res.json(report),
+        () => {
+          if (!res.headersSent) res.status(500).json({ error: "the test could not run; see the Node-RED log" });
+        },
+      );
     },
   );
 }
@@ -142,8 +147,11 @@ async function runTest(tester: ConnectionTester, input: ConnectionTestInput, not
   // At the deadline, the check under way records itself as failed in the same turn: let it.
   await new Promise((resolve) => setImmediate(resolve));
   const report = checks.report(tester.type);
-  // The lines as they stand at the answer: a check still under way cannot add to it afterwards.
-  return { ...report, checks: [...report.checks] };
+  // The lines as they stand at the answer (a check still under way cannot add to it afterwards),
+  // with this test's own secrets masked: a server may echo what it was sent.
+  const secrets = tester.secrets.map((name) => input.credentials[name]).filter((v): v is string => typeof v === "string" && v.length >= 4);
+  const mask = (text: string | undefined) => (text === undefined ? text : secrets.reduce((out, secret) => out.split(secret).join("[redacted]"), text));
+  return { ...report, checks: report.checks.map((line) => ({ ...line, detail: mask(line.detail), fix: mask(line.fix) })) };
 }
 
 function fromDialog(RED: NodeAPI, tester: ConnectionTester, body: { id?: unknown; config?: unknown; credentials?: unknown; options?: unknown }): { input: ConnectionTestInput; notes: CheckLine[] } {
