@@ -191,8 +191,8 @@ export function describeTeamleaderError(_status: number, body: unknown): string 
 
 /**
  * The limiter of one integration: Teamleader counts requests per client id, however many nodes
- * and Node-RED instances make them. Instances on one PostgreSQL server share the budget through
- * it; on the embedded database it is the limiter every node of this process shares.
+ * and Node-RED instances make them. Instances on one database share the budget through it;
+ * without a database it is the limiter every node of this process shares.
  */
 export function integrationLimiter(integration: string, requestsPerMinute = TEAMLEADER_RATE_LIMIT.requests, database?: () => Promise<Database>, log?: (line: string) => void): RequestLimiter {
   const limit = { requests: requestsPerMinute, windowMs: TEAMLEADER_RATE_LIMIT.windowMs };

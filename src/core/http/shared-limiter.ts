@@ -32,6 +32,9 @@ const MIGRATIONS: Migration[] = [
 const ABANDONED_AFTER_MS = 5 * 60_000;
 /** A waiting call is known to the others while it asked within this long. */
 const CALLER_FRESH_MS = 2_000;
+/** How long a limiter whose database could not be opened paces alone before it looks again. */
+const DATABASE_RETRY_MS = 10_000;
+
 /** Longest sleep between two looks at the shared window. */
 const MAX_POLL_MS = 250;
 
@@ -125,7 +128,11 @@ export class SharedRateLimiter implements RequestLimiter {
   }
 
   private database(): Promise<Database | undefined> {
-    this.shared ??= this.options.database().catch(() => undefined);
+    this.shared ??= this.options.database().catch(() => {
+      // Not there now (starting, or down): pace in this process for a while, then look again.
+      setTimeout(() => (this.shared = undefined), DATABASE_RETRY_MS).unref();
+      return undefined;
+    });
     return this.shared.then(async (db) => {
       if (!db) return undefined;
       this.migrated ??= db.migrate("rate-limits", MIGRATIONS).catch((err) => {
