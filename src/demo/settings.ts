@@ -8,7 +8,8 @@ export = {
   uiHost: process.env.HOST ?? "127.0.0.1",
   uiPort: Number(process.env.NODE_RED_PORT ?? 1880),
   flowFile: "flows.json",
-  credentialSecret: process.env.NODE_RED_CREDENTIAL_SECRET,
+  // "false" turns the credentials' encryption off, as `credentialSecret: false` does.
+  credentialSecret: process.env.NODE_RED_CREDENTIAL_SECRET === "false" ? false : process.env.NODE_RED_CREDENTIAL_SECRET,
   nodesDir: [repoRoot],
   logging: { console: { level: process.env.NODE_RED_LOG_LEVEL ?? "info", metrics: false, audit: false } },
   editorTheme: { tours: false },

@@ -104,4 +104,25 @@ describe("security: the package's routes answer every request and keep Node-RED 
       return login.status === 200;
     }, 20_000, "a login with the kept password");
   });
+
+  it("keeps an unchanged password through a restart of a Node-RED without a credential secret", async () => {
+    const env = { NODE_RED_CREDENTIAL_SECRET: "false", NODE_RED_LOG_LEVEL: process.env.GW_LOG ?? "warn" };
+    let plain = await startNodeRed({ env });
+    const login = async () => {
+      const res = await call(`${plain.url}/api/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ username: "promon", password: "correct horse battery" }) });
+      return res.status === 200;
+    };
+    try {
+      await plain.deploy(flow);
+      await eventually(login, 20_000, "a login with the typed password");
+      const users = JSON.parse((await call(`${plain.url}/gluework/jwt-auth-key/key/users`)).text).users as Array<{ name: string; kept: string }>;
+      await plain.deploy(flow.map((n) => (n.id === "key" ? { ...n, credentials: { secret, users: `promon:${users[0]!.kept}` } } : n)));
+      await eventually(login, 20_000, "a login with the kept password");
+      await plain.stop();
+      plain = await startNodeRed({ env, userDir: plain.userDir });
+      await eventually(login, 20_000, "a login with the kept password after the restart");
+    } finally {
+      await plain.stop();
+    }
+  });
 });
