@@ -201,7 +201,8 @@ function plainStrings(value: unknown): Record<string, any> {
 }
 
 function norm(value: unknown): string {
-  return value === undefined || value === null ? "" : String(value).trim();
+  // "_ADD_" is the editor's "Add new config node…" entry: no config node chosen.
+  return value === undefined || value === null || value === "_ADD_" ? "" : String(value).trim();
 }
 
 /**
