@@ -90,11 +90,7 @@ describe("database", () => {
       const a = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
       const b = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
       try {
-        const received: string[] = [];
-        await b.subscribe("board_changed", (p) => received.push(p));
-        await a.notify("board_changed", "row 7");
-        await eventually(() => received.length === 1, 5000, "the notification");
-        assert.deepEqual(received, ["row 7"]);
+        await assertNotificationCrosses(a, b);
       } finally {
         await a.close();
         await b.close();
@@ -147,11 +143,7 @@ describe("database", () => {
       const b = await open(dataDir);
       try {
         assert.equal(embeddedServerInfo(dataDir).length, 1, "one server for the directory");
-        const received: string[] = [];
-        await b.subscribe("board_changed", (p) => received.push(p));
-        await a.notify("board_changed", "row 7");
-        await eventually(() => received.length === 1, 5000, "the notification");
-        assert.deepEqual(received, ["row 7"]);
+        await assertNotificationCrosses(a, b);
       } finally {
         await a.close();
         await b.close();
@@ -383,6 +375,15 @@ describe("database", () => {
     });
   });
 });
+
+/** A notification sent on pool `a` reaches a listener on pool `b`, once. */
+async function assertNotificationCrosses(a: Database, b: Database): Promise<void> {
+  const received: string[] = [];
+  await b.subscribe("board_changed", (p) => received.push(p));
+  await a.notify("board_changed", "row 7");
+  await eventually(() => received.length === 1, 5000, "the notification");
+  assert.deepEqual(received, ["row 7"]);
+}
 
 function signal(pid: number, name: NodeJS.Signals): void {
   try {
