@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import pg from "pg";
 import { Database } from "../../src/core/db/database";
 import { alive, embeddedServerInfo } from "../../src/core/db/embedded";
 import { SERVER_ACCOUNT } from "../../src/core/db/os-account";
@@ -115,5 +116,47 @@ describe("security: the embedded PostgreSQL runs as an account of its own", func
     await close(db, dir);
     assert.deepEqual(again.filter((m) => m.includes("belonged to")), [], "handed over once only");
     assert.ok(existsSync(path.join(data, "PG_VERSION")));
+  });
+
+  it("stops a server an older version left running as the system's postgres account, and starts it again as its own", async () => {
+    const dir = freshDir();
+    const data = path.join(dir, "data");
+    let db = await open(dir);
+    await db.query("CREATE TABLE kept (n int)");
+    await db.query("INSERT INTO kept VALUES (7)");
+    const { binDir, port } = embeddedServerInfo(dir)[0]!;
+    await close(db, dir);
+    execFileSync("chown", ["-R", "postgres:postgres", data]);
+    const old = spawn("runuser", ["-u", "postgres", "--", path.join(binDir, "postgres"), "-D", data, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="], { stdio: "ignore" });
+    old.on("error", () => undefined);
+    try {
+      const password = readFileSync(path.join(dir, "password"), "utf8").trim();
+      await eventually(async () => {
+        const client = new pg.Client({ host: "127.0.0.1", port, user: "postgres", password, database: "postgres" });
+        client.on("error", () => undefined);
+        try {
+          await client.connect();
+          return true;
+        } catch {
+          return false;
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+      }, 30_000, "the server as postgres to accept connections");
+      const oldPostmaster = Number(readFileSync(path.join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+      const warnings: string[] = [];
+      db = await open(dir, warnings);
+      try {
+        assert.ok(!alive(oldPostmaster), "the server running as postgres was stopped");
+        const [info] = embeddedServerInfo(dir);
+        assert.equal(Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${info!.pids[0]}/status`, "utf8"))![1]), uidOf(SERVER_ACCOUNT));
+        assert.deepEqual((await db.query("SELECT n FROM kept")).rows, [{ n: 7 }]);
+        assert.equal(warnings.filter((m) => m.includes(`belonged to the system user "postgres"`)).length, 1, warnings.join("\n"));
+      } finally {
+        await close(db, dir);
+      }
+    } finally {
+      old.kill("SIGINT");
+    }
   });
 });
