@@ -6,7 +6,7 @@ import { ConfigError, InputError, asPipelineError } from "../core/errors";
 import { DatabaseProvider, configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
-import { ConfigMigration, migrateConfig } from "../core/node/migrate";
+import { ConfigMigration, carriedList, migrateConfig } from "../core/node/migrate";
 import { StatusReporter } from "../core/node/status";
 import { formatDuration, formatInZone, ianaZone } from "../core/time";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
@@ -27,7 +27,7 @@ interface BoardDef extends NodeDef {
 const BOARD_MIGRATIONS: readonly ConfigMigration[] = [
   {
     version: 2,
-    up: ({ users, ...rest }) => ({ ...rest, boardUsers: rest.boardUsers ?? users ?? "" }),
+    up: ({ users, ...rest }) => ({ ...rest, boardUsers: carriedList(rest.boardUsers, users) }),
   },
 ];
 
@@ -46,7 +46,9 @@ export = function register(RED: NodeAPI) {
     const publish = coalesced(async (board?: ConnectionBoard) => {
       const snapshot = await (board ?? (await opening)).snapshot();
       const connected = snapshot.rows.filter((r) => r.occupants.length > 0).length;
-      status.ready(`${connected}/${snapshot.rows.length} connected`);
+      // A board nobody may use is not ready, whatever its rows say.
+      if (snapshot.users.length === 0) status.warn(`no users: list them in the node · ${connected}/${snapshot.rows.length} connected`);
+      else status.ready(`${connected}/${snapshot.rows.length} connected`);
       node.send([{ topic: "board", payload: snapshot }, null, null]);
     }, (err) => node.error(asPipelineError(err), { topic: "board" }));
 

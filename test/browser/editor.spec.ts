@@ -466,4 +466,56 @@ describe("the package in the Node-RED editor", function () {
       assert.deepEqual(lost, [], "values lost in the round trip");
     });
   });
+  describe("an old flow, saved before the users fields were renamed", () => {
+    // Version 1 of both nodes kept their list as `users`, a name the editor keeps for itself.
+    const oldFlow = (suffix: string, z: string) => [
+      { id: `old-board-${suffix}`, type: "connection-board", z, x: 200, y: 80, name: "old board", connections: "vpn a;one", users: "Burt\nJimmy", wires: [[], [], []] },
+      { id: `old-ooo-${suffix}`, type: "graph-ooo-status", z, x: 200, y: 160, name: "old monitor", users: "ann@contoso.test\nbob@contoso.test", interval: "3600", wires: [[], [], [], []] },
+    ];
+    const kept = (n: any) => ({ type: n.type, boardUsers: n.boardUsers, watchedUsers: n.watchedUsers, users: n.users, version: n.version });
+    const expected = (type: string) =>
+      type === "connection-board"
+        ? { type, boardUsers: "Burt\nJimmy", watchedUsers: undefined, users: undefined, version: 2 }
+        : { type, boardUsers: undefined, watchedUsers: "ann@contoso.test\nbob@contoso.test", users: undefined, version: 2 };
+
+    async function deployedFlows(): Promise<any[]> {
+      const res = await request(`${red.url}/flows`, { headers: { "node-red-api-version": "v1" } });
+      return (await res.body.json()) as any[];
+    }
+
+    it("keeps its users when opened in the editor and redeployed from it", async () => {
+      await red.deploy([{ id: "old-tab", type: "tab", label: "old" }, ...oldFlow("opened", "old-tab")]);
+      await openEditor();
+      const inEditor = await page.evaluate(() => ["old-board-opened", "old-ooo-opened"].map((id) => {
+        const n = (window as any).RED.nodes.node(id);
+        return { type: n.type, boardUsers: n.boardUsers, watchedUsers: n.watchedUsers, users: n.users, version: n.version };
+      }));
+      assert.deepEqual(inEditor, [expected("connection-board"), expected("graph-ooo-status")]);
+      await page.evaluate(() => (window as any).RED.nodes.dirty(true));
+      await deployInEditor();
+      const saved = (await deployedFlows()).filter((n) => String(n.id).endsWith("-opened")).map(kept);
+      assert.deepEqual(saved, [expected("connection-board"), expected("graph-ooo-status")]);
+    });
+
+    it("keeps its users when pasted through Import › Clipboard and deployed", async () => {
+      await page.evaluate(() => (window as any).RED.actions.invoke("core:show-import-dialog"));
+      await page.locator("#red-ui-clipboard-dialog-import-text").waitFor({ state: "visible" });
+      await page.locator("#red-ui-clipboard-dialog-import-text").fill(JSON.stringify(oldFlow("pasted", "old-tab").map(({ z: _z, ...n }) => n)));
+      await page.locator("#red-ui-clipboard-dialog-ok").click();
+      await page.locator("#red-ui-clipboard-dialog").waitFor({ state: "hidden" }).catch(() => undefined);
+      await page.mouse.click(700, 450);
+      const pasted = await page.evaluate(() => {
+        const out: any[] = [];
+        (window as any).RED.nodes.eachNode((n: any) => {
+          if (n.name === "old board" || n.name === "old monitor") out.push({ id: n.id, type: n.type, boardUsers: n.boardUsers, watchedUsers: n.watchedUsers, users: n.users, version: n.version });
+        });
+        return out.filter((n) => !String(n.id).endsWith("-opened"));
+      });
+      assert.deepEqual(pasted.map(({ id: _id, ...n }) => n).sort((a, b) => a.type.localeCompare(b.type)), [expected("connection-board"), expected("graph-ooo-status")]);
+      await deployInEditor();
+      const ids = new Set(pasted.map((n) => n.id));
+      const saved = (await deployedFlows()).filter((n) => ids.has(n.id)).map(kept).sort((a, b) => a.type.localeCompare(b.type));
+      assert.deepEqual(saved, [expected("connection-board"), expected("graph-ooo-status")]);
+    });
+  });
 });
