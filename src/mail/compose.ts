@@ -108,7 +108,9 @@ interface AlertDocument {
   /** About the whole notification: sender, receiver, its own title and message. */
   rows: Row[];
   blocks: Block[];
-  /** Said after the blocks: alerts the sender left out, or cut for size. */
+  /** After the alerts: the sender's own rendering (Grafana's message), long and repeating them. */
+  appendix?: Block;
+  /** Said at the end: alerts the sender left out, or cut for size. */
   notes: string[];
 }
 
@@ -132,8 +134,8 @@ function alertDocument(body: AlertmanagerNotification, zone: string): AlertDocum
   const subject = `[${status}${body.status === "firing" ? `:${firing}` : ""}] ${names.join(", ") || "alert"}`;
   const g = body as GrafanaNotification;
   const rows: Row[] = [
-    ...row("Source", grafana ? "Grafana" : "Alertmanager"),
-    ...(grafana ? [...row("Title", g.title), ...row("State", g.state), ...row("Message", g.message, true)] : []),
+    ...row("Sent by", grafana ? "Grafana" : "Alertmanager"),
+    ...(grafana ? [...row("Title", g.title), ...row("State", g.state)] : []),
     ...row("Receiver", body.receiver),
     ...row("Group", isObject(body.groupLabels) ? labelText(body.groupLabels) : ""),
     ...row(grafana ? "Grafana" : "Alertmanager", body.externalURL),
@@ -141,7 +143,9 @@ function alertDocument(body: AlertmanagerNotification, zone: string): AlertDocum
   const notes: string[] = [];
   const truncated = Number(body.truncatedAlerts);
   if (Number.isFinite(truncated) && truncated > 0) notes.push(`${truncated} more alert${truncated === 1 ? "" : "s"} left out by ${grafana ? "Grafana" : "Alertmanager"} (its limit of alerts per message).`);
-  return { kind: grafana ? "grafana" : "alertmanager", subject: oneLine(subject), rows, blocks: alerts.map((a) => alertBlock(a, grafana, zone)), notes };
+  const message = grafana ? row("Message", g.message, true) : [];
+  const appendix: Block | undefined = message.length ? { heading: "Grafana's message", state: "other", rows: message } : undefined;
+  return { kind: grafana ? "grafana" : "alertmanager", subject: oneLine(subject), rows, blocks: alerts.map((a) => alertBlock(a, grafana, zone)), appendix, notes };
 }
 
 function alertBlock(alert: AlertmanagerAlert, grafana: boolean, zone: string): Block {
@@ -167,7 +171,7 @@ function alertBlock(alert: AlertmanagerAlert, grafana: boolean, zone: string): B
       ...(grafana ? [...row("Values", isObject(a.values) ? pairs(a.values, ", ") : ""), ...row("Value string", a.valueString, true)] : []),
       ...row("Started", time(alert.startsAt, zone)),
       ...(resolved ? row("Ended", time(alert.endsAt, zone)) : []),
-      ...row(grafana ? "Alert rule" : "Source", alert.generatorURL),
+      ...row(grafana ? "Alert rule" : "Alert link", alert.generatorURL),
       ...(grafana ? [...row("Silence", a.silenceURL), ...row("Dashboard", a.dashboardURL), ...row("Panel", a.panelURL), ...row("Image", a.imageURL)] : []),
       ...row("Fingerprint", alert.fingerprint),
     ],
@@ -198,7 +202,7 @@ function uptimeKumaDocument(body: UptimeKumaNotification, zone: string): AlertDo
   const state = beat && typeof beat.status === "number" ? (KUMA_STATUS[beat.status] ?? `STATUS ${beat.status}`) : undefined;
   const name = field(monitor?.name);
   const subject = name ? `[${state ?? "NOTICE"}] ${name}` : `Uptime Kuma: ${body.msg}`;
-  const rows: Row[] = [...row("Source", "Uptime Kuma"), ...row("Message", body.msg, true)];
+  const rows: Row[] = [...row("Sent by", "Uptime Kuma"), ...row("Message", body.msg, true)];
   const blocks: Block[] = [];
   if (monitor || beat) {
     const at = kumaTime(beat?.time);
@@ -241,14 +245,14 @@ function kumaTarget(m: UptimeKumaMonitor): Row[] {
     case "push":
       return [];
     case "ping":
-      return row("Host", host);
+      return row("Address", host);
     case "port":
     case "gamedig":
     case "steam":
-      return [...row("Host", hostPort), ...row("Game", m.game)];
+      return [...row("Address", hostPort), ...row("Game", m.game)];
     case "dns":
       return [
-        ...row("Host", host),
+        ...row("Address", host),
         ...row("Record type", m.dns_resolve_type),
         ...row("Resolver", field(m.dns_resolve_server) && port ? `${field(m.dns_resolve_server)}:${port}` : m.dns_resolve_server),
         ...row("Last result", m.dns_last_result, true),
@@ -256,11 +260,11 @@ function kumaTarget(m: UptimeKumaMonitor): Row[] {
     case "docker":
       return row("Container", m.docker_container);
     case "mqtt":
-      return [...row("Host", hostPort), ...row("Topic", m.mqttTopic)];
+      return [...row("Address", hostPort), ...row("Topic", m.mqttTopic)];
     case "keyword":
-      return [...row("URL", urlShown), ...row(m.invertKeyword ? "Keyword (must be absent)" : "Keyword", m.keyword)];
+      return [...row("Address", urlShown), ...row(m.invertKeyword ? "Keyword (must be absent)" : "Keyword", m.keyword)];
     default:
-      return urlShown ? row("URL", urlShown) : row("Host", hostPort);
+      return urlShown ? row("Address", urlShown) : row("Address", hostPort);
   }
 }
 
@@ -333,6 +337,8 @@ function render(doc: AlertDocument): MailContent {
     if (budget <= 0) left++;
     else blocks.push({ ...block, rows: take(block.rows) });
   }
+  const appendix = doc.appendix && budget > 0 ? { ...doc.appendix, rows: take(doc.appendix.rows) } : undefined;
+  if (appendix) blocks.push(appendix);
   const notes = [...doc.notes];
   if (cut) notes.push(`${cut} characters were cut: a mail shows at most ${MAX_MAIL_CHARS} characters of the notification.`);
   if (left) notes.push(`${left} more alert${left === 1 ? " is" : "s are"} not shown: a mail shows at most ${MAX_MAIL_CHARS} characters of the notification.`);
@@ -366,7 +372,7 @@ function htmlPart(subject: string, rows: Row[], blocks: Block[], notes: string[]
   const out = [
     `<!DOCTYPE html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${escapeHtml(subject)}</title></head>`,
     `<body style="margin:0;padding:16px;${FONT}">`,
-    `<h2 style="margin:0 0 12px 0;font-size:18px;${FONT}">${escapeHtml(subject)}</h2>`,
+    `<h2 style="margin:0 0 12px 0;${FONT};font-size:18px">${escapeHtml(subject)}</h2>`,
     htmlTable(rows, "#dddddd"),
   ];
   for (const block of blocks) {
