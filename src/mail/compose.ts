@@ -348,7 +348,7 @@ function render(doc: AlertDocument): MailContent {
 function textPart(subject: string, rows: Row[], blocks: Block[], notes: string[]): string {
   const out = [subject, "", ...rows.map(textRow)];
   for (const block of blocks) out.push("", `== ${block.heading} ==`, ...block.rows.map(textRow));
-  if (notes.length) out.push("", ...notes);
+  if (notes.length) out.push("", "== Notes ==", ...notes);
   return `${out.join("\n")}\n`;
 }
 
