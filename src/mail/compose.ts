@@ -391,10 +391,10 @@ function htmlTable(rows: Row[], border: string): string {
   if (!rows.length) return "";
   const cells = rows.map(
     (r) =>
-      `<tr><th align="left" valign="top" style="padding:4px 12px 4px 8px;border-bottom:1px solid #eeeeee;white-space:nowrap;font-weight:bold;${FONT}">${escapeHtml(r.label)}</th>` +
-      `<td valign="top" style="padding:4px 8px;border-bottom:1px solid #eeeeee;${FONT}">${htmlValue(r.value)}</td></tr>`,
+      `<tr><th align="left" valign="top" width="150" style="width:150px;padding:4px 12px 4px 8px;border-bottom:1px solid #eeeeee;font-weight:bold;${FONT}">${escapeHtml(r.label)}</th>` +
+      `<td valign="top" style="padding:4px 8px;border-bottom:1px solid #eeeeee;word-break:break-word;overflow-wrap:anywhere;${FONT}">${htmlValue(r.value)}</td></tr>`,
   );
-  return `<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="100%" style="border-collapse:collapse;border-left:4px solid ${border};max-width:900px">\n${cells.join("\n")}\n</table>`;
+  return `<table role="presentation" cellpadding="0" cellspacing="0" border="0" width="100%" style="border-collapse:collapse;table-layout:fixed;border-left:4px solid ${border};max-width:900px">\n${cells.join("\n")}\n</table>`;
 }
 
 /** Line breaks become <br>; every http(s) URL in the text becomes a link, any other scheme stays text. */
@@ -414,7 +414,15 @@ function htmlLine(line: string): string {
     out += href ? `<a href="${escapeHtml(href)}" style="color:#1a5fb4">${escapeHtml(raw)}</a>` : escapeHtml(raw);
     last = match.index! + raw.length;
   }
-  return out + escapeHtml(line.slice(last));
+  return keepSpaces(out + escapeHtml(line.slice(last)));
+}
+
+/** Indentation and runs of spaces as the sender wrote them (HTML would fold them into one). */
+function keepSpaces(html: string): string {
+  return html
+    .replace(/\t/g, "    ")
+    .replace(/^ +/, (m) => "&#160;".repeat(m.length))
+    .replace(/ {2,}/g, (m) => ` ${"&#160;".repeat(m.length - 1)}`);
 }
 
 function webLink(value: string): string | undefined {

@@ -181,11 +181,12 @@ describe("rendering monitoring webhooks as mail", () => {
       assert.equal(rows.Values, "B=44.23943737541908, C=1");
       assert.equal(rows["Value string"], alert.valueString.replace(/'/g, "&#39;"));
       const top = Object.fromEntries(sections[0]!.rows);
-      assert.equal(top.Title, "[FIRING:2]  (Servers blue)");
+      assert.equal(top.Title, "[FIRING:2] &#160;(Servers blue)", "runs of spaces kept");
       assert.equal(top.State, "alerting");
       const message = Object.fromEntries(sections[3]!.rows).Message;
       assert.match(message, /^\*\*Firing\*\*<br>\n<br>\nValue: B=44\.23943737541908, C=1<br>\n/);
       assert.ok(message.includes(`Dashboard: ${link("https://play.grafana.org/d/000000012?orgId=1")}<br>`), "links inside the message are clickable too");
+      assert.ok(message.includes("<br>\n&#160;- alertname = High memory usage<br>"), "the message's indentation is kept");
     });
 
     it("shows a resolved Grafana alert's end and state", () => {
