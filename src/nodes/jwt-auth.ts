@@ -58,9 +58,14 @@ export = function register(RED: NodeAPI) {
       let lifetimeS = 3600;
       try {
         authority = configNode<JwtKeyProvider>(RED, config.key, "jwt-auth-key", "jwt-auth key").authority();
-        if (config.mode === "login") lifetimeS = lifetimeSeconds(config.lifetime, 3600);
       } catch (err) {
         refuse(new Refusal(notSetUp(err), 503, 30), undefined);
+        throw err;
+      }
+      try {
+        if (config.mode === "login") lifetimeS = lifetimeSeconds(config.lifetime, 3600);
+      } catch (err) {
+        refuse(new Refusal("this jwt-auth node's token lifetime is not understood: fix it and deploy", 503, 30), undefined);
         throw err;
       }
 
