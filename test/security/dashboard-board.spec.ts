@@ -211,6 +211,7 @@ describe("security: a dashboard client can take and release connections as a lis
     const before = auditRows(auditFolder).length;
     const row = { main: "Clinique du Parc", sub: "VPN main" };
     // Releases of a row no one holds change nothing: they never write a row.
+    const started = Date.now();
     for (let i = 0; i < 10; i++) flooder.emit("widget-send", "board-ui", { payload: { action: "release", ...row, user: "Bart" } });
     for (let i = 0; i < 200; i++) {
       flooder.emit("widget-send", "board-ui", { payload: { action: "connect", ...row, user: "Burt" } });
@@ -226,8 +227,9 @@ describe("security: a dashboard client can take and release connections as a lis
     const burt = rows.filter((r) => r.includes(",Burt,"));
     // The budget's first actions were carried out (takes and releases race, so either may come last).
     assert.ok(burt.length >= 1 || (await occupants()).includes("Burt@Clinique du Parc;VPN main"), "the first actions, within the budget, were taken");
-    // 20 actions at once and one a second after: far from the 200 releases sent.
-    assert.ok(burt.length <= 25, `${burt.length} audit rows from a flood of 200 releases`);
+    // 20 actions at once and one a second after (a release row needs a take before it), however slow the machine.
+    const allowed = 20 + Math.ceil((Date.now() - started) / 1000);
+    assert.ok(burt.length <= Math.min(allowed / 2, 50), `${burt.length} audit rows from a flood of 200 releases in ${Date.now() - started} ms`);
     assert.ok(!rows.some((r) => r.includes("Bart")), "a release that changed nothing wrote no row");
     assert.equal(refusals.length, 1, "the flooding browser is told once, not once per action");
     await alive();
