@@ -31,9 +31,10 @@ const KUMA_STATUS: Record<number, string> = { 0: "DOWN", 1: "UP", 2: "PENDING", 
 export function composeMail(body: unknown, defaultSubject: string, options: ComposeOptions = {}): MailContent {
   checkShape(body);
   const content = composeFrom(body, defaultSubject, options.timeZone || hostZone());
-  // PostgreSQL text cannot hold NUL: shown as U+FFFD, so such a body is stored, not refused as "down".
-  const mail: MailContent = { kind: content.kind, subject: withoutNul(content.subject), text: withoutNul(content.text) };
-  if (content.html !== undefined) mail.html = withoutNul(content.html);
+  // PostgreSQL cannot store NUL or a lone UTF-16 surrogate (JSON's "\ud800"): each is shown as
+  // U+FFFD, so such a body is stored and sent, never refused as "down" and retried for ever.
+  const mail: MailContent = { kind: content.kind, subject: storable(content.subject), text: storable(content.text) };
+  if (content.html !== undefined) mail.html = storable(content.html);
   return mail;
 }
 
@@ -53,8 +54,10 @@ function checkShape(body: unknown): void {
   }
 }
 
-function withoutNul(text: string): string {
-  return text.includes("\u0000") ? text.replace(/\u0000/g, "\uFFFD") : text;
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+function storable(text: string): string {
+  return text.replace(UNSTORABLE, "\uFFFD");
 }
 
 function composeFrom(body: unknown, defaultSubject: string, zone: string): MailContent {
