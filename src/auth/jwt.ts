@@ -147,6 +147,11 @@ export class TokenAuthority {
       return new Refusal(reasonOf(err));
     }
     if (typeof claims.exp !== "number") return new Refusal("token has no expiry (exp)");
+    // A time no date can show (1e300, a negative year) is refused, not carried into msg.user.
+    for (const claim of ["exp", "nbf", "iat"] as const) {
+      const value = claims[claim];
+      if (value !== undefined && !(typeof value === "number" && value >= 0 && value <= LATEST_TIME_S)) return new Refusal(`token has an invalid time (${claim})`);
+    }
     if (typeof claims.sub !== "string" || !claims.sub) return new Refusal("token has no subject (sub)");
     if (this.settings.requireKnownUser !== false && !this.settings.users.has(claims.sub)) return new Refusal("unknown user");
     if (this.cacheSize > 0) {
@@ -156,6 +161,9 @@ export class TokenAuthority {
     return { username: claims.sub, claims };
   }
 }
+
+/** 9999-12-31T23:59:59Z: the last second a JWT time claim may name. */
+const LATEST_TIME_S = 253_402_300_799;
 
 function reasonOf(err: unknown): string {
   if (err instanceof jwt.TokenExpiredError) return "token expired";

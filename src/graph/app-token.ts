@@ -3,6 +3,7 @@ import { ConfidentialClientApplication, Configuration } from "@azure/msal-node";
 import { AuthorizationRequiredError, ConfigError, PipelineError } from "../core/errors";
 import { TokenSource } from "../core/http/client";
 import { registerSecret } from "../core/redact";
+import { wholePem } from "../core/pem";
 
 export const PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com";
 export const GRAPH_SCOPE = "https://graph.microsoft.com/.default";
@@ -102,13 +103,15 @@ function msalConfiguration(settings: EntraAppSettings): Configuration {
     auth.clientSecret = settings.clientSecret;
   } else if (settings.certificate && settings.privateKey) {
     registerSecret(settings.privateKey);
+    const privateKey = wholePem(settings.privateKey);
+    registerSecret(privateKey);
     let thumbprint: string;
     try {
-      thumbprint = new X509Certificate(settings.certificate).fingerprint256.replace(/:/g, "");
+      thumbprint = new X509Certificate(wholePem(settings.certificate)).fingerprint256.replace(/:/g, "");
     } catch (err) {
-      throw new ConfigError("the certificate is not a PEM-encoded X.509 certificate", { cause: err });
+      throw new ConfigError("the certificate is not a PEM-encoded X.509 certificate: paste the whole -----BEGIN CERTIFICATE----- block into the graph-app node", { cause: err, status: "certificate unreadable" });
     }
-    auth.clientCertificate = { thumbprintSha256: thumbprint, privateKey: settings.privateKey };
+    auth.clientCertificate = { thumbprintSha256: thumbprint, privateKey };
   } else {
     throw new ConfigError("the Entra ID app needs a client secret, or a certificate with its private key", { status: "missing client secret" });
   }

@@ -39,6 +39,8 @@ export interface OutgoingMail {
   to: string[];
   subject: string;
   text: string;
+  /** An HTML alternative to the text, when the mail has one. */
+  html?: string;
 }
 
 export interface MailTransport {

@@ -34,6 +34,8 @@ export interface EmbeddedHandle {
   password: string;
   database: string;
   pid: number;
+  /** Waits for a server that is starting again, or starts anew one that was given up on. */
+  revive(): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -86,6 +88,58 @@ const START_TIMEOUT_MS = 60_000;
 
 export async function acquireEmbedded(dir: string, options: EmbeddedOptions = {}): Promise<EmbeddedHandle> {
   const key = path.resolve(dir);
+  let current = await entryFor(key, options);
+  current.refs++;
+  let server: Server;
+  try {
+    server = await current.ready;
+  } catch (err) {
+    current.refs--;
+    throw err;
+  }
+  let released = false;
+  return {
+    // Live: a server started again after it stopped may listen on another port, with another pid.
+    get port() {
+      return current.server?.port ?? server.port;
+    },
+    user: USER,
+    password: server.password,
+    database: "postgres",
+    get pid() {
+      return current.server?.pid ?? server.pid;
+    },
+    revive: async () => {
+      if (released) return;
+      if (entries.get(key) === current && !current.stopping) {
+        const running = await current.ready; // running, or being started again
+        if (alive(running.pid)) return;
+        // An adopted server has no watcher of ours: its death is noticed here.
+        if (entries.get(key) === current && !running.child) entries.delete(key);
+        else return;
+      }
+      // Given up on (it stopped too often, or could not start again): start it anew for this user.
+      const next = await entryFor(key, options);
+      next.refs++;
+      current.refs--;
+      current = next;
+      server = await next.ready;
+    },
+    release: async () => {
+      if (released) return;
+      released = true;
+      current.refs--;
+      if (current.refs > 0) return;
+      const keepAlive = options.keepAliveMs ?? 10_000;
+      if (keepAlive <= 0) return stopEntry(key, current);
+      current.stopTimer = setTimeout(() => void stopEntry(key, current), keepAlive);
+      current.stopTimer.unref();
+    },
+  };
+}
+
+/** The server entry of a directory: the running one, or one starting now. */
+async function entryFor(key: string, options: EmbeddedOptions): Promise<Entry> {
   let entry = entries.get(key);
   if (entry?.stopping) {
     await entry.stopping;
@@ -103,37 +157,11 @@ export async function acquireEmbedded(dir: string, options: EmbeddedOptions = {}
       () => entries.get(key) === created && entries.delete(key),
     );
   }
-  entry.refs++;
   if (entry.stopTimer) {
     clearTimeout(entry.stopTimer);
     entry.stopTimer = undefined;
   }
-  const current = entry;
-  let server: Server;
-  try {
-    server = await current.ready;
-  } catch (err) {
-    current.refs--;
-    throw err;
-  }
-  let released = false;
-  return {
-    port: server.port,
-    user: USER,
-    password: server.password,
-    database: "postgres",
-    pid: server.pid,
-    release: async () => {
-      if (released) return;
-      released = true;
-      current.refs--;
-      if (current.refs > 0) return;
-      const keepAlive = options.keepAliveMs ?? 10_000;
-      if (keepAlive <= 0) return stopEntry(key, current);
-      current.stopTimer = setTimeout(() => void stopEntry(key, current), keepAlive);
-      current.stopTimer.unref();
-    },
-  };
+  return entry;
 }
 
 /** Stops every embedded server this process runs (for tests and shutdown). */
@@ -268,6 +296,16 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
       return { ...adopted, password: password!, binaries, runsAs: account?.name ?? currentUser() };
     }
     const initialised = await exists(path.join(dataDir, "PG_VERSION"));
+    const marker = path.join(dir, "cluster");
+    if (!initialised && (await exists(marker))) {
+      // Never an empty cluster in place of a lost one without being asked: flows would go on
+      // writing into it as if nothing had happened.
+      throw embeddedError(
+        `the embedded database's data folder ${dataDir} is gone (deleted or moved while Node-RED used it), so its tables are lost; restore the folder from a backup and deploy again, or delete ${marker} to start with an empty database`,
+        "GW_DB_EMBEDDED_DATA_GONE",
+        "database data folder missing",
+      );
+    }
     if (initialised && !password) {
       throw embeddedError(
         `the embedded database's password file ${passwordFile} is missing, so nothing can connect to its cluster; put it back, or delete ${dataDir} to start with an empty database`,
@@ -280,15 +318,27 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
       await writePassword(passwordFile, secret);
       await initdb(binaries.binDir, dataDir, secret, account);
     }
+    // Marks that this directory holds a cluster, so that losing data/ is noticed (see above).
+    if (!(await exists(marker))) await fs.writeFile(marker, `${new Date().toISOString()}\n`, { mode: 0o600 });
     const server = await launch(binaries, dataDir, options.port, account, options.log);
     await writeOwner(dir);
+    let lastPort = server.port;
     const relaunch = async () => {
       // A killed postmaster's backends end on their own within moments; until then, the
       // shared memory they hold keeps a new server from starting.
       for (let attempt = 0; ; attempt++) {
         try {
-          return await launch(binaries, dataDir, server.port, account, options.log);
+          const back = await launch(binaries, dataDir, lastPort, account, options.log);
+          lastPort = back.port;
+          return back;
         } catch (err) {
+          // Another program took the port meanwhile: any free one will do, unless the user fixed it.
+          if ((err as PipelineError).code === "GW_DB_PORT_IN_USE" && options.port === undefined) {
+            const moved = await launch(binaries, dataDir, undefined, account, options.log);
+            options.log?.warn(`the embedded database's port ${lastPort} was taken by another program; it listens on ${moved.port} now`);
+            lastPort = moved.port;
+            return moved;
+          }
           if (attempt >= 20 || !/shared memory block.*still in use|postmaster\.pid/i.test(errorMessage(err))) throw err;
           await sleep(500);
         }
@@ -354,8 +404,8 @@ async function adopt(dir: string, dataDir: string, password: string | undefined)
         return { port, pid };
       } catch (err) {
         await client.end().catch(() => undefined);
-        // still starting or recovering: wait for it, up to ten seconds
-        if (!/starting up|shutting down|recovery|ECONNREFUSED/i.test(errorMessage(err))) break;
+        // still starting or recovering, or slow to answer on a busy machine: wait for it, up to ten seconds
+        if (!/starting up|shutting down|recovery|ECONNREFUSED|timeout|terminated/i.test(errorMessage(err))) break;
         await sleep(200);
       }
     }
