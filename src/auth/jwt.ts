@@ -95,18 +95,19 @@ export class TokenAuthority {
     if (!credentials || !credentials.username || typeof credentials.password !== "string") {
       return new Refusal("username and password required");
     }
-    const keys = [`user:${credentials.username}`, `address:${address}`];
+    const { username } = credentials;
     // The try is counted before the (slow) password check: concurrent guesses cannot all pass.
-    const waitMs = await this.throttle.reserve(keys);
+    // A name that does not exist goes the same way, so neither the waits nor the time tell it apart.
+    const waitMs = await this.throttle.reserve(username, address);
     if (waitMs > 0) {
       const seconds = Math.ceil(waitMs / 1000);
       return new Refusal(`too many failed logins: try again in ${seconds} s`, 429, seconds);
     }
-    if (!(await this.settings.users.check(credentials.username, credentials.password))) {
+    if (!(await this.settings.users.check(username, credentials.password))) {
       return new Refusal("wrong username or password");
     }
-    await this.throttle.succeeded(keys);
-    return this.issue(credentials.username, options);
+    await this.throttle.succeeded(username, address);
+    return this.issue(username, options);
   }
 
   /** The user a token stands for, or why it is refused. */
@@ -243,6 +244,11 @@ export function cameOverHttps(req: RequestLike | undefined): boolean {
   return typeof forwarded === "string" && forwarded.split(",")[0]!.trim().toLowerCase() === "https";
 }
 
+/**
+ * The caller's address as the web server sees it: `X-Forwarded-For` counts only when Node-RED's
+ * `httpServerOptions` trust the proxy (Express's `trust proxy`, which `req.ip` follows), so a
+ * caller cannot choose the address its failed logins are counted under.
+ */
 export function clientAddress(req: RequestLike | undefined): string {
   return req?.ip || req?.socket?.remoteAddress || "local";
 }

