@@ -34,7 +34,11 @@ export async function checkSmtp(settings: SmtpSettings, checks: ConnectionChecks
   try {
     const connected = await checks.run(`connect with ${security}`, connectFix(settings), async () => {
       if (!settings.host) throw new CheckFailure("no host is set", "fill in the SMTP server's host");
-      await new Promise<void>((resolve, reject) => connection.connect((err?: Error) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) => {
+        // A failure before the greeting (a reply over the size limit) comes as an event only.
+        connection.once("error", reject);
+        connection.connect((err?: Error) => (err ? reject(err) : resolve()));
+      });
       return `${settings.host}:${port}${connection.secure ? ", encrypted" : ""}`;
     });
     const loginCheck = settings.auth === "oauth2" ? "log in with XOAUTH2" : "log in";

@@ -75,7 +75,8 @@ export async function checkDatabase(config: DatabaseConfig, checks: ConnectionCh
   }
   const client = new pg.Client({ ...connection, connectionTimeoutMillis: 8000, query_timeout: 8000 });
   client.on("error", () => undefined); // a server that drops us mid-test fails the running check instead
-  capReads((client as unknown as { connection: { stream: Socket } }).connection.stream, CHECK_RESPONSE_MAX_BYTES);
+  const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream;
+  capReads(socket, CHECK_RESPONSE_MAX_BYTES);
   if (config.kind === "server") checks.service(serverHost(connection));
   try {
     const who = await checks.run(
@@ -130,7 +131,9 @@ export async function checkDatabase(config: DatabaseConfig, checks: ConnectionCh
       return "taken and released";
     });
   } finally {
-    await client.end().catch(() => undefined);
+    // pg's goodbye waits for the peer to close; one that never speaks would keep the socket open.
+    await Promise.race([client.end().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+    socket.destroy();
     await release?.();
   }
 }
