@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import net from "node:net";
 import { HttpClient, NetworkError, ResponseTooLargeError } from "../../src/core/http/client";
+import { eventually } from "../support/node-red";
 
 /** A server whose every answer is `respond`; it counts the connections it holds. */
 async function server(respond: (res: http.ServerResponse) => void): Promise<{ url: string; open(): number; answered(): number; close(): Promise<void> }> {
@@ -40,14 +41,6 @@ function endless(res: http.ServerResponse): void {
   more();
 }
 
-async function until(condition: () => boolean, withinMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + withinMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(what);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe("HTTP client answer limits", () => {
   it("aborts a request whose body passes the cap, with an error naming the cap, and closes the connection", async () => {
     const peer = await server(endless);
@@ -58,7 +51,7 @@ describe("HTTP client answer limits", () => {
       assert.equal(err.message, "GoTo answered with more than 256 KB to GET /admin/rest/v1/me; is the host right?");
       assert.equal(err.code, "GW_HTTP_TOO_LARGE");
       assert.equal(peer.answered(), 1, "a too-large answer is not retried");
-      await until(() => peer.open() === 0, 2000, "the connection stayed open after the cap");
+      await eventually(() => peer.open() === 0, 2000, "the connection to close after the cap");
     } finally {
       await client.close();
       await peer.close();
@@ -87,11 +80,11 @@ describe("HTTP client answer limits", () => {
     const client = new HttpClient({ name: "Microsoft Graph", baseUrl: peer.url, signal: controller.signal, timeoutMs: 60_000, maxRetries: 0 });
     try {
       const pending = client.request({ path: "/users" }).then(() => undefined, (e: unknown) => e);
-      await until(() => peer.answered() === 1, 5000, "the request never reached the server");
+      await eventually(() => peer.answered() === 1, 5000, "the request to reach the server");
       controller.abort(new Error("the test ran out of time"));
       const err = await pending;
       assert.ok(err instanceof NetworkError, String(err));
-      await until(() => peer.open() === 0, 2000, "the connection stayed open after the abort");
+      await eventually(() => peer.open() === 0, 2000, "the connection to close after the abort");
     } finally {
       await client.close();
       await peer.close();

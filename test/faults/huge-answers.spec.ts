@@ -4,6 +4,7 @@ import http from "node:http";
 import net from "node:net";
 import { request } from "undici";
 import type { ConnectionReport } from "../../src/core/check-report";
+import { eventually } from "../support/node-red";
 import { NodeRedProcess, startNodeRed } from "../support/node-red-process";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 
@@ -129,14 +130,6 @@ function watchMemory(pid: number): { stop(): number } {
   };
 }
 
-async function until(condition: () => boolean, withinMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + withinMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(what);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 describe("huge, endless and stalled answers", function () {
   this.timeout(180_000);
   let red: NodeRedProcess;
@@ -201,7 +194,7 @@ describe("huge, endless and stalled answers", function () {
     }
     const took = Date.now() - started;
     assert.ok(took < ANSWER_WITHIN_MS, `the answer took ${took} ms`);
-    await until(() => peer.open() === 0, CLOSED_WITHIN_MS, `${peer.open()} connection(s) to ${peer.url} still open ${CLOSED_WITHIN_MS} ms after the answer: the request behind it was not aborted`);
+    await eventually(() => peer.open() === 0, CLOSED_WITHIN_MS, `the connections to ${peer.url} to close within ${CLOSED_WITHIN_MS} ms of the answer (the request behind it was not aborted)`);
     const peak = memory.stop();
     assert.ok(peak - baseline < 100 * MB, `Node-RED's memory grew by ${Math.round((peak - baseline) / MB)} MB`);
     assert.equal(red.child.exitCode, null, "Node-RED exited");
