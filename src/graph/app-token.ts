@@ -111,7 +111,7 @@ export class EntraAppTokenSource implements TokenSource {
  * msal-node's own network client reads an answer whole and gives a POST no deadline: this one
  * reads at most a token endpoint's share within a deadline, and a caller's signal aborts it.
  */
-class CappedNetworkClient implements INetworkModule {
+export class CappedNetworkClient implements INetworkModule {
   /** Why the last request failed, in our words (msal turns it into a bare code). */
   failure?: unknown;
 

@@ -183,7 +183,7 @@ describe("huge, endless and stalled answers", function () {
   }
 
   /** Runs `press` against `peer`, then asserts what must hold after any huge or stalled answer. */
-  async function survives<T>(peer: Peer, press: () => Promise<T>): Promise<T> {
+  async function survives<T>(peer: Peer, press: () => Promise<T>, answerWithinMs = ANSWER_WITHIN_MS): Promise<T> {
     const memory = watchMemory(red.child.pid!);
     const started = Date.now();
     let result: T;
@@ -193,7 +193,7 @@ describe("huge, endless and stalled answers", function () {
       memory.stop();
     }
     const took = Date.now() - started;
-    assert.ok(took < ANSWER_WITHIN_MS, `the answer took ${took} ms`);
+    assert.ok(took < answerWithinMs, `the answer took ${took} ms`);
     await eventually(() => peer.open() === 0, CLOSED_WITHIN_MS, `the connections to ${peer.url} to close within ${CLOSED_WITHIN_MS} ms of the answer (the request behind it was not aborted)`);
     const peak = memory.stop();
     assert.ok(peak - baseline < 100 * MB, `Node-RED's memory grew by ${Math.round((peak - baseline) / MB)} MB`);
@@ -239,8 +239,9 @@ describe("huge, endless and stalled answers", function () {
       assert.match(failedLine(report).detail ?? "", /answered with more than 1 MB/);
     });
 
-    it("smtp-connection stops reading an endless greeting", async () => {
-      const report = await survives(endlessTcp, () => testConnection("smtp-connection", smtpBody(endlessTcp)));
+    it("smtp-connection stops reading an endless greeting and fails at once, not at the deadline", async () => {
+      // The reply limit ends the connection; the check must hear of it rather than wait 13 s.
+      const report = await survives(endlessTcp, () => testConnection("smtp-connection", smtpBody(endlessTcp)), 5000);
       failedLine(report);
     });
 
