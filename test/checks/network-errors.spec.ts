@@ -79,9 +79,9 @@ describe("connection test network errors", function () {
 
   const local = (port: number) => `http://127.0.0.1:${port}`;
   const types: Array<{ type: string; body: (port: number) => Record<string, unknown> }> = [
-    { type: "goto-credentials", body: (port) => ({ config: { authHost: local(port), apiHost: local(port), store: "file" }, credentials: { clientId: `goto-${port}`, clientSecret: "secret", refreshToken: "refresh" } }) },
-    { type: "teamleader-connection", body: (port) => ({ config: { authHost: local(port), apiHost: local(port), redirectUri: "http://127.0.0.1:1880/tl/callback", database: "db" }, credentials: { clientId: `tl-${port}`, clientSecret: "secret", refreshToken: "refresh" } }) },
-    { type: "graph-app", body: (port) => ({ config: { tenantId: "contoso.test", clientId: "3f0c6a51-6d8e-4b55-9a7e-0d5f6c2d1a11", authType: "secret", authorityHost: local(port), graphUrl: local(port) }, credentials: { clientSecret: "secret" } }) },
+    { type: "goto-credentials", body: (port) => ({ config: { authHost: local(port), apiHost: local(port), store: "file" }, credentials: { clientId: `goto-${port}`, clientSecret: "s3cr3t-for-tests", refreshToken: "r3fr3sh-for-tests" } }) },
+    { type: "teamleader-connection", body: (port) => ({ config: { authHost: local(port), apiHost: local(port), redirectUri: "http://127.0.0.1:1880/tl/callback", database: "db" }, credentials: { clientId: `tl-${port}`, clientSecret: "s3cr3t-for-tests", refreshToken: "r3fr3sh-for-tests" } }) },
+    { type: "graph-app", body: (port) => ({ config: { tenantId: "contoso.test", clientId: "3f0c6a51-6d8e-4b55-9a7e-0d5f6c2d1a11", authType: "secret", authorityHost: local(port), graphUrl: local(port) }, credentials: { clientSecret: "s3cr3t-for-tests" } }) },
     { type: "azure-storage-account", body: (port) => ({ config: { auth: "key", accountName: "devstoreaccount1", endpoint: `${local(port)}/devstoreaccount1` }, credentials: { accountKey: Buffer.from("key").toString("base64") }, options: { container: "audit" } }) },
     { type: "smtp-connection", body: (port) => ({ config: { host: "127.0.0.1", port: String(port), security: "none", auth: "none", sender: "desk@example.com" }, credentials: {} }) },
     { type: "postgres-database", body: (port) => ({ config: { mode: "server", host: "127.0.0.1", port: String(port), database: "test", ssl: "disable" }, credentials: { user: "postgres" } }) },

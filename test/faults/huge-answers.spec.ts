@@ -211,9 +211,9 @@ describe("huge, endless and stalled answers", function () {
     return failed;
   };
 
-  const gotoBody = (peer: Peer) => ({ config: { authHost: peer.url, apiHost: peer.url, store: "file" }, credentials: { clientId: `goto-${peer.port}`, clientSecret: "secret", refreshToken: "refresh" } });
-  const teamleaderBody = (peer: Peer) => ({ config: { authHost: peer.url, apiHost: peer.url, redirectUri: "http://127.0.0.1:1880/tl/callback", database: "db" }, credentials: { clientId: `tl-${peer.port}`, clientSecret: "secret", refreshToken: "refresh" } });
-  const graphBody = (peer: Peer) => ({ config: { tenantId: "contoso.test", clientId: "3f0c6a51-6d8e-4b55-9a7e-0d5f6c2d1a11", authType: "secret", authorityHost: peer.url, graphUrl: peer.url }, credentials: { clientSecret: "secret" } });
+  const gotoBody = (peer: Peer) => ({ config: { authHost: peer.url, apiHost: peer.url, store: "file" }, credentials: { clientId: `goto-${peer.port}`, clientSecret: "s3cr3t-for-tests", refreshToken: "r3fr3sh-for-tests" } });
+  const teamleaderBody = (peer: Peer) => ({ config: { authHost: peer.url, apiHost: peer.url, redirectUri: "http://127.0.0.1:1880/tl/callback", database: "db" }, credentials: { clientId: `tl-${peer.port}`, clientSecret: "s3cr3t-for-tests", refreshToken: "r3fr3sh-for-tests" } });
+  const graphBody = (peer: Peer) => ({ config: { tenantId: "contoso.test", clientId: "3f0c6a51-6d8e-4b55-9a7e-0d5f6c2d1a11", authType: "secret", authorityHost: peer.url, graphUrl: peer.url }, credentials: { clientSecret: "s3cr3t-for-tests" } });
   const storageBody = (peer: Peer) => ({ config: { auth: "key", accountName: "devstoreaccount1", endpoint: `${peer.url}/devstoreaccount1` }, credentials: { accountKey: Buffer.from("key").toString("base64") }, options: { container: "audit" } });
   const smtpBody = (peer: Peer) => ({ config: { host: peer.host, port: String(peer.port), security: "none", auth: "none", sender: "desk@example.com" }, credentials: {} });
   const postgresBody = (peer: Peer) => ({ config: { mode: "server", host: peer.host, port: String(peer.port), database: "test", ssl: "disable" }, credentials: { user: "postgres" } });
