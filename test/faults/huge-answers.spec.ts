@@ -12,8 +12,8 @@ const GB = 1024 * 1024 * 1024;
 const MB = 1024 * 1024;
 /** The route answers within 15 s; a loaded machine gets a little more. */
 const ANSWER_WITHIN_MS = 17_000;
-/** Once the answer is out, the request behind it is closed within this. */
-const CLOSED_WITHIN_MS = 3_000;
+/** Once the answer is out, the request behind it is closed within this (a loaded machine takes seconds). */
+const CLOSED_WITHIN_MS = 5_000;
 
 /** A peer that counts the connections it holds, so a test sees when the client let go. */
 interface Peer {
