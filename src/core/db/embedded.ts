@@ -83,6 +83,9 @@ interface Entry {
 }
 
 const entries = new Map<string, Entry>();
+/** The last failed start of a server given up on, per directory: repeated only after a pause. */
+const revivalFailures = new Map<string, { at: number; error: unknown }>();
+const REVIVAL_PAUSE_MS = 5_000;
 const USER = "postgres";
 const START_TIMEOUT_MS = 60_000;
 
@@ -118,12 +121,21 @@ export async function acquireEmbedded(dir: string, options: EmbeddedOptions = {}
         if (entries.get(key) === current && !running.child) entries.delete(key);
         else return;
       }
-      // Given up on (it stopped too often, or could not start again): start it anew for this user.
+      // Given up on (it stopped too often, or could not start again): start it anew for this user,
+      // though not for every query while it cannot start (its data folder gone, say).
+      const failed = revivalFailures.get(key);
+      if (failed && Date.now() - failed.at < REVIVAL_PAUSE_MS) throw failed.error;
       const next = await entryFor(key, options);
       next.refs++;
       current.refs--;
       current = next;
-      server = await next.ready;
+      try {
+        server = await next.ready;
+        revivalFailures.delete(key);
+      } catch (err) {
+        revivalFailures.set(key, { at: Date.now(), error: err });
+        throw err;
+      }
     },
     release: async () => {
       if (released) return;
