@@ -8,6 +8,7 @@ import { PostgresTokenStore } from "../tokens/pg-store";
 import { TokenManager, TokenStateEvent } from "../tokens/token-manager";
 import { TokenStore } from "../tokens/types";
 import { DatabaseProvider, configNode, stateDir, runtimeSecret } from "./config";
+import type { Lifecycle } from "./lifecycle";
 import type { NodeAPI } from "./types";
 
 export interface OAuthConnectionSettings {
@@ -53,6 +54,8 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
   constructor(
     private readonly RED: NodeAPI,
     readonly settings: OAuthConnectionSettings,
+    /** The owning config node's lifecycle: the token database stays open until it has closed. */
+    private readonly life?: Pick<Lifecycle, "uses">,
   ) {
     super();
     this.tokenHttp = new HttpClient({ name: settings.profile.name, baseUrl: settings.profile.tokenUrl, timeoutMs: 20_000 });
@@ -106,7 +109,7 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
   private async openStore(): Promise<TokenStore> {
     if (this.settings.store === "postgres") {
       const provider = configNode<DatabaseProvider>(this.RED, this.settings.database, "postgres-database", "token database");
-      const db = await provider.database();
+      const db = await (this.life?.uses(provider) ?? provider).database();
       return new PostgresTokenStore(db, TokenCipher.fromSecret(this.settings.clientSecret, `postgres:${this.settings.key}`));
     }
     return new FileTokenStore(stateDir(this.RED, "tokens"), TokenCipher.fromSecret(runtimeSecret(this.RED), "file"));
