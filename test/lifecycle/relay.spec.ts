@@ -121,6 +121,7 @@ describe("lifecycle: the mail relay sends each mail once through deploys, restar
     // As `npm start` does: a deploy right after the start, while the relay sends what the crash left.
     await red.deploy(relayFlow(testDb, sink.port));
     const got = await allDelivered(sink, testDb, accepted);
+    if (process.env.COUNTS) console.log(`kill -9: ${got.total} arrived (${got.distinct} distinct) for ${accepted} accepted; ${withServer} with the server at the kill`);
     assert.equal(got.distinct, accepted, "every accepted mail arrived");
     assert.ok(got.total - accepted <= withServer, `${got.total} mails arrived for ${accepted}: ${got.total - accepted} twice, while ${withServer} were with the server at the kill`);
   });
