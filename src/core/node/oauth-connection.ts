@@ -106,13 +106,8 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
     return manager;
   }
 
-  private async openStore(): Promise<TokenStore> {
-    if (this.settings.store === "postgres") {
-      const provider = configNode<DatabaseProvider>(this.RED, this.settings.database, "postgres-database", "token database");
-      const db = await (this.life?.uses(provider) ?? provider).database();
-      return new PostgresTokenStore(db, TokenCipher.fromSecret(this.settings.clientSecret, `postgres:${this.settings.key}`));
-    }
-    return new FileTokenStore(stateDir(this.RED, "tokens"), TokenCipher.fromSecret(runtimeSecret(this.RED), "file"));
+  private openStore(): Promise<TokenStore> {
+    return openTokenStore(this.RED, this.settings, this.life);
   }
 
   private setState(event: TokenStateEvent | ConnectionStateEvent): void {
@@ -120,6 +115,16 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
     this.current = { state: event.state, reason: event.reason, status: (event as ConnectionStateEvent).status };
     this.emit("state", this.current);
   }
+}
+
+/** The token store `settings` name: the encrypted file store, or PostgreSQL through a postgres-database node. */
+export async function openTokenStore(RED: NodeAPI, settings: Pick<OAuthConnectionSettings, "store" | "database" | "clientSecret" | "key">, life?: Pick<Lifecycle, "uses">): Promise<TokenStore> {
+  if (settings.store === "postgres") {
+    const provider = configNode<DatabaseProvider>(RED, settings.database, "postgres-database", "token database");
+    const db = await (life?.uses(provider) ?? provider).database();
+    return new PostgresTokenStore(db, TokenCipher.fromSecret(settings.clientSecret, `postgres:${settings.key}`));
+  }
+  return new FileTokenStore(stateDir(RED, "tokens"), TokenCipher.fromSecret(runtimeSecret(RED), "file"));
 }
 
 /**
