@@ -227,7 +227,7 @@ export async function withTokenStore(
     return checks.skipAll(names, "no client");
   }
   const { profile } = settings;
-  const http = new HttpClient({ name: profile.name, baseUrl: profile.tokenUrl, timeoutMs: 8000 });
+  const http = new HttpClient({ name: profile.name, baseUrl: profile.tokenUrl, timeoutMs: 20_000 }); // the test's own deadline answers first
   try {
     const grant = new OAuthGrant(profile, { clientId: settings.clientId, clientSecret: settings.clientSecret }, http);
     const known = await checks.run("client id and secret", `check both against the OAuth client in ${profile.name}`, () => grant.checkClient(String(input.config.redirectUri ?? "") || "http://127.0.0.1/"), () => `${profile.name} knows this client and its secret`);

@@ -34,7 +34,7 @@ export class StoredTokenView implements TokenSource {
     }
     if (record.accessToken && record.expiresAt !== null && record.expiresAt - FRESH_FOR_MS > this.clock.now()) return record.accessToken;
     throw new CheckSkipped(
-      `not tried: the stored access token has expired, and a new one would spend the refresh token, which only the deployed node may do (it refreshes at its next call). Test again after the flows have run, or use Authorize in the ${this.label}'s dialog`,
+      `not tried: no current access token is stored, and getting one would spend the refresh token, which only the deployed node may do (at its next call). Test again once the flows have used the connection, or use Authorize in the ${this.label}'s dialog`,
     );
   }
 
