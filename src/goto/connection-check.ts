@@ -1,6 +1,6 @@
 import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, ConnectionChecks, hostOf } from "../core/check-report";
 import { HttpError } from "../core/http/client";
-import { TokenManager } from "../core/tokens/token-manager";
+import type { StoredTokenView } from "../core/tokens/token-view";
 import { GoToApis, gotoApiBase } from "./api";
 
 /** The scopes the package's GoTo nodes need, and what for. */
@@ -10,19 +10,19 @@ export const GOTO_SCOPES: ReadonlyArray<{ scope: string; for: string }> = [
 ];
 
 export interface GoToCheckSettings {
-  /** The token manager over the token store the deployed node uses (or will use). */
-  tokens: TokenManager;
+  /** The tokens the deployed node stored, read only: a test refreshes nothing. */
+  tokens: StoredTokenView;
   apiHost?: string;
   accountKey?: string;
 }
 
 /**
- * The goto-credentials node's checks: a token through the token store's refresh (so a replaced
- * refresh token is kept, never lost), the granted scopes, the account key and admin rights.
+ * The goto-credentials node's checks: the access token the deployed node stored (a test spends no
+ * refresh token), the granted scopes, the account key and admin rights.
  */
 export async function checkGoTo(settings: GoToCheckSettings, checks: ConnectionChecks): Promise<void> {
   const { tokens } = settings;
-  const token = await checks.run("token from the refresh token", "use Authorize in this dialog to get a new refresh token, then deploy", () => freshToken(tokens), () => "GoTo gave an access token");
+  const token = await checks.run("token from the refresh token", "use Authorize in this dialog to get a new refresh token, then deploy", () => tokens.getAccessToken(), () => "the deployed node's access token is current");
   if (!token) return checks.skipAll(["scopes", "account key and admin rights"], "no token");
   await checks.run("scopes", "add the missing scopes to the OAuth client in GoTo's developer portal, then use Authorize again", async () => {
     const granted = ((await tokens.extra("scope")) ?? "").split(/\s+/).filter(Boolean);
@@ -63,21 +63,5 @@ export async function checkGoTo(settings: GoToCheckSettings, checks: ConnectionC
     });
   } finally {
     await apis.close();
-  }
-}
-
-/**
- * An access token that a refresh made just now, through the token store: the store's lock and
- * re-read keep a replaced refresh token, and a refused one marks the connection for authorization.
- */
-export async function freshToken(tokens: TokenManager): Promise<string> {
-  let refreshed = false;
-  const onRefresh = () => (refreshed = true);
-  tokens.on("refreshed", onRefresh);
-  try {
-    const token = await tokens.getAccessToken();
-    return refreshed ? token : await tokens.invalidate(token);
-  } finally {
-    tokens.off("refreshed", onRefresh);
   }
 }

@@ -134,19 +134,24 @@ export class MailRelay extends EventEmitter {
     return retried;
   }
 
-  /** Stops claiming, lets the mails in flight finish (at most `graceMs`), and closes the transport. */
-  async close(graceMs = 10_000): Promise<void> {
+  /**
+   * Stops claiming and closes the transport at once: mails still waiting for a connection come back
+   * and are handed back to the outbox (the next start sends them), while those with the server
+   * finish (at most `graceMs`) and leave the outbox, so a redeploy sends nothing twice.
+   */
+  async close(graceMs = 12_000): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.outbox.hurry();
     this.wake();
+    const transportClosed = this.options.transport.close();
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
-    await Promise.race([Promise.all([this.running, ...this.inFlight]).catch(() => undefined), grace]);
+    await Promise.race([Promise.all([this.running, ...this.inFlight, transportClosed]).catch(() => undefined), grace]);
     clearTimeout(timer);
     clearInterval(this.renewal);
     await this.outbox.flush().catch(() => undefined);
-    await this.options.transport.close();
+    await transportClosed;
   }
 
   private async pump(): Promise<void> {
@@ -215,6 +220,11 @@ export class MailRelay extends EventEmitter {
       await this.options.transport.send({ messageId: mail.messageId, date: mail.createdAt, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html });
       outcome = "sent";
     } catch (err) {
+      // Closing: a mail the server never answered for was not taken (it waited for a connection).
+      if (this.closed && !(err as { responseCode?: number })?.responseCode) {
+        await this.outbox.release([mail.id]);
+        return;
+      }
       outcome = classify(err);
       reason = describeSmtpError(err);
     }

@@ -80,7 +80,7 @@ export = function register(RED: NodeAPI) {
       const out = { ...msg, payload: result };
       delete out.parts;
       send(out);
-    });
+    }, { life });
   }
 
   RED.nodes.registerType("blob-csv-writer", BlobCsvWriterNode);

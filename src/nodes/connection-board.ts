@@ -61,7 +61,7 @@ export = function register(RED: NodeAPI) {
 
     const opening = (async () => {
       if (config.timeZone && !ianaZone(config.timeZone)) throw new ConfigError(`"${config.timeZone}" is not a time zone`);
-      const db = await configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database").database();
+      const db = await life.uses(configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database")).database();
       const board = new ConnectionBoard(db, {
         board: config.board || node.id,
         policy: config.policy || "exclusive",
@@ -140,7 +140,7 @@ export = function register(RED: NodeAPI) {
       }
       // The refusal goes back to the one browser that asked (msg._client), never silently dropped.
       send([null, null, Object.assign(msg, { topic: outcome.code === "takeover-needed" ? "confirm-takeover" : "refused", payload: { ...action.row, user: action.user, code: outcome.code, message: outcome.message } })]);
-    }, { connectionTest: false }); // the dashboard feeds this input: no browser may run the database's test
+    }, { connectionTest: false, life }); // the dashboard feeds this input: no browser may run the database's test
   }
 
   RED.nodes.registerType("connection-board", ConnectionBoardNode);

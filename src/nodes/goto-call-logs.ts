@@ -37,7 +37,7 @@ export = function register(RED: NodeAPI) {
     if (existing?.connection) showConnectionState(existing.connection, status, life);
 
     handleInput(node, status, async (msg, send) => {
-      const goto = configNode<GoToConnection>(RED, config.goto, "goto-credentials", "GoTo connection");
+      const goto = life.uses(configNode<GoToConnection>(RED, config.goto, "goto-credentials", "GoTo connection"));
       const zone = timeZone(config.timeZone);
       const dates = daysOfRange(rangeOf(msg.payload, config), zone);
       const source: CallSource = config.source === "call-events" ? "call-events" : "call-reports";
@@ -72,7 +72,7 @@ export = function register(RED: NodeAPI) {
         }
       }
       status.ok(dates.length === 1 ? `${dates[0]} · ${formatCount(calls)} calls` : `${dates.length} days · ${formatCount(calls)} calls`);
-    });
+    }, { life });
   }
 
   RED.nodes.registerType("goto-call-logs", GoToCallLogsNode);

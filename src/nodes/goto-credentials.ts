@@ -2,6 +2,7 @@ import { ConfigError } from "../core/errors";
 import { registerAuthorizeRoutes } from "../core/node/authorize-routes";
 import { registerConnectionTest, withTokenStore } from "../core/node/connection-test";
 import { DatabaseProvider, configNode } from "../core/node/config";
+import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
 import { OAuthConnection, OAuthConnectionSettings } from "../core/node/oauth-connection";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
@@ -45,7 +46,9 @@ export = function register(RED: NodeAPI) {
     const rps = Number(config.requestsPerSecond || GOTO_REQUESTS_PER_SECOND);
 
     const settings = oauthSettings(config, creds);
-    node.connection = new OAuthConnection(RED, settings);
+    // Closes after the nodes using it, so a request under way keeps its tokens and rate budget.
+    const life = new Lifecycle(node);
+    node.connection = new OAuthConnection(RED, settings, life);
     let apis: GoToApis | undefined;
     const open = () =>
       (apis ??= new GoToApis({
@@ -58,7 +61,7 @@ export = function register(RED: NodeAPI) {
           set: async (value) => (await node.connection.tokens()).setExtra("accountKey", value),
         },
         log: (line) => node.debug(line),
-        budget: { clientId: settings.clientId, database: config.store === "postgres" && config.database ? () => configNode<DatabaseProvider>(RED, config.database!, "postgres-database", "database").database() : undefined },
+        budget: { clientId: settings.clientId, database: config.store === "postgres" && config.database ? () => life.uses(configNode<DatabaseProvider>(RED, config.database!, "postgres-database", "database")).database() : undefined },
       }));
     Object.assign(node, {
       authorizeHost: config.authHost?.trim() || undefined,
@@ -69,9 +72,7 @@ export = function register(RED: NodeAPI) {
     });
     if (!(rps > 0)) node.warn(new ConfigError("the request rate must be above 0; GoTo documents 10 per second").message);
 
-    node.on("close", (_removed: boolean, done: () => void) => {
-      void Promise.allSettled([apis?.close(), node.connection.close()]).then(() => done());
-    });
+    life.onClose(() => Promise.allSettled([apis?.close(), node.connection.close()]).then(() => undefined));
   }
 
   RED.nodes.registerType("goto-credentials", GoToCredentialsNode, {

@@ -48,7 +48,7 @@ export = function register(RED: NodeAPI) {
       let outcomes;
       let batch = false;
       try {
-        const goto = configNode<GoToConnection>(RED, config.goto, "goto-credentials", "GoTo connection");
+        const goto = life.uses(configNode<GoToConnection>(RED, config.goto, "goto-credentials", "GoTo connection"));
         const defaults: RequestDefaults = { action: config.action ?? "provision" };
         for (const field of FIELDS) defaults[field] = await setting(field, msg);
         const parsed = itemsOf(msg.payload);
@@ -97,7 +97,7 @@ export = function register(RED: NodeAPI) {
         });
       }
       status.ok(`${formatCount(outcomes.length)} users done`);
-    });
+    }, { life });
   }
 
   RED.nodes.registerType("goto-provision-user", GoToProvisionUserNode);

@@ -7,6 +7,7 @@ import { budgetLimiter } from "../core/http/shared-limiter";
 import { GRAPH_RATE_LIMIT, GraphClient } from "../graph/client";
 import { checkGraphApp } from "../graph/connection-check";
 import { registerConnectionTest } from "../core/node/connection-test";
+import { usersClosed } from "../core/node/lifecycle";
 
 interface GraphAppDef extends NodeDef {
   tenantId: string;
@@ -57,9 +58,12 @@ export = function register(RED: NodeAPI) {
     };
 
     node.on("close", (_removed: boolean, done: () => void) => {
-      const closing = client?.close();
-      client = undefined;
-      void Promise.resolve(closing).catch(() => undefined).finally(done);
+      // A poll under way reads on with this client until its node has closed.
+      void usersClosed(node).then(() => {
+        const closing = client?.close();
+        client = undefined;
+        return Promise.resolve(closing).catch(() => undefined).finally(done);
+      });
     });
   }
 

@@ -46,8 +46,8 @@ export = function register(RED: NodeAPI) {
     let cancelWakeup: (() => void) | undefined;
 
     const monitor = (async () => {
-      const app = configNode<GraphApp>(RED, config.app, "graph-app", "Entra ID app");
-      const db = await configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database").database();
+      const app = life.uses(configNode<GraphApp>(RED, config.app, "graph-app", "Entra ID app"));
+      const db = await life.uses(configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database")).database();
       // A cycle may read for as long as the interval; the users left go first in the next one.
       const m = new OutOfOfficeMonitor({ graph: app.graph(), store: new WatchListStore(db, node.id), readsInFlight, cycleBudgetMs: intervalS * 1000 });
       await m.load();
@@ -86,7 +86,8 @@ export = function register(RED: NodeAPI) {
     };
 
     const poll = (): Promise<PollResult> => {
-      polling ??= (async () => {
+      // A close aborts the cycle's reads and waits for it to store what it learned.
+      polling ??= life.work((async () => {
         const m = await monitor;
         const result = await m.poll(life.signal);
         const timed = await m.checkWindows();
@@ -102,7 +103,7 @@ export = function register(RED: NodeAPI) {
         return result;
       })().finally(() => {
         polling = undefined;
-      });
+      }));
       return polling;
     };
 
@@ -158,7 +159,7 @@ export = function register(RED: NodeAPI) {
         send([null, null, answer(msg, 503, { error: "unavailable", reason: error.message })]);
         throw error;
       }
-    });
+    }, { life });
 
     async function answerRequest(request: Exclude<WatchRequest, { kind: "poll" }>, msg: NodeMessage, send: SendFunction): Promise<void> {
       const m = await monitor;

@@ -51,7 +51,8 @@ export = function register(RED: NodeAPI) {
     };
     async function openRelay(): Promise<MailRelay> {
       const smtp = configNode<SmtpProvider>(RED, config.smtp, "smtp-connection", "SMTP connection").settings();
-      const db = await configNode<DatabaseProvider>(RED, config.database, "postgres-database", "outbox database").database();
+      // The database stays open until this relay has stored the outcome of every mail it holds.
+      const db = await life.uses(configNode<DatabaseProvider>(RED, config.database, "postgres-database", "outbox database")).database();
       if (life.isClosed) throw new ConfigError("the mail-relay node was closed");
       const outbox = new Outbox(db, node.id);
       const retries = config.retries === "" || config.retries === undefined ? 5 : Number(config.retries);
@@ -127,7 +128,7 @@ export = function register(RED: NodeAPI) {
       msg.statusCode = 202;
       msg.payload = { id, message: "monitoring message queued" };
       send([msg, null, null]);
-    });
+    }, { life });
   }
 
   async function runCommand(relay: MailRelay, command: string, msg: NodeMessage): Promise<unknown> {

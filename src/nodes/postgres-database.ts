@@ -4,6 +4,7 @@ import { ConfigError } from "../core/errors";
 import { checkDatabase } from "../core/db/connection-check";
 import { registerConnectionTest } from "../core/node/connection-test";
 import { stateDir } from "../core/node/config";
+import { usersClosed } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 
@@ -28,11 +29,14 @@ export = function register(RED: NodeAPI) {
     };
 
     node.on("close", (_removed: boolean, done: () => void) => {
-      closed = true;
-      const pending = opening;
-      opening = undefined;
-      if (!pending) return done();
-      pending.then((db) => db.close()).catch(() => undefined).finally(done);
+      // The nodes using the pool finish or hand back their work first (they close at the same time).
+      void usersClosed(node).then(() => {
+        closed = true;
+        const pending = opening;
+        opening = undefined;
+        if (!pending) return done();
+        pending.then((db) => db.close()).catch(() => undefined).finally(done);
+      });
     });
   }
 

@@ -1,5 +1,6 @@
 import { ConfigError, errorMessage } from "../core/errors";
 import { DatabaseProvider, configNode } from "../core/node/config";
+import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
 import { OAuthConnection, OAuthConnectionSettings } from "../core/node/oauth-connection";
 import { registerConnectionTest, withTokenStore } from "../core/node/connection-test";
@@ -49,18 +50,18 @@ export = function register(RED: NodeAPI) {
     const label = `teamleader-connection node '${config.name || node.id}'`;
     // Tokens always in the database under the integration's key: every instance of this
     // integration on that database shares one single-use refresh-token chain.
-    const oauth = new OAuthConnection(RED, oauthSettings(config, creds, label));
+    // Closes after the syncs using it, so a batch under way is written before the database goes.
+    const life = new Lifecycle(node as unknown as Node);
+    const oauth = new OAuthConnection(RED, oauthSettings(config, creds, label), life);
     node.connection = new TeamleaderConnection({
       oauth,
-      database: async () => configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database").database(),
+      database: async () => life.uses(configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database")).database(),
       redirectUri: config.redirectUri,
       apiHost: config.apiHost,
       requestsPerMinute: config.requestsPerMinute === undefined || config.requestsPerMinute === "" ? 200 : Number(config.requestsPerMinute),
       log: (line) => node.debug(line),
     });
-    node.on("close", (_removed: boolean, done: () => void) => {
-      void Promise.allSettled([node.connection.close(), oauth.close()]).then(() => done());
-    });
+    life.onClose(() => Promise.allSettled([node.connection.close(), oauth.close()]).then(() => undefined));
   }
 
   RED.nodes.registerType("teamleader-connection", TeamleaderConnectionConfig, {

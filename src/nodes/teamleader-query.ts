@@ -32,7 +32,7 @@ export = function register(RED: NodeAPI) {
     if (provider?.connection) showConnectionState(provider.connection.oauth, status, life);
 
     handleInput(node, status, async (msg, send) => {
-      const { connection } = configNode<TeamleaderConnectionProvider>(RED, config.connection, "teamleader-connection", "Teamleader connection");
+      const { connection } = life.uses(configNode<TeamleaderConnectionProvider>(RED, config.connection, "teamleader-connection", "Teamleader connection"));
       const payload = (typeof msg.payload === "object" && msg.payload !== null ? msg.payload : {}) as Record<string, unknown>;
 
       if (config.mode !== "sync") {
@@ -71,7 +71,7 @@ export = function register(RED: NodeAPI) {
       }
       msg.payload = summary;
       send(msg);
-    });
+    }, { life });
   }
 
   RED.nodes.registerType("teamleader-query", TeamleaderQueryNode);

@@ -23,6 +23,8 @@ export interface SmtpSinkOptions {
   oauth?: (user: string, accessToken: string) => boolean;
   /** Refuse more than this many simultaneous connections (421), as strict MTAs do. */
   maxClients?: number;
+  /** Answer each mail only this long after its data ended (a slow server); it is kept at the answer. */
+  answerDelayMs?: number;
   /** Further smtp-server options (tests make failure modes with them). */
   serverOptions?: Partial<SMTPServerOptions>;
 }
@@ -42,7 +44,7 @@ export function mailHeader(raw: string, name: string): string | undefined {
 export class SmtpSink {
   readonly received: ReceivedMail[] = [];
   /** Connections accepted, and the most open at once. */
-  readonly stats = { connections: 0, open: 0, peakOpen: 0 };
+  readonly stats = { connections: 0, open: 0, peakOpen: 0, /** Mails whose data ended and that wait for the answer. */ answering: 0 };
   private server?: SMTPServer;
   private listeners: Array<(mail: ReceivedMail) => void> = [];
   port = 0;
@@ -94,10 +96,18 @@ export class SmtpSink {
             raw: Buffer.concat(chunks).toString("utf8"),
             receivedAt: Date.now(),
           };
-          this.store(mail).then(
-            () => callback(),
-            (err: Error) => callback(err),
-          );
+          const take = () =>
+            this.store(mail).then(
+              () => callback(),
+              (err: Error) => callback(err),
+            );
+          const delay = this.options.answerDelayMs ?? 0;
+          if (!delay) return void take();
+          this.stats.answering++;
+          setTimeout(() => {
+            this.stats.answering--;
+            void take();
+          }, delay);
         });
       },
       ...this.options.serverOptions,

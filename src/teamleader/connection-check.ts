@@ -1,26 +1,25 @@
 import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, ConnectionChecks, hostOf } from "../core/check-report";
 import { HttpError } from "../core/http/client";
-import { TokenManager } from "../core/tokens/token-manager";
-import { freshToken } from "../goto/connection-check";
+import type { StoredTokenView } from "../core/tokens/token-view";
 import { TEAMLEADER_API_HOST, TeamleaderApi } from "./api";
 import { RESOURCES, parseResources } from "./resources";
 import type { SyncResource } from "./types";
 
 export interface TeamleaderCheckSettings {
-  /** The token manager over the integration's shared chain in the database. */
-  tokens: TokenManager;
+  /** The integration's shared chain in the database, read only: a test spends no refresh token. */
+  tokens: StoredTokenView;
   apiHost?: string;
   /** The resources the flows sync (every one when none is named). */
   resources: SyncResource[];
 }
 
 /**
- * The teamleader-connection node's checks: a token through the shared chain (a single-use refresh
- * token is spent only inside the store's lock, where its successor is kept), users.me, and the
- * scopes the integration lacks for the resources the flows sync (a 403 on their list call).
+ * The teamleader-connection node's checks: the access token of the shared chain (a single-use
+ * refresh token is never spent by a test), users.me, and the scopes the integration lacks for the
+ * resources the flows sync (a 403 on their list call).
  */
 export async function checkTeamleader(settings: TeamleaderCheckSettings, checks: ConnectionChecks): Promise<void> {
-  const token = await checks.run("token through the shared chain", "use Authorize in this dialog (saving the integration in the Marketplace ends its refresh tokens), then deploy", () => freshToken(settings.tokens), () => "Teamleader gave an access token");
+  const token = await checks.run("token through the shared chain", "use Authorize in this dialog (saving the integration in the Marketplace ends its refresh tokens), then deploy", () => settings.tokens.getAccessToken(), () => "the shared chain's access token is current");
   if (!token) return checks.skipAll(["users.me", "scopes"], "no token");
   const api = new TeamleaderApi({ apiHost: settings.apiHost, auth: settings.tokens, timeoutMs: 8000, signal: checks.signal, maxResponseBytes: CHECK_RESPONSE_MAX_BYTES });
   checks.service(hostOf(settings.apiHost || TEAMLEADER_API_HOST));

@@ -23,63 +23,68 @@ describe("goto-credentials connection test", () => {
     return { ...c, refreshToken: sandbox.goto.oauth.issueRefreshToken(c.clientId) };
   };
 
-  it("gets a token, finds both scopes, the account key and an admin", async () => {
-    await helper.load(gotoCredentials, []);
-    const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: client() });
+  const PLACEHOLDERS = { clientSecret: "__PWRD__", refreshToken: "__PWRD__" };
+  /** A deployed g1 that has used its connection once, so its chain holds a current access token. */
+  async function deployed(creds = client(), extra: Record<string, unknown> = {}) {
+    await helper.load([gotoCredentials, gotoCallLogs], [{ id: "g1", type: "goto-credentials", ...config(), ...extra }], { g1: creds });
+    await (helper.getNode("g1") as any).connection.getAccessToken();
+    return { clientId: creds.clientId, ...PLACEHOLDERS };
+  }
+
+  it("checks the client, then uses the deployed node's access token: both scopes, the account key and an admin", async () => {
+    const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: await deployed() });
+    expectLine(report, "client id and secret", "passed");
     expectLine(report, "token from the refresh token", "passed");
     expectLine(report, "scopes", "passed", /cr\.v1\.read identity:/);
     expectLine(report, "account key and admin rights", "passed", new RegExp(`account ${sandbox.goto.accountKey}, admin@example.com is SUPER_USER`));
     assert.equal(report.ok, true);
   });
 
-  it("keeps a refresh token GoTo replaced during the test, so the deployed node goes on with it", async () => {
+  it("does not try a refresh token typed in the dialog, since GoTo would replace it, and points to Authorize", async () => {
     const creds = client();
-    const flow = [{ id: "g1", type: "goto-credentials", ...config() }];
-    await helper.load(gotoCredentials, flow, { g1: creds });
-    // Every refresh rotates here: the test's refresh revokes the token in the node's credentials.
-    const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: { clientId: creds.clientId, clientSecret: "__PWRD__", refreshToken: "__PWRD__" } });
-    expectLine(report, "token from the refresh token", "passed");
-    const again = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: { clientId: creds.clientId, clientSecret: "__PWRD__", refreshToken: "__PWRD__" } });
-    expectLine(again, "token from the refresh token", "passed");
-    assert.equal(sandbox.server.counter("goto refresh reused"), 0, "a spent refresh token was sent again");
+    const refreshes = sandbox.server.counter("goto refresh");
+    const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: creds });
+    expectLine(report, "client id and secret", "passed");
+    expectLine(report, "token from the refresh token", "skipped", /would spend it[\s\S]*Authorize/);
+    assert.equal(sandbox.server.counter("goto refresh"), refreshes, "the test spent a refresh token");
   });
 
-  it("fails the token for a wrong client secret, and says to check it", async () => {
+  it("fails the client for a wrong client secret, and says to check it", async () => {
     await helper.load(gotoCredentials, []);
     const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: { ...client(), clientSecret: "not-the-secret-123" } });
-    expectLine(report, "token from the refresh token", "failed", /refused the client id or secret/);
+    expectLine(report, "client id and secret", "failed", /refused the client id or secret/);
     expectLine(report, "scopes", "skipped");
     assert.ok(!JSON.stringify(report).includes("not-the-secret-123"));
   });
 
-  it("fails the token for a refused refresh token, and says to authorize again", async () => {
-    await helper.load(gotoCredentials, []);
+  it("fails the token when GoTo refused the deployed chain, and says to authorize again", async () => {
     const creds = client();
+    await helper.load(gotoCredentials, [{ id: "g1", type: "goto-credentials", ...config() }], { g1: creds });
     sandbox.goto.oauth.revokeRefreshToken(creds.refreshToken);
-    const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: creds });
+    await assert.rejects((helper.getNode("g1") as any).connection.getAccessToken());
+    const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: { clientId: creds.clientId, ...PLACEHOLDERS } });
     expectLine(report, "token from the refresh token", "failed", /refused the refresh token[\s\S]*Authorize/);
   });
 
   it("fails the scopes when the client lacks cr.v1.read, naming what it is for", async () => {
-    await helper.load(gotoCredentials, []);
     const creds = client();
     sandbox.goto.scopes.set(creds.clientId, "identity:");
-    const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: creds });
+    const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: await deployed(creds) });
     expectLine(report, "scopes", "failed", /lacks cr\.v1\.read \(for the call logs[\s\S]*add cr\.v1\.read/);
     assert.equal(report.ok, false);
   });
 
   it("fails the admin rights when the authorizing user is no admin", async () => {
-    await helper.load(gotoCredentials, []);
     const creds = client();
     sandbox.goto.admin.nonAdmins.add(creds.clientId);
-    const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: creds });
+    const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: await deployed(creds) });
     expectLine(report, "account key and admin rights", "failed", /member@example.com is not an admin/);
   });
 
   it("fails an account key that is not the user's account", async () => {
-    await helper.load(gotoCredentials, []);
-    const report = await testConnection("goto-credentials", { id: "g1", config: { ...config(), accountKey: "1234567890123456789" }, credentials: client() });
+    const key = { accountKey: "1234567890123456789" };
+    const credentials = await deployed(client(), key);
+    const report = await testConnection("goto-credentials", { id: "g1", config: { ...config(), ...key }, credentials });
     expectLine(report, "account key and admin rights", "failed", new RegExp(`set the account key to ${sandbox.goto.accountKey}`));
   });
 
@@ -110,6 +115,7 @@ describe("goto-credentials connection test", () => {
       { id: "out", type: "helper" },
     ];
     await helper.load([gotoCredentials, gotoCallLogs], flow, { g1: creds });
+    await (helper.getNode("g1") as any).connection.getAccessToken();
     const got = new Promise<any>((resolve) => helper.getNode("out").on("input", resolve));
     helper.getNode("logs").receive({ topic: "test" } as never);
     const msg = await got;
@@ -126,7 +132,7 @@ describe("goto-credentials connection test", () => {
       await helper.load(gotoCredentials, []);
       const port = (silent.address() as net.AddressInfo).port;
       const report = await testConnection("goto-credentials", { id: "g1", config: { ...config(), authHost: `http://127.0.0.1:${port}` }, credentials: client() });
-      expectLine(report, "token from the refresh token", "failed", /could not reach the service at 127\.0\.0\.1:\d+[\s\S]*host and port[\s\S]*firewall/);
+      expectLine(report, "client id and secret", "failed", /could not reach the service at 127\.0\.0\.1:\d+[\s\S]*host and port[\s\S]*firewall/);
       assert.equal(report.ok, false);
     } finally {
       for (const s of sockets) s.destroy();

@@ -32,21 +32,32 @@ describe("teamleader-connection connection test", () => {
   const load = (extra: object[] = [], creds: Record<string, unknown> = {}) =>
     helper.load([postgresDatabase, teamleaderConnection, teamleaderQuery], [database, ...extra], { db: { url: db.url }, ...creds });
 
-  it("gets a token through the shared chain, calls users.me and may read every resource", async () => {
-    await load();
-    const report = await testConnection("teamleader-connection", { id: "t1", config: config(), credentials: client() });
+  const PLACEHOLDERS = { clientSecret: "__PWRD__", refreshToken: "__PWRD__" };
+  /** A deployed t1 that has used its connection once, so the shared chain holds a current access token. */
+  async function deployed(creds = client(), extra: object[] = []) {
+    await load([{ id: "t1", type: "teamleader-connection", ...config() }, ...extra], { t1: creds });
+    await (helper.getNode("t1") as any).connection.oauth.getAccessToken();
+    return { clientId: creds.clientId, ...PLACEHOLDERS };
+  }
+
+  it("checks the client, uses the shared chain's access token, calls users.me and may read every resource", async () => {
+    const report = await testConnection("teamleader-connection", { id: "t1", config: config(), credentials: await deployed() });
+    expectLine(report, "client id and secret", "passed");
     expectLine(report, "token through the shared chain", "passed");
     expectLine(report, "users.me", "passed", /signed in as Demo Admin \(admin@example.com\)/);
     expectLine(report, "scopes", "passed", /companies, contacts, departments, events, invoices, projects, users/);
     assert.equal(report.ok, true);
   });
 
-  it("spends the single-use refresh token only in the store, so the deployed node goes on", async () => {
+  it("never spends the single-use refresh token, typed or stored, so the deployed node goes on", async () => {
     const creds = client();
-    await load([{ id: "t1", type: "teamleader-connection", ...config() }], { t1: creds });
-    const placeholders = { clientId: creds.clientId, clientSecret: "__PWRD__", refreshToken: "__PWRD__" };
+    const placeholders = await deployed(creds);
+    const refreshes = sandbox.server.counter("teamleader refresh");
     for (let i = 0; i < 3; i++) expectLine(await testConnection("teamleader-connection", { id: "t1", config: config(), credentials: placeholders }), "token through the shared chain", "passed");
-    assert.equal(sandbox.teamleader.oauth.liveRefreshTokens(creds.clientId), 1, "one live refresh token: the chain never forked or got lost");
+    const typed = sandbox.teamleader.oauth.issueRefreshToken(creds.clientId);
+    const report = await testConnection("teamleader-connection", { id: "t1", config: config(), credentials: { ...placeholders, refreshToken: typed } });
+    expectLine(report, "token through the shared chain", "skipped", /would spend it[\s\S]*Authorize/);
+    assert.equal(sandbox.server.counter("teamleader refresh"), refreshes, "a test spent a refresh token");
     assert.equal(sandbox.server.counter("teamleader refresh reused"), 0);
     const node = helper.getNode("t1") as any;
     await node.connection.api.call("users.me");
@@ -56,31 +67,32 @@ describe("teamleader-connection connection test", () => {
     const creds = client();
     sandbox.teamleader.deniedResources.set(creds.clientId, new Set(["invoices", "projects"]));
     const sync = { id: "q1", type: "teamleader-query", connection: "t1", mode: "sync", resources: "companies,invoices", wires: [] };
-    await load([{ id: "t1", type: "teamleader-connection", ...config() }, sync], { t1: creds });
-    const report = await testConnection("teamleader-connection", { id: "t1", config: config(), credentials: { clientId: creds.clientId, clientSecret: "__PWRD__", refreshToken: "__PWRD__" } });
+    const report = await testConnection("teamleader-connection", { id: "t1", config: config(), credentials: await deployed(creds, [sync]) });
     expectLine(report, "scopes", "failed", /may not read invoices \(403\)[\s\S]*tick the scopes for invoices/);
     assert.doesNotMatch(JSON.stringify(report), /projects/, "projects is not synced by any flow");
   });
 
-  it("fails the token for a refused refresh token and says to authorize again", async () => {
-    await load();
+  it("fails the token when Teamleader refused the shared chain, and says to authorize again", async () => {
     const creds = client();
+    await load([{ id: "t1", type: "teamleader-connection", ...config() }], { t1: creds });
     sandbox.teamleader.oauth.revokeRefreshToken(creds.refreshToken);
-    const report = await testConnection("teamleader-connection", { id: "t1", config: config(), credentials: creds });
+    await assert.rejects((helper.getNode("t1") as any).connection.oauth.getAccessToken());
+    const report = await testConnection("teamleader-connection", { id: "t1", config: config(), credentials: { clientId: creds.clientId, ...PLACEHOLDERS } });
     expectLine(report, "token through the shared chain", "failed", /refused the refresh token[\s\S]*Authorize/);
     expectLine(report, "users.me", "skipped");
   });
 
-  it("fails the token for a wrong client secret", async () => {
+  it("fails the client for a wrong client secret", async () => {
     await load();
     const report = await testConnection("teamleader-connection", { id: "t1", config: config(), credentials: { ...client(), clientSecret: "wrong-secret-0123456789" } });
-    expectLine(report, "token through the shared chain", "failed", /refused the client id or secret/);
+    expectLine(report, "client id and secret", "failed", /refused the client id or secret/);
   });
 
   it("answers a test message on a teamleader-query node with the report", async () => {
     const creds = client();
     const sync = { id: "q1", type: "teamleader-query", connection: "t1", mode: "sync", resources: "users", wires: [["out"]] };
     await load([{ id: "t1", type: "teamleader-connection", ...config() }, sync, { id: "out", type: "helper" }], { t1: creds });
+    await (helper.getNode("t1") as any).connection.oauth.getAccessToken();
     const got = new Promise<any>((resolve) => helper.getNode("out").on("input", resolve));
     helper.getNode("q1").receive({ topic: "test" } as never);
     const msg = await got;

@@ -5,12 +5,15 @@ import path from "node:path";
 import { request } from "undici";
 import { freePort } from "../../src/sandbox/azurite";
 
+export type DeploymentType = "full" | "flows" | "nodes";
+
 export interface NodeRedProcess {
   url: string;
   port: number;
   userDir: string;
   child: ChildProcess;
-  deploy(flows: unknown[]): Promise<void>;
+  /** Deploys through the admin API; `type` is the editor's Node-RED-Deployment-Type (full, flows, nodes). */
+  deploy(flows: unknown[], type?: DeploymentType): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -58,10 +61,10 @@ export async function untilAnswering(child: ChildProcess, url: string, timeoutMs
 /** Deploying to and stopping the Node-RED in `child`, at `url`. */
 export function controls(child: ChildProcess, url: string): Pick<NodeRedProcess, "deploy" | "stop"> {
   return {
-    async deploy(flows) {
+    async deploy(flows, type = "full") {
       const res = await request(`${url}/flows`, {
         method: "POST",
-        headers: { "content-type": "application/json", "node-red-deployment-type": "full" },
+        headers: { "content-type": "application/json", "node-red-deployment-type": type },
         body: JSON.stringify(flows),
       });
       const text = await res.body.text();

@@ -1,7 +1,9 @@
-import { CheckLine, ConnectionChecks, ConnectionReport, hostOf } from "../check-report";
+import { CHECK_RESPONSE_MAX_BYTES, CheckLine, ConnectionChecks, ConnectionReport, hostOf } from "../check-report";
 import { errorMessage } from "../errors";
-import type { TokenManager } from "../tokens/token-manager";
-import { OAuthConnection, OAuthConnectionSettings } from "./oauth-connection";
+import { HttpClient } from "../http/client";
+import { OAuthGrant } from "../tokens/oauth-grant";
+import { StoredTokenView } from "../tokens/token-view";
+import { OAuthConnectionSettings, openTokenStore } from "./oauth-connection";
 import type { StatusReporter } from "./status";
 import type { DoneFunction, Node, NodeAPI, NodeDef, NodeMessage, SendFunction } from "./types";
 
@@ -206,40 +208,70 @@ function norm(value: unknown): string {
 }
 
 /**
- * Runs `use` with the token manager of the token store the node uses (or will use once deployed),
- * so a refresh keeps a replaced refresh token where the deployed node finds it. The stored chain
- * of a client is used only when no deployed node of this client points elsewhere; otherwise the
- * token checks are skipped and say to deploy first.
+ * Runs `use` with a read-only view of the tokens the deployed node keeps for this client. A test
+ * writes nothing and refreshes nothing: it never seeds the store with a token typed in the dialog
+ * and never spends a refresh token, since it could not keep the one that replaces it. The client
+ * id and secret are checked with a made-up authorization code (refused for the code when the
+ * client is right); a refresh token typed in the dialog is not tried, and the report points to
+ * Authorize. The stored chain of a client is used only when no deployed node of it points elsewhere.
  */
 export async function withTokenStore(
   input: ConnectionTestInput,
   settings: OAuthConnectionSettings,
   checks: ConnectionChecks,
   names: string[],
-  use: (tokens: TokenManager) => Promise<void>,
+  use: (tokens: StoredTokenView) => Promise<void>,
 ): Promise<void> {
   if (!settings.clientId || !settings.clientSecret) {
     checks.fail("client id and secret", "the client id or the client secret is empty", "fill in both from the OAuth client (integration) of the provider");
     return checks.skipAll(names, "no client");
   }
-  if (!input.trusted && !settings.refreshToken) {
-    return checks.skipAll(names, "no refresh token in the dialog: use Authorize (or paste one), or deploy and test the deployed node");
+  const { profile } = settings;
+  // The test's own deadline answers first, and aborts the request with it; the answer is capped.
+  const http = new HttpClient({ name: profile.name, baseUrl: profile.tokenUrl, timeoutMs: 20_000, signal: checks.signal, maxResponseBytes: CHECK_RESPONSE_MAX_BYTES });
+  checks.service(hostOf(profile.tokenUrl));
+  try {
+    const grant = new OAuthGrant(profile, { clientId: settings.clientId, clientSecret: settings.clientSecret }, http);
+    const known = await checks.run("client id and secret", `check both against the OAuth client in ${profile.name}`, () => grant.checkClient(String(input.config.redirectUri ?? "") || "http://127.0.0.1/"), () => `${profile.name} knows this client and its secret`);
+    if (known === undefined) return checks.skipAll(names, "the client was not accepted");
+  } finally {
+    await http.close();
+  }
+  const deployedToken = input.trusted ? stringOf(((input.RED.nodes as any).getCredentials?.(input.id) ?? {}).refreshToken) : undefined;
+  const typed = settings.refreshToken && settings.refreshToken.trim() !== (deployedToken ?? "").trim();
+  if (typed) {
+    checks.skip(
+      names[0]!,
+      `not tried: ${profile.name} replaces a refresh token when it is used, and a test keeps nothing, so checking the one typed here would spend it. Use Authorize in this dialog instead, then deploy`,
+    );
+    return checks.skipAll(names.slice(1), "the refresh token typed here is not tried");
+  }
+  if (!input.trusted) {
+    return checks.skipAll(names, "no token to test with: use Authorize in this dialog, then deploy and test the deployed node");
   }
   const destination = testers.get(String(input.config.type))?.destination ?? [];
-  const elsewhere = !input.trusted && sharesChainElsewhere(input, settings.clientId, destination);
-  if (elsewhere) {
+  if (sharesChainElsewhere(input, settings.clientId, destination)) {
     return checks.skipAll(names, `a deployed ${input.config.type} node of this client points at another host; its stored tokens are not sent elsewhere: deploy, then test`);
   }
-  // The test's deadline aborts its token requests too, so none keeps reading after the answer.
-  const connection = new OAuthConnection(input.RED, { ...settings, signal: checks.signal });
-  try {
-    const tokens = await checks.run("token store", "check the token store's settings (the postgres-database node, when tokens are kept in PostgreSQL)", () => connection.tokens(), () => (settings.store === "postgres" ? "PostgreSQL" : "encrypted file"));
-    if (!tokens) return checks.skipAll(names, "no token store");
-    checks.service(hostOf(settings.profile.tokenUrl));
-    await use(tokens);
-  } finally {
-    await connection.close();
-  }
+  const read = await checks.run(
+    "token store",
+    "check the token store's settings (the postgres-database node, when tokens are kept in PostgreSQL)",
+    async () => {
+      const store = await openTokenStore(input.RED, settings);
+      try {
+        return { stored: await store.peek(settings.key) };
+      } finally {
+        await store.close();
+      }
+    },
+    () => (settings.store === "postgres" ? "PostgreSQL" : "encrypted file"),
+  );
+  if (!read) return checks.skipAll(names, "no token store");
+  await use(new StoredTokenView(read.stored, settings.label));
+}
+
+function stringOf(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
 }
 
 function sharesChainElsewhere(input: ConnectionTestInput, clientId: string, destination: readonly string[]): boolean {

@@ -1,5 +1,6 @@
 import { AuthorizationRequiredError, PipelineError, asPipelineError } from "../errors";
 import { testFromFlow } from "./connection-test";
+import type { Lifecycle } from "./lifecycle";
 import { StatusReporter } from "./status";
 import type { DoneFunction, Node, NodeMessage, SendFunction } from "./types";
 
@@ -11,7 +12,7 @@ export type InputHandler = (msg: NodeMessage, send: SendFunction) => Promise<voi
  * catches only synchronous throws; a stray rejection ends Node-RED), and every failure becomes a
  * status a person understands plus exactly one `done(err)`, which Catch nodes see.
  */
-export function handleInput(node: Node, status: StatusReporter, handler: InputHandler, options: { connectionTest?: boolean } = {}): void {
+export function handleInput(node: Node, status: StatusReporter, handler: InputHandler, options: { connectionTest?: boolean; life?: Lifecycle } = {}): void {
   const testable = options.connectionTest !== false;
   node.on("input", (msg: NodeMessage, send: SendFunction, done: DoneFunction) => {
     // `test`: the connection test of the config nodes this node uses, its report to the output.
@@ -42,6 +43,8 @@ export function handleInput(node: Node, status: StatusReporter, handler: InputHa
     let running: Promise<void>;
     try {
       running = handler(msg, send);
+      // A close waits for the message under way, so its outcome is stored before the database goes.
+      options.life?.work(running);
     } catch (err) {
       finish(asPipelineError(err));
       return;

@@ -8,6 +8,7 @@ import { PostgresTokenStore } from "../tokens/pg-store";
 import { TokenManager, TokenStateEvent } from "../tokens/token-manager";
 import { TokenStore } from "../tokens/types";
 import { DatabaseProvider, configNode, stateDir, runtimeSecret } from "./config";
+import type { Lifecycle } from "./lifecycle";
 import type { NodeAPI } from "./types";
 
 export interface OAuthConnectionSettings {
@@ -55,6 +56,8 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
   constructor(
     private readonly RED: NodeAPI,
     readonly settings: OAuthConnectionSettings,
+    /** The owning config node's lifecycle: the token database stays open until it has closed. */
+    private readonly life?: Pick<Lifecycle, "uses">,
   ) {
     super();
     this.tokenHttp = new HttpClient({ name: settings.profile.name, baseUrl: settings.profile.tokenUrl, timeoutMs: 20_000, signal: settings.signal });
@@ -105,13 +108,8 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
     return manager;
   }
 
-  private async openStore(): Promise<TokenStore> {
-    if (this.settings.store === "postgres") {
-      const provider = configNode<DatabaseProvider>(this.RED, this.settings.database, "postgres-database", "token database");
-      const db = await provider.database();
-      return new PostgresTokenStore(db, TokenCipher.fromSecret(this.settings.clientSecret, `postgres:${this.settings.key}`));
-    }
-    return new FileTokenStore(stateDir(this.RED, "tokens"), TokenCipher.fromSecret(runtimeSecret(this.RED), "file"));
+  private openStore(): Promise<TokenStore> {
+    return openTokenStore(this.RED, this.settings, this.life);
   }
 
   private setState(event: TokenStateEvent | ConnectionStateEvent): void {
@@ -119,6 +117,16 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
     this.current = { state: event.state, reason: event.reason, status: (event as ConnectionStateEvent).status };
     this.emit("state", this.current);
   }
+}
+
+/** The token store `settings` name: the encrypted file store, or PostgreSQL through a postgres-database node. */
+export async function openTokenStore(RED: NodeAPI, settings: Pick<OAuthConnectionSettings, "store" | "database" | "clientSecret" | "key">, life?: Pick<Lifecycle, "uses">): Promise<TokenStore> {
+  if (settings.store === "postgres") {
+    const provider = configNode<DatabaseProvider>(RED, settings.database, "postgres-database", "token database");
+    const db = await (life?.uses(provider) ?? provider).database();
+    return new PostgresTokenStore(db, TokenCipher.fromSecret(settings.clientSecret, `postgres:${settings.key}`));
+  }
+  return new FileTokenStore(stateDir(RED, "tokens"), TokenCipher.fromSecret(runtimeSecret(RED), "file"));
 }
 
 /**

@@ -34,6 +34,10 @@ export class FileTokenStore implements TokenStore {
     return JSON.parse(this.cipher.open(parsed.sealed, key)) as StoredTokens;
   }
 
+  peek(key: string): Promise<StoredTokens | null> {
+    return this.read(key);
+  }
+
   async update<T>(key: string, change: (current: StoredTokens | null) => Promise<TokenUpdate<T>>): Promise<T> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     const file = this.fileFor(key);

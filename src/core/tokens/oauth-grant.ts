@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { AuthorizationRequiredError, ConfigError, PipelineError } from "../errors";
 import { HttpClient, HttpError } from "../http/client";
 import { registerSecret } from "../redact";
@@ -55,6 +56,20 @@ export class OAuthGrant {
   exchangeCode(code: string, redirectUri: string): Promise<TokenResponse> {
     registerSecret(code);
     return this.token({ grant_type: "authorization_code", code, redirect_uri: redirectUri }, "authorization code");
+  }
+
+  /**
+   * Whether the provider knows this client and its secret, spending nothing: a made-up
+   * authorization code is refused for the code once the client passed, or for the client.
+   */
+  async checkClient(redirectUri: string): Promise<true> {
+    try {
+      await this.token({ grant_type: "authorization_code", code: `connection-test-${randomBytes(12).toString("hex")}`, redirect_uri: redirectUri }, "authorization code");
+    } catch (err) {
+      if (err instanceof GrantRefusedError) return true;
+      throw err;
+    }
+    return true; // a provider that took a made-up code knows the client all the more
   }
 
   refresh(refreshToken: string): Promise<TokenResponse> {

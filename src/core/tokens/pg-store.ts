@@ -40,6 +40,16 @@ export class PostgresTokenStore implements TokenStore {
     return rows[0]?.sealed ? this.open(rows[0].sealed, key) : null;
   }
 
+  async peek(key: string): Promise<StoredTokens | null> {
+    try {
+      const { rows } = await this.db.query<{ sealed: string | null }>("SELECT sealed FROM gluework_oauth_tokens WHERE token_key = $1", [key]);
+      return rows[0]?.sealed ? this.open(rows[0].sealed, key) : null;
+    } catch (err) {
+      if ((err as { code?: string }).code === "42P01") return null; // no table yet: nothing stored
+      throw err;
+    }
+  }
+
   async update<T>(key: string, change: (current: StoredTokens | null) => Promise<TokenUpdate<T>>): Promise<T> {
     await this.migrated();
     return this.db.transaction(async (client) => {

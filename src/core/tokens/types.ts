@@ -38,6 +38,8 @@ export interface StoredTokens {
 export interface TokenStore {
   readonly kind: "file" | "postgres";
   read(key: string): Promise<StoredTokens | null>;
+  /** Reads without creating anything (no table, no directory): for a connection test, which writes nothing. */
+  peek(key: string): Promise<StoredTokens | null>;
   update<T>(key: string, change: (current: StoredTokens | null) => Promise<TokenUpdate<T>>): Promise<T>;
   delete(key: string): Promise<void>;
   close(): Promise<void>;
