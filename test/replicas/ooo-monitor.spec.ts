@@ -4,7 +4,7 @@ import { alwaysOn } from "../../src/sandbox/graph";
 import { eventually } from "../support/node-red";
 import type { NodeRedProcess } from "../support/node-red-process";
 import { TestDatabase, createTestDatabase } from "../support/pg";
-import { Collector, postJson, postTo, startReplicas, statusesTo } from "../support/replicas";
+import { Collector, deployEverywhere, postJson, postTo, readyRoute, startReplicas, statusesTo } from "../support/replicas";
 
 /** The shortest interval the node allows: cycles come about every 11 to 15 s. */
 const INTERVAL_S = 15;
@@ -49,10 +49,11 @@ for (const count of [2, 4]) {
         ...postTo(collector, "changes", "/changes", z),
         ...postTo(collector, "cycles", "/cycles", z),
         ...statusesTo(collector, "statuses", ["monitor"], z),
+        ...readyRoute("/ready", z),
       ];
     }
 
-    const deployAll = (intervalS: number) => Promise.all(replicas.map((r) => r.deploy(flow(intervalS))));
+    const deployAll = (intervalS: number) => deployEverywhere(replicas, flow(intervalS), "/ready");
     const pids = () => replicas.map((r) => r.child.pid!);
 
     it("one replica polls each cycle and each change reaches the mediator once; the others say who polled", async () => {

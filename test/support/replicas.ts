@@ -1,6 +1,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { request } from "undici";
+import { eventually } from "./node-red";
 import { NodeRedProcess, startNodeRed } from "./node-red-process";
 
 /** What a flow posted to the collector: the path, the replica that sent it, its body, when it came. */
@@ -67,6 +68,14 @@ export function postTo(collector: Collector, id: string, path: string, z: string
   ];
 }
 
+/** An http in route `GET <path>` that answers 200: the flow is deployed and serving. */
+export function readyRoute(path: string, z: string): object[] {
+  return [
+    { id: "ready-in", type: "http in", z, url: path, method: "get", wires: [["ready-res"]] },
+    { id: "ready-res", type: "http response", z, statusCode: "200", wires: [] },
+  ];
+}
+
 /** A status node of `scope` whose statuses go to `<collector>/status`, as `{ text }`. */
 export function statusesTo(collector: Collector, id: string, scope: string[], z: string): object[] {
   return [
@@ -78,7 +87,11 @@ export function statusesTo(collector: Collector, id: string, scope: string[], z:
 
 /** `count` Node-RED processes on this machine, each told its number in the environment (REPLICA). */
 export async function startReplicas(count: number): Promise<NodeRedProcess[]> {
-  const started = await Promise.allSettled(Array.from({ length: count }, (_, i) => startNodeRed({ env: { REPLICA: String(i) } })));
+  // One after another: two starting at once could be handed the same free port.
+  const started: Array<PromiseSettledResult<NodeRedProcess>> = [];
+  for (let i = 0; i < count && !started.some((s) => s.status === "rejected"); i++) {
+    started.push(await startNodeRed({ env: { REPLICA: String(i) } }).then((value) => ({ status: "fulfilled" as const, value }), (reason: unknown) => ({ status: "rejected" as const, reason })));
+  }
   const running = started.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
   const failed = started.find((s): s is PromiseRejectedResult => s.status === "rejected");
   if (failed) {
@@ -86,6 +99,18 @@ export async function startReplicas(count: number): Promise<NodeRedProcess[]> {
     throw failed.reason;
   }
   return running;
+}
+
+/** Deploys `flows` to every replica and waits until each serves `GET <readyPath>` (an http in route of the flow). */
+export async function deployEverywhere(replicas: NodeRedProcess[], flows: unknown[], readyPath: string): Promise<void> {
+  await Promise.all(replicas.map((r) => r.deploy(flows)));
+  for (const r of replicas) {
+    await eventually(async () => {
+      const res = await request(`${r.url}${readyPath}`).catch(() => undefined);
+      await res?.body.dump();
+      return res?.statusCode === 200;
+    }, 30_000, `${r.url}${readyPath} to answer`);
+  }
 }
 
 /** Posts JSON to a replica's `http in` route and returns the status code and answer. */
