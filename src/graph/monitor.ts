@@ -156,6 +156,11 @@ export class OutOfOfficeMonitor {
    */
   async watch(address: string): Promise<{ entry: WatchEntry; change: OutOfOfficeChange | null }> {
     await this.load();
+    return this.watchLoaded(address);
+  }
+
+  /** `watch` on the list as last read (a list of many is read once, not once per address). */
+  private async watchLoaded(address: string): Promise<{ entry: WatchEntry; change: OutOfOfficeChange | null }> {
     const email = checkAddress(address);
     const known = this.byEmail(email);
     if (known) return { entry: known, change: null };
@@ -179,6 +184,10 @@ export class OutOfOfficeMonitor {
 
   async unwatch(address: string): Promise<boolean> {
     await this.load();
+    return this.unwatchLoaded(address);
+  }
+
+  private async unwatchLoaded(address: string): Promise<boolean> {
     const email = checkAddress(address);
     const pending = this.lookups.delete(email.toLowerCase());
     const known = this.byEmail(email);
@@ -213,7 +222,7 @@ export class OutOfOfficeMonitor {
         continue;
       }
       try {
-        const { entry, change } = await this.watch(email);
+        const { entry, change } = await this.watchLoaded(email);
         kept.add(entry.userId);
         if (change) {
           added.push(email);
@@ -233,7 +242,7 @@ export class OutOfOfficeMonitor {
     const removed: string[] = [];
     for (const user of this.users) {
       if (kept.has(user.userId)) continue;
-      await this.unwatch(user.email);
+      await this.unwatchLoaded(user.email);
       removed.push(user.email);
     }
     return { added, removed, refused, pending: this.pendingLookups, changes };
@@ -453,7 +462,7 @@ export class OutOfOfficeMonitor {
     for (const email of this.pendingLookups) {
       if (failures >= MAX_LOOKUP_FAILURES) break;
       try {
-        const { change } = await this.watch(email);
+        const { change } = await this.watchLoaded(email);
         if (change) result.changes.push(change);
         failures = 0;
       } catch (err) {

@@ -122,6 +122,9 @@ const SLOT_HOLD_MS = 120_000;
 /** How often a wait for a slot looks again for slots another instance freed. */
 const FREED_LOOK_MS = 40;
 
+/** The window after the 429s of a release: halved once per window, in SQL on the row as it is now. */
+const HALVED = "(CASE WHEN $4 AND epoch = $5 THEN greatest(1, size / 2) ELSE size END)";
+
 /** Slots taken from the shared budget: their numbers, and the window they were taken under. */
 export interface SharedTicket extends ReadTicket {
   numbers: number[];
@@ -170,70 +173,53 @@ export class SharedReadBudget {
     return this.seen.held;
   }
 
-  /** Takes up to `wanted` slots of those free across every instance (none when none are). */
+  /**
+   * Takes up to `wanted` slots of those free across every instance (none when none are), in one
+   * statement: only slots numbered within the window count, and a slot another instance is taking
+   * at the same moment is skipped.
+   */
   async take(wanted: number): Promise<SharedTicket> {
     await this.migrated();
-    return this.db.transaction(async (client) => {
-      const {
-        rows: [state],
-      } = await client.query<{ size: number; clean_reads: number; epoch: number }>(
-        "SELECT size, clean_reads, epoch FROM gluework_graph_read_window WHERE bucket = $1 FOR UPDATE",
-        [this.bucket],
-      );
-      const limit = Math.max(1, Math.floor(Math.min(this.max, state!.size)));
-      const calm = state!.clean_reads >= CALM_READS;
-      const { rows: held } = await client.query<{ n: number }>(
-        "SELECT count(*)::int AS n FROM gluework_graph_read_slots WHERE bucket = $1 AND holder IS NOT NULL AND held_until > clock_timestamp()",
-        [this.bucket],
-      );
-      const free = Math.min(wanted, limit - (held[0]?.n ?? 0));
-      let numbers: number[] = [];
-      if (free > 0) {
-        const { rows } = await client.query<{ slot: number }>(
-          `UPDATE gluework_graph_read_slots SET holder = $2, held_until = clock_timestamp() + $4 * interval '1 millisecond'
-            WHERE bucket = $1 AND slot IN (
-              SELECT slot FROM gluework_graph_read_slots WHERE bucket = $1 AND (holder IS NULL OR held_until <= clock_timestamp()) ORDER BY slot LIMIT $3)
-            RETURNING slot`,
-          [this.bucket, this.holder, free, SLOT_HOLD_MS],
-        );
-        numbers = rows.map((r) => r.slot);
-      }
-      this.seen = { limit, calm, held: this.seen.held + numbers.length };
-      return { slots: numbers.length, numbers, epoch: state!.epoch, calm };
-    });
+    const { rows } = await this.db.query<{ size: number; clean_reads: number; epoch: number; slots: number[] }>(
+      `WITH w AS (SELECT size, clean_reads, epoch FROM gluework_graph_read_window WHERE bucket = $1),
+       free AS (
+         SELECT s.slot FROM gluework_graph_read_slots s, w
+          WHERE s.bucket = $1 AND s.slot <= greatest(1, floor(least($4::float8, w.size))) AND (s.holder IS NULL OR s.held_until <= clock_timestamp())
+          ORDER BY s.slot LIMIT $3 FOR UPDATE OF s SKIP LOCKED),
+       taken AS (
+         UPDATE gluework_graph_read_slots s SET holder = $2, held_until = clock_timestamp() + $5 * interval '1 millisecond'
+           FROM free WHERE s.bucket = $1 AND s.slot = free.slot RETURNING s.slot)
+       SELECT w.size, w.clean_reads, w.epoch, array(SELECT slot FROM taken ORDER BY slot) AS slots FROM w`,
+      [this.bucket, this.holder, Math.max(0, wanted), this.max, SLOT_HOLD_MS],
+    );
+    const state = rows[0]!;
+    const numbers = state.slots.map(Number);
+    const calm = state.clean_reads >= CALM_READS;
+    this.seen = { limit: Math.max(1, Math.floor(Math.min(this.max, state.size))), calm, held: this.seen.held + numbers.length };
+    return { slots: numbers.length, numbers, epoch: state.epoch, calm };
   }
 
-  /** Gives the slots back and moves the shared window by what their reads came to. */
+  /**
+   * Gives the slots back and moves the shared window by what their reads came to, in one
+   * statement: halved once for the 429s of a window (`ReadBudget.throttled`), then grown by the
+   * reads that went through (`ReadBudget.succeeded`).
+   */
   async release(ticket: SharedTicket, outcome: ReadOutcome): Promise<void> {
     if (ticket.slots === 0 && outcome.reads === 0 && !outcome.throttled) return;
     try {
-      await this.db.transaction(async (client) => {
-        await client.query("UPDATE gluework_graph_read_slots SET holder = NULL, held_until = NULL WHERE bucket = $1 AND slot = ANY($2::int[]) AND holder = $3", [
-          this.bucket,
-          ticket.numbers,
-          this.holder,
-        ]);
-        const {
-          rows: [state],
-        } = await client.query<{ size: number; clean_reads: number; epoch: number }>(
-          "SELECT size, clean_reads, epoch FROM gluework_graph_read_window WHERE bucket = $1 FOR UPDATE",
-          [this.bucket],
-        );
-        let { size, clean_reads: clean, epoch } = state!;
-        if (outcome.throttled) {
-          clean = 0;
-          if (ticket.epoch === epoch) {
-            size = halved(size);
-            epoch++;
-          }
-        }
-        if (outcome.reads > 0) {
-          clean = Math.min(clean + outcome.reads, 1_000_000);
-          size = grown(size, outcome.reads, this.max);
-        }
-        await client.query("UPDATE gluework_graph_read_window SET size = $2, clean_reads = $3, epoch = $4 WHERE bucket = $1", [this.bucket, size, clean, epoch]);
-        this.seen = { limit: Math.max(1, Math.floor(Math.min(this.max, size))), calm: clean >= CALM_READS, held: this.seen.held };
-      });
+      const { rows } = await this.db.query<{ size: number; clean_reads: number }>(
+        `WITH freed AS (
+           UPDATE gluework_graph_read_slots SET holder = NULL, held_until = NULL WHERE bucket = $1 AND slot = ANY($2::int[]) AND holder = $3)
+         UPDATE gluework_graph_read_window
+            SET size = CASE WHEN $6 > 0 THEN least($7::float8, ${HALVED} + $6 / (${HALVED} * $8)) ELSE ${HALVED} END,
+                epoch = CASE WHEN $4 AND epoch = $5 THEN epoch + 1 ELSE epoch END,
+                clean_reads = least(CASE WHEN $4 THEN 0 ELSE clean_reads END + $6, 1000000)
+          WHERE bucket = $1
+         RETURNING size, clean_reads`,
+        [this.bucket, ticket.numbers, this.holder, outcome.throttled, ticket.epoch, outcome.reads, this.max, GROWTH_READS_PER_SLOT],
+      );
+      const state = rows[0];
+      if (state) this.seen = { limit: Math.max(1, Math.floor(Math.min(this.max, state.size))), calm: state.clean_reads >= CALM_READS, held: this.seen.held };
     } finally {
       this.seen.held = Math.max(0, this.seen.held - ticket.slots);
       const waiters = this.waiters;
