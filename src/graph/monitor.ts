@@ -323,7 +323,9 @@ export class OutOfOfficeMonitor {
         return;
       }
       // The reads are over: the next batch goes out while this one's answers are judged.
-      const released = release(ticket, { reads: responses.filter((r) => r.status === 200).length, throttled: responses.some((r) => r.status === 429) });
+      // Slots kept for the next batch while users are left to read.
+      const keep = pending.size > chunk.length ? ticket.slots : 0;
+      const released = release(ticket, { reads: responses.filter((r) => r.status === 200).length, throttled: responses.some((r) => r.status === 429) }, keep);
       await new Promise<void>((resolve) => setImmediate(resolve));
       batchFailures = 0;
       const byId = new Map(responses.map((r) => [String(r.id), r]));
@@ -364,9 +366,14 @@ export class OutOfOfficeMonitor {
       });
       await released;
     };
-    const release = (ticket: SharedTicket, outcome: ReadOutcome): Promise<void> =>
-      this.budget.release(ticket, outcome).then(
-        () => wake(),
+    /** Slots kept from a batch that came back, for the next one. */
+    const spare: SharedTicket[] = [];
+    const release = (ticket: SharedTicket, outcome: ReadOutcome, keep = 0): Promise<void> =>
+      this.budget.release(ticket, outcome, keep).then(
+        (kept) => {
+          if (kept) spare.push(kept);
+          wake();
+        },
         (err: unknown) => {
           fatal ??= asPipelineError(err);
           wake();
@@ -388,7 +395,7 @@ export class OutOfOfficeMonitor {
       if (ready > 0) {
         let ticket: SharedTicket;
         try {
-          ticket = await this.budget.take(Math.min(ready, OUTLOOK_ITEMS_PER_BATCH));
+          ticket = spare.pop() ?? (await this.budget.take(Math.min(ready, OUTLOOK_ITEMS_PER_BATCH)));
         } catch (err) {
           fatal ??= asPipelineError(err);
           break;
@@ -429,6 +436,7 @@ export class OutOfOfficeMonitor {
       waited.abort();
     }
     await Promise.all(inFlight);
+    for (const ticket of spare.splice(0)) await release(ticket, { reads: 0, throttled: false });
     // A change another instance stored first (a cycle of its own that overlapped) is its to report.
     const stored = await this.opts.store.saveObservations(observed);
     const saving = new Set(observed.map((o) => o.userId));

@@ -202,24 +202,38 @@ export class SharedReadBudget {
   /**
    * Gives the slots back and moves the shared window by what their reads came to, in one
    * statement: halved once for the 429s of a window (`ReadBudget.throttled`), then grown by the
-   * reads that went through (`ReadBudget.succeeded`).
+   * reads that went through (`ReadBudget.succeeded`). Up to `keep` of them, within the new window,
+   * are kept for the caller's next batch (one trip to the database between batches, not two).
    */
-  async release(ticket: SharedTicket, outcome: ReadOutcome): Promise<void> {
-    if (ticket.slots === 0 && outcome.reads === 0 && !outcome.throttled) return;
+  async release(ticket: SharedTicket, outcome: ReadOutcome, keep = 0): Promise<SharedTicket | undefined> {
+    if (ticket.slots === 0 && outcome.reads === 0 && !outcome.throttled) return undefined;
     try {
-      const { rows } = await this.db.query<{ size: number; clean_reads: number }>(
-        `WITH freed AS (
-           UPDATE gluework_graph_read_slots SET holder = NULL, held_until = NULL WHERE bucket = $1 AND slot = ANY($2::int[]) AND holder = $3)
-         UPDATE gluework_graph_read_window
-            SET size = CASE WHEN $6 > 0 THEN least($7::float8, ${HALVED} + $6 / (${HALVED} * $8)) ELSE ${HALVED} END,
-                epoch = CASE WHEN $4 AND epoch = $5 THEN epoch + 1 ELSE epoch END,
-                clean_reads = least(CASE WHEN $4 THEN 0 ELSE clean_reads END + $6, 1000000)
-          WHERE bucket = $1
-         RETURNING size, clean_reads`,
-        [this.bucket, ticket.numbers, this.holder, outcome.throttled, ticket.epoch, outcome.reads, this.max, GROWTH_READS_PER_SLOT],
+      const { rows } = await this.db.query<{ size: number; clean_reads: number; epoch: number; kept: number[] }>(
+        `WITH win AS (
+           UPDATE gluework_graph_read_window
+              SET size = CASE WHEN $6 > 0 THEN least($7::float8, ${HALVED} + $6 / (${HALVED} * $8)) ELSE ${HALVED} END,
+                  epoch = CASE WHEN $4 AND epoch = $5 THEN epoch + 1 ELSE epoch END,
+                  clean_reads = least(CASE WHEN $4 THEN 0 ELSE clean_reads END + $6, 1000000)
+            WHERE bucket = $1
+           RETURNING size, clean_reads, epoch),
+         keeping AS (
+           SELECT n FROM unnest($2::int[]) AS n, win WHERE n <= greatest(1, floor(least($7::float8, win.size))) ORDER BY n LIMIT $9),
+         freed AS (
+           UPDATE gluework_graph_read_slots SET holder = NULL, held_until = NULL
+            WHERE bucket = $1 AND slot = ANY($2::int[]) AND holder = $3 AND slot NOT IN (SELECT n FROM keeping)),
+         kept AS (
+           UPDATE gluework_graph_read_slots SET held_until = clock_timestamp() + $10 * interval '1 millisecond'
+            WHERE bucket = $1 AND slot IN (SELECT n FROM keeping) AND holder = $3 RETURNING slot)
+         SELECT size, clean_reads, epoch, array(SELECT slot FROM kept ORDER BY slot) AS kept FROM win`,
+        [this.bucket, ticket.numbers, this.holder, outcome.throttled, ticket.epoch, outcome.reads, this.max, GROWTH_READS_PER_SLOT, Math.max(0, keep), SLOT_HOLD_MS],
       );
       const state = rows[0];
-      if (state) this.seen = { limit: Math.max(1, Math.floor(Math.min(this.max, state.size))), calm: state.clean_reads >= CALM_READS, held: this.seen.held };
+      if (!state) return undefined;
+      const calm = state.clean_reads >= CALM_READS;
+      this.seen = { limit: Math.max(1, Math.floor(Math.min(this.max, state.size))), calm, held: this.seen.held };
+      const numbers = state.kept.map(Number);
+      this.seen.held += numbers.length;
+      return numbers.length ? { slots: numbers.length, numbers, epoch: state.epoch, calm } : undefined;
     } finally {
       this.seen.held = Math.max(0, this.seen.held - ticket.slots);
       const waiters = this.waiters;
