@@ -80,6 +80,8 @@ interface Watched extends WatchEntry {
 const CYCLE_LEASE_MS = 30_000;
 /** The most a cycle may start before its interval is over: replicas' timers do not tick together. */
 const CYCLE_SLACK_MS = 5_000;
+/** An instance that starts polls at once unless a cycle started this recently. */
+const STARTING_GAP_MS = 60_000;
 
 /** Failed batches in a row after which a cycle stops: Graph is not answering. */
 const MAX_BATCH_FAILURES = 3;
@@ -255,7 +257,7 @@ export class OutOfOfficeMonitor {
    * before are tried again, then every watched user is read, least recently read first, with at
    * most the shared budget's reads in flight.
    */
-  async poll(signal?: AbortSignal, options: { due?: boolean } = {}): Promise<PollResult> {
+  async poll(signal?: AbortSignal, options: { due?: boolean; starting?: boolean } = {}): Promise<PollResult> {
     const result: PollResult = { changes: [], problems: [], watched: 0, read: 0, notRead: [], batches: 0, throttled: 0, errors: 0, lookupsPending: [], refused: [], seconds: 0 };
     const cycleMs = this.opts.cycleBudgetMs ?? 60_000;
     const intervalMs = this.opts.intervalMs ?? cycleMs;
@@ -263,6 +265,8 @@ export class OutOfOfficeMonitor {
       leaseMs: CYCLE_LEASE_MS,
       nextInMs: Math.max(0, intervalMs - Math.min(CYCLE_SLACK_MS, intervalMs / 4)),
       due: options.due ?? false,
+      // An instance that starts polls unless a cycle ran within the last minute: a restart does not wait out a long interval.
+      earlyMs: options.starting ? Math.max(0, intervalMs - STARTING_GAP_MS) : 0,
     });
     if (doneBy) {
       await this.load();

@@ -116,18 +116,18 @@ export class WatchListStore {
 
   /**
    * The right to run this list's polling cycle, or who has it. A cycle is due once `next_at` has
-   * passed (any time when `due` is false: a poll asked for); it is held for `leaseMs` (renewed while
+   * passed, or will within `earlyMs` (any time when `due` is false: a poll asked for); it is held for `leaseMs` (renewed while
    * it runs), so a cycle of a process that died is taken over once the lease ran out.
    */
-  async claimCycle(holder: string, name: string, opts: { leaseMs: number; nextInMs: number; due: boolean }): Promise<CycleHolder | null> {
+  async claimCycle(holder: string, name: string, opts: { leaseMs: number; nextInMs: number; due: boolean; earlyMs?: number }): Promise<CycleHolder | null> {
     await this.migrated();
     const { rows } = await this.db.query(
       `INSERT INTO gluework_ooo_cycle AS c (list_key, holder, holder_name, running_until, next_at)
        VALUES ($1, $2, $3, clock_timestamp() + $4 * interval '1 millisecond', clock_timestamp() + $5 * interval '1 millisecond')
        ON CONFLICT (list_key) DO UPDATE SET holder = EXCLUDED.holder, holder_name = EXCLUDED.holder_name, running_until = EXCLUDED.running_until, next_at = EXCLUDED.next_at
-         WHERE (c.running_until IS NULL OR c.running_until < clock_timestamp()) AND (NOT $6 OR c.next_at <= clock_timestamp())
+         WHERE (c.running_until IS NULL OR c.running_until < clock_timestamp()) AND (NOT $6 OR c.next_at <= clock_timestamp() + $7 * interval '1 millisecond')
        RETURNING list_key`,
-      [this.listKey, holder, name, opts.leaseMs, opts.nextInMs, opts.due],
+      [this.listKey, holder, name, opts.leaseMs, opts.nextInMs, opts.due, opts.earlyMs ?? 0],
     );
     if (rows.length > 0) return null;
     const { rows: other } = await this.db.query<{ holder_name: string; running: boolean; finished_at: Date | null }>(

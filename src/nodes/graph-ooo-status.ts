@@ -89,10 +89,10 @@ export = function register(RED: NodeAPI) {
       }, Math.max(0, delay) + 50);
     };
 
-    const poll = (due: boolean): Promise<PollResult> => {
+    const poll = (due: boolean, starting = false): Promise<PollResult> => {
       polling ??= (async () => {
         const m = await monitor;
-        const result = await m.poll(life.signal, { due });
+        const result = await m.poll(life.signal, { due, starting });
         if (result.doneBy) {
           // This process polled under the node deployed before: its own cycle, not another's.
           if (result.doneBy.by !== instanceName()) aside = result.doneBy;
@@ -120,8 +120,8 @@ export = function register(RED: NodeAPI) {
     };
 
     // A cycle that failed on a timer goes to Catch; its status (yellow or red) is already set.
-    function pollOnTimer(): Promise<void> {
-      return poll(true).then(
+    function pollOnTimer(starting = false): Promise<void> {
+      return poll(true, starting).then(
         (result) => {
           if (result.failure) node.error(result.failure, { topic: "poll", payload: cycleSummary(result) });
         },
@@ -144,9 +144,9 @@ export = function register(RED: NodeAPI) {
         report(err, "poll");
         return;
       }
-      await pollOnTimer();
+      await pollOnTimer(true);
     }, 100);
-    life.interval(pollOnTimer, intervalS * 1000);
+    life.interval(() => pollOnTimer(), intervalS * 1000);
     life.onClose(() => status.clear());
 
     handleInput(node, status, async (msg, send) => {
