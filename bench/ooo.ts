@@ -31,6 +31,7 @@ export const benchmark: Benchmark = {
     const cycles = quick ? 2 : 5;
     const limited = await measure(users, cycles, { appReadsInFlight: 4, itemLatencyMs: 20, tokenLifetimeS: 240 });
     const unlimited = await measure(users, cycles, { itemLatencyMs: 5, tokenLifetimeS: 3599, naive: true });
+    const replicas = await measureReplicas(users, cycles, 2);
     return {
       users,
       cycles,
@@ -40,10 +41,13 @@ export const benchmark: Benchmark = {
         measured_bound_seconds: round((users * (limited.read_ms_measured as number)) / 4 / 1000),
       },
       no_per_app_limit: unlimited,
+      replicas,
       notes:
         "per_app_limit: the sandbox answers 429 beyond 4 mailbox reads in flight per app, 20 ms per read, tokens living 240 s (msal renews within 300 s of expiry); bound_seconds = users × 20 ms / 4; measured_bound_seconds the same with the time a read really took (read_ms_measured). " +
         "no_per_app_limit: 5 ms per read, Outlook's per-mailbox limits only, 1-hour tokens; the node still keeps at most 4 reads in flight (its default), where it used to keep 16 (4 batches of which Graph hands Outlook 4 items each). " +
-        "requests_per_cycle counts the cycle that also fetched the token; steady figures are the cycles after the first. Graph hands Outlook 4 requests of a batch at a time.",
+        "requests_per_cycle counts the cycle that also fetched the token; steady figures are the cycles after the first. Graph hands Outlook 4 requests of a batch at a time. " +
+        "replicas: two monitors of one watch list, each with its own database pool, Graph client and token, both asked to poll at every cycle as their timers would; the sandbox as for per_app_limit (4 reads in flight per app, 20 ms per read). " +
+        "One takes the cycle's lease and polls, the other stands aside; users_read_per_cycle, requests_per_cycle (batches and token requests) and http_429 are both together; posts_per_change is the changes both reported over the users whose replies changed.",
     };
   },
 };
@@ -121,6 +125,83 @@ async function measure(users: number, cycles: number, setup: Case) {
     return figures;
   } finally {
     await db.close();
+    await testDb.drop();
+    await sandbox.close();
+  }
+}
+
+/** Two replicas of one monitor polling the same list at each cycle, as two Node-RED instances on one database would. */
+async function measureReplicas(users: number, cycles: number, instances: number) {
+  const sandbox = new Sandbox();
+  await sandbox.listen();
+  sandbox.graph.itemLatencyMs = 20;
+  sandbox.microsoft.tokenLifetime = 240;
+  const testDb = await createTestDatabase("gw_bench");
+  const setupDb = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
+  const opened: Array<{ db: Database; graph: GraphClient }> = [];
+  try {
+    const generated = sandbox.graph.generateUsers(users);
+    const setupGraph = new GraphClient({ baseUrl: `${sandbox.url}/microsoft/graph`, auth: new EntraAppTokenSource({ ...MICROSOFT_DEMO_APP, authorityHost: sandbox.url }) });
+    await new OutOfOfficeMonitor({ graph: setupGraph, store: new WatchListStore(setupDb, "bench") }).replace(generated.map((u) => u.mail!));
+    await setupGraph.close();
+    sandbox.graph.appReadsInFlight = 4;
+
+    const budgetKey = `graph:${MICROSOFT_DEMO_APP.tenantId}:${MICROSOFT_DEMO_APP.clientId}`;
+    const monitors = [];
+    for (let i = 0; i < instances; i++) {
+      const db = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
+      const graph = new GraphClient({ baseUrl: `${sandbox.url}/microsoft/graph`, auth: new EntraAppTokenSource({ ...MICROSOFT_DEMO_APP, authorityHost: sandbox.url }) });
+      opened.push({ db, graph });
+      // An interval shorter than a cycle, so that each round of the bench is a cycle that is due.
+      monitors.push(new OutOfOfficeMonitor({ graph, store: new WatchListStore(db, "bench"), budgetKey, intervalMs: 1000 }));
+    }
+
+    const perCycle: Array<{ read: number; requests: number; seconds: number; throttled: number; reported: number; changed: number; polled: number }> = [];
+    for (let cycle = 0; cycle < cycles; cycle++) {
+      const changed = new Set<string>();
+      for (let i = cycle; i < users; i += 97) {
+        sandbox.graph.setReplies(generated[i]!.mail!, alwaysOn(`Away, cycle ${cycle}`));
+        changed.add(generated[i]!.mail!);
+      }
+      sandbox.server.resetStats();
+      sandbox.graph.resetLoad();
+      const started = process.hrtime.bigint();
+      // Both timers fire within a few milliseconds of each other.
+      const results = await Promise.all(monitors.map((m, i) => new Promise((r) => setTimeout(r, i * Math.random() * 20)).then(() => m.poll(undefined, { due: true }))));
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      for (const r of results) if (r.failure) throw r.failure;
+      const reported = results.flatMap((r) => r.changes.filter((c) => !c.initial && changed.has(c.email)));
+      perCycle.push({
+        read: results.reduce((n, r) => n + r.read, 0),
+        requests: sandbox.server.counter("graph batch") + sandbox.server.counter("microsoft token request"),
+        seconds,
+        throttled: sandbox.server.counter("graph 429"),
+        reported: reported.length,
+        changed: changed.size,
+        polled: results.filter((r) => !r.doneBy).length,
+      });
+    }
+    const steady = perCycle.slice(1);
+    return {
+      instances,
+      users,
+      app_reads_in_flight: 4,
+      users_read_per_cycle: perCycle.map((c) => c.read),
+      instances_polling_per_cycle: perCycle.map((c) => c.polled),
+      cycle_seconds: round(median(perCycle.map((c) => c.seconds))),
+      max_cycle_seconds: round(Math.max(...perCycle.map((c) => c.seconds))),
+      requests_per_cycle: Math.max(...perCycle.map((c) => c.requests)),
+      steady_requests_per_cycle: Math.max(...steady.map((c) => c.requests)),
+      http_429: steady.reduce((n, c) => n + c.throttled, 0),
+      first_cycle_http_429: perCycle[0]!.throttled,
+      posts_per_change: round(perCycle.reduce((n, c) => n + c.reported, 0) / perCycle.reduce((n, c) => n + c.changed, 0)),
+    };
+  } finally {
+    for (const { db, graph } of opened) {
+      await graph.close();
+      await db.close();
+    }
+    await setupDb.close();
     await testDb.drop();
     await sandbox.close();
   }

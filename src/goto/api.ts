@@ -160,4 +160,6 @@ export interface GoToConnection {
   accountKey(): Promise<string>;
   /** The account key only if someone typed it in (no request made). */
   readonly configuredAccountKey?: string;
+  /** The database the instances share when the tokens are kept in it; none with the file store (one instance). */
+  sharedDatabase(): Promise<import("../core/db/database").Database> | undefined;
 }

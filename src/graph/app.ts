@@ -5,4 +5,6 @@ export interface GraphApp {
   readonly type: "graph-app";
   /** The Graph client of this Entra ID app, shared by its users and closed with the node. */
   graph(): GraphClient;
+  /** The app and tenant ("graph:<tenant>:<client id>"): the key of their shared budgets. */
+  readonly budgetKey: string;
 }

@@ -1,12 +1,14 @@
+import { randomUUID } from "node:crypto";
 import { Clock, systemClock } from "../core/clock";
+import { instanceName } from "../core/instance";
 import { AuthorizationRequiredError, ConfigError, InputError, PipelineError, asPipelineError } from "../core/errors";
 import { HttpError } from "../core/http/client";
 import { backoffDelay, serverRetryDelay } from "../core/http/retry";
 import { GraphClient, MAX_BATCH, UserLookupError, UserProblem, userPath, userProblem } from "./client";
 import { Observation, atMoment, isChange, nextBoundary, observe, plainText } from "./out-of-office";
-import { OUTLOOK_ITEMS_PER_BATCH, ReadBudget, ReadTicket } from "./read-budget";
+import { OUTLOOK_ITEMS_PER_BATCH, ReadOutcome, SharedReadBudget, SharedTicket } from "./read-budget";
 import { AutomaticRepliesSetting, BatchResponse, GraphErrorBody, GraphUser } from "./types";
-import { WatchEntry, WatchListStore } from "./watch-list";
+import { CycleHolder, WatchEntry, WatchListStore } from "./watch-list";
 
 /** A message-worthy change of one user (or the first look at one: `initial`). */
 export interface OutOfOfficeChange {
@@ -48,6 +50,8 @@ export interface PollResult {
   /** Lookups that failed for good at this poll (unknown user, no mailbox, no permission). */
   refused: Array<{ email: string; error: PipelineError }>;
   seconds: number;
+  /** Another instance ran this cycle (or runs it now): this one stood aside and read nobody. */
+  doneBy?: CycleHolder;
   /** Why the cycle stopped early, or read nobody: the app's secret, a missing permission, Graph unreachable. */
   failure?: PipelineError;
 }
@@ -58,8 +62,12 @@ export interface MonitorOptions {
   clock?: Clock;
   /** Mailbox reads in flight at once, counted across every batch (Outlook allows 4 per app). */
   readsInFlight?: number;
+  /** Whose reads these are: every monitor of one app and tenant, on any instance, shares one budget. */
+  budgetKey?: string;
   /** How long one cycle may go on reading before the users left wait for the next one. */
   cycleBudgetMs?: number;
+  /** How often cycles come (the cycle budget when not given): no instance starts one sooner. */
+  intervalMs?: number;
 }
 
 interface Watched extends WatchEntry {
@@ -67,6 +75,13 @@ interface Watched extends WatchEntry {
   /** When this user was last read, as a sequence number: the least recently read go first. */
   readSeq?: number;
 }
+
+/** A cycle's hold on its watch list, renewed while it runs: a dead instance's cycle is taken over after this. */
+const CYCLE_LEASE_MS = 30_000;
+/** The most a cycle may start before its interval is over: replicas' timers do not tick together. */
+const CYCLE_SLACK_MS = 5_000;
+/** An instance that starts polls at once unless a cycle started this recently. */
+const STARTING_GAP_MS = 60_000;
 
 /** Failed batches in a row after which a cycle stops: Graph is not answering. */
 const MAX_BATCH_FAILURES = 3;
@@ -89,28 +104,38 @@ export class OutOfOfficeMonitor {
   private readonly aliases = new Map<string, string>();
   /** Addresses from the list whose lookup failed for a passing reason (lower case → address). */
   private readonly lookups = new Map<string, string>();
-  private loaded?: Promise<void>;
+  private loading?: Promise<void>;
   private readonly clock: Clock;
   private readSeq = 0;
-  readonly budget: ReadBudget;
+  /** This monitor, to the cycle lease: a process may hold several over redeploys. */
+  private readonly holder = randomUUID();
+  readonly budget: SharedReadBudget;
 
   constructor(private readonly opts: MonitorOptions) {
     this.clock = opts.clock ?? systemClock;
-    this.budget = new ReadBudget(opts.readsInFlight ?? 4);
+    this.budget = new SharedReadBudget(opts.store.db, opts.budgetKey ?? `graph-list:${opts.store.listKey}`, opts.readsInFlight ?? 4);
   }
 
-  /** Loads the stored list (once). */
+  /**
+   * Reads the stored list again: another instance may have watched or dropped users, or stored
+   * what it saw. What this one knows of each user (when it was last read) is kept.
+   */
   load(): Promise<void> {
-    this.loaded ??= this.opts.store.list().then(
-      (entries) => {
-        this.watched = new Map(entries.map((e) => [e.userId, { ...e }]));
-      },
-      (err) => {
-        this.loaded = undefined;
-        throw err;
-      },
-    );
-    return this.loaded;
+    this.loading ??= this.opts.store
+      .list()
+      .then((entries) => {
+        const next = new Map<string, Watched>();
+        for (const e of entries) {
+          const known = this.watched.get(e.userId);
+          next.set(e.userId, known ? Object.assign(known, { email: e.email, displayName: e.displayName, observation: e.observation }) : { ...e });
+        }
+        this.watched = next;
+        for (const [alias, id] of this.aliases) if (!next.has(id)) this.aliases.delete(alias);
+      })
+      .finally(() => {
+        this.loading = undefined;
+      });
+    return this.loading;
   }
 
   get users(): ReadonlyArray<Readonly<Watched>> {
@@ -133,6 +158,11 @@ export class OutOfOfficeMonitor {
    */
   async watch(address: string): Promise<{ entry: WatchEntry; change: OutOfOfficeChange | null }> {
     await this.load();
+    return this.watchLoaded(address);
+  }
+
+  /** `watch` on the list as last read (a list of many is read once, not once per address). */
+  private async watchLoaded(address: string): Promise<{ entry: WatchEntry; change: OutOfOfficeChange | null }> {
     const email = checkAddress(address);
     const known = this.byEmail(email);
     if (known) return { entry: known, change: null };
@@ -146,14 +176,20 @@ export class OutOfOfficeMonitor {
     const setting = await this.readOne(user, email);
     const observation = observe(setting, this.clock.now());
     const entry: Watched = { userId: user.id, email, displayName: user.displayName ?? null, observation, readSeq: ++this.readSeq };
-    await this.opts.store.add(entry);
+    const added = await this.opts.store.add(entry);
     this.watched.set(user.id, entry);
     this.lookups.delete(email.toLowerCase());
+    // Another instance watched this user a moment before: its first look was the baseline.
+    if (!added) return { entry, change: null };
     return { entry, change: { email, userId: user.id, displayName: entry.displayName, observation, previous: null, initial: true } };
   }
 
   async unwatch(address: string): Promise<boolean> {
     await this.load();
+    return this.unwatchLoaded(address);
+  }
+
+  private async unwatchLoaded(address: string): Promise<boolean> {
     const email = checkAddress(address);
     const pending = this.lookups.delete(email.toLowerCase());
     const known = this.byEmail(email);
@@ -188,7 +224,7 @@ export class OutOfOfficeMonitor {
         continue;
       }
       try {
-        const { entry, change } = await this.watch(email);
+        const { entry, change } = await this.watchLoaded(email);
         kept.add(entry.userId);
         if (change) {
           added.push(email);
@@ -208,21 +244,50 @@ export class OutOfOfficeMonitor {
     const removed: string[] = [];
     for (const user of this.users) {
       if (kept.has(user.userId)) continue;
-      await this.unwatch(user.email);
+      await this.unwatchLoaded(user.email);
       removed.push(user.email);
     }
     return { added, removed, refused, pending: this.pendingLookups, changes };
   }
 
   /**
-   * One polling cycle: the lookups that failed before are tried again, then every watched user is
-   * read, least recently read first, with at most the budget's reads in flight.
+   * One polling cycle, run by one instance of all those on the database: this one when the cycle
+   * is due (`due`; any time when a poll is asked for) and no other runs it, else it stands aside
+   * and the result names who ran it (`doneBy`). The list is read anew, the lookups that failed
+   * before are tried again, then every watched user is read, least recently read first, with at
+   * most the shared budget's reads in flight.
    */
-  async poll(signal?: AbortSignal): Promise<PollResult> {
+  async poll(signal?: AbortSignal, options: { due?: boolean; starting?: boolean } = {}): Promise<PollResult> {
+    const result: PollResult = { changes: [], problems: [], watched: 0, read: 0, notRead: [], batches: 0, throttled: 0, errors: 0, lookupsPending: [], refused: [], seconds: 0 };
+    const cycleMs = this.opts.cycleBudgetMs ?? 60_000;
+    const intervalMs = this.opts.intervalMs ?? cycleMs;
+    const doneBy = await this.opts.store.claimCycle(this.holder, instanceName(), {
+      leaseMs: CYCLE_LEASE_MS,
+      nextInMs: Math.max(0, intervalMs - Math.min(CYCLE_SLACK_MS, intervalMs / 4)),
+      due: options.due ?? false,
+      // An instance that starts polls unless a cycle ran within the last minute: a restart does not wait out a long interval.
+      earlyMs: options.starting ? Math.max(0, intervalMs - STARTING_GAP_MS) : 0,
+    });
+    if (doneBy) {
+      await this.load();
+      result.doneBy = doneBy;
+      result.watched = this.watched.size;
+      return result;
+    }
+    const renew = setInterval(() => void this.opts.store.renewCycle(this.holder, CYCLE_LEASE_MS).catch(() => undefined), CYCLE_LEASE_MS / 3);
+    renew.unref?.();
+    try {
+      return await this.runCycle(result, cycleMs, signal);
+    } finally {
+      clearInterval(renew);
+      await this.opts.store.endCycle(this.holder).catch(() => undefined);
+    }
+  }
+
+  private async runCycle(result: PollResult, cycleMs: number, signal?: AbortSignal): Promise<PollResult> {
     await this.load();
     const started = this.clock.now();
-    const deadline = started + (this.opts.cycleBudgetMs ?? 60_000);
-    const result: PollResult = { changes: [], problems: [], watched: 0, read: 0, notRead: [], batches: 0, throttled: 0, errors: 0, lookupsPending: [], refused: [], seconds: 0 };
+    const deadline = started + cycleMs;
     const lookupFailure = await this.retryLookups(result);
 
     // Users never read in this process first, then the least recently read.
@@ -232,7 +297,7 @@ export class OutOfOfficeMonitor {
     const notBefore = new Map<Watched, number>();
     const attempts = new Map<Watched, number>();
     const reasons = new Map<Watched, NotReadReason>();
-    const observed: Array<{ userId: string; observation: Observation }> = [];
+    const observed: Array<{ userId: string; observation: Observation; previous: Observation | null }> = [];
     const inFlight = new Set<Promise<void>>();
     const forbidden = { count: 0, first: undefined as UserLookupError | undefined };
     let fatal: PipelineError | undefined;
@@ -246,13 +311,13 @@ export class OutOfOfficeMonitor {
     };
 
     let wake: () => void = () => undefined;
-    const sendBatch = async (chunk: Watched[], ticket: ReadTicket): Promise<void> => {
+    const sendBatch = async (chunk: Watched[], ticket: SharedTicket): Promise<void> => {
       let responses: BatchResponse[];
       try {
         result.batches++;
         responses = await this.opts.graph.batch(chunk.map((u, i) => ({ id: String(i + 1), method: "GET", url: `/${userPath(u.userId)}/mailboxSettings/automaticRepliesSetting` })), signal);
       } catch (err) {
-        release(ticket);
+        await release(ticket, { reads: 0, throttled: false });
         result.errors++;
         const error = asPipelineError(err);
         // Graph refusing the token itself (401 after a fresh one) will not pass within this cycle.
@@ -262,12 +327,12 @@ export class OutOfOfficeMonitor {
         return;
       }
       // The reads are over: the next batch goes out while this one's answers are judged.
-      release(ticket);
+      // Slots kept for the next batch while users are left to read.
+      const keep = pending.size > chunk.length ? ticket.slots : 0;
+      const released = release(ticket, { reads: responses.filter((r) => r.status === 200).length, throttled: responses.some((r) => r.status === 429) }, keep);
       await new Promise<void>((resolve) => setImmediate(resolve));
       batchFailures = 0;
       const byId = new Map(responses.map((r) => [String(r.id), r]));
-      let refused = false;
-      let reads = 0;
       chunk.forEach((user, i) => {
         const answer = byId.get(String(i + 1));
         if (!answer) {
@@ -275,11 +340,10 @@ export class OutOfOfficeMonitor {
           return later(user, "error");
         }
         if (answer.status === 200) {
-          reads++;
           const observation = observe(answer.body as AutomaticRepliesSetting, this.clock.now());
           const change = this.record(user, observation);
           if (change) result.changes.push(change);
-          if (!user.observation || change) observed.push({ userId: user.userId, observation });
+          if (!user.observation || change) observed.push({ userId: user.userId, observation, previous: user.observation });
           user.observation = observation;
           user.problem = undefined;
           user.readSeq = ++this.readSeq;
@@ -289,7 +353,6 @@ export class OutOfOfficeMonitor {
         }
         if (answer.status === 429) {
           result.throttled++;
-          refused = true;
           return later(user, "throttled", serverRetryDelay(lowerCaseKeys(answer.headers), this.clock.now()));
         }
         result.errors++;
@@ -305,54 +368,83 @@ export class OutOfOfficeMonitor {
         reasons.set(user, problem.problem);
         pending.delete(user);
       });
-      if (refused) this.budget.throttled(ticket);
-      if (reads) this.budget.succeeded(reads);
+      await released;
     };
-    const release = (ticket: ReadTicket) => {
-      this.budget.release(ticket);
-      wake();
-    };
+    /** Slots kept from a batch that came back, for the next one. */
+    const spare: SharedTicket[] = [];
+    const release = (ticket: SharedTicket, outcome: ReadOutcome, keep = 0): Promise<void> =>
+      this.budget.release(ticket, outcome, keep).then(
+        (kept) => {
+          if (kept) spare.push(kept);
+          wake();
+        },
+        (err: unknown) => {
+          fatal ??= asPipelineError(err);
+          wake();
+        },
+      );
 
     while (!fatal && !signal?.aborted) {
       const now = this.clock.now();
       if (now >= deadline) break;
-      const available = this.budget.available;
-      // A batch holds at most 4 reads in flight (Graph's own limit per batch): with fewer slots, fewer
-      // users; full batches of 20 only once Outlook has stopped refusing.
-      const size = available < OUTLOOK_ITEMS_PER_BATCH ? available : this.budget.calm ? MAX_BATCH : OUTLOOK_ITEMS_PER_BATCH;
-      const chunk: Watched[] = [];
+      let ready = 0;
       let nextReady = Infinity;
-      let readyLeft = false;
       for (const user of pending) {
         if (sending.has(user)) continue;
         const at = notBefore.get(user) ?? 0;
         if (at > now) nextReady = Math.min(nextReady, at);
-        else if (chunk.length < size) chunk.push(user);
-        else readyLeft = true;
+        else ready++;
       }
-      if (chunk.length > 0) {
-        const ticket = this.budget.take(Math.min(chunk.length, OUTLOOK_ITEMS_PER_BATCH));
-        for (const user of chunk) sending.add(user);
-        const batch: Promise<void> = sendBatch(chunk, ticket).finally(() => {
-          for (const user of chunk) sending.delete(user);
-          inFlight.delete(batch);
-          wake();
-        });
-        inFlight.add(batch);
-        continue;
+      let starved = false;
+      if (ready > 0) {
+        let ticket: SharedTicket;
+        try {
+          ticket = spare.pop() ?? (await this.budget.take(Math.min(ready, OUTLOOK_ITEMS_PER_BATCH)));
+        } catch (err) {
+          fatal ??= asPipelineError(err);
+          break;
+        }
+        // A batch holds at most 4 reads in flight (Graph's own limit per batch): with fewer slots, fewer
+        // users; full batches of 20 only once Outlook has stopped refusing.
+        const size = ticket.slots < OUTLOOK_ITEMS_PER_BATCH ? ticket.slots : ticket.calm ? MAX_BATCH : OUTLOOK_ITEMS_PER_BATCH;
+        const chunk: Watched[] = [];
+        const at = this.clock.now();
+        for (const user of pending) {
+          if (chunk.length >= size) break;
+          if (!sending.has(user) && (notBefore.get(user) ?? 0) <= at) chunk.push(user);
+        }
+        if (chunk.length > 0) {
+          for (const user of chunk) sending.add(user);
+          const batch: Promise<void> = sendBatch(chunk, ticket).finally(() => {
+            for (const user of chunk) sending.delete(user);
+            inFlight.delete(batch);
+            wake();
+          });
+          inFlight.add(batch);
+          continue;
+        }
+        if (ticket.slots > 0) {
+          await release(ticket, { reads: 0, throttled: false });
+          continue;
+        }
+        starved = true;
       }
       // Done, or the rest waits for a Retry-After that ends after this cycle: it goes first next time.
-      if (!readyLeft && inFlight.size === 0 && nextReady >= deadline) break;
+      if (ready === 0 && inFlight.size === 0 && nextReady >= deadline) break;
       // Wait for a slot, a batch to come back, or the next Retry-After to pass, whichever is first.
       const waited = new AbortController();
       const waits: Array<Promise<unknown>> = [...inFlight, new Promise<void>((resolve) => (wake = resolve))];
-      if (readyLeft) waits.push(this.budget.freed());
+      if (starved) waits.push(this.budget.freed());
       else if (nextReady < deadline) waits.push(this.clock.sleep(nextReady - now, waited.signal).catch(() => undefined));
       await Promise.race(waits);
       waited.abort();
     }
     await Promise.all(inFlight);
-    await this.opts.store.saveObservations(observed);
+    for (const ticket of spare.splice(0)) await release(ticket, { reads: 0, throttled: false });
+    // A change another instance stored first (a cycle of its own that overlapped) is its to report.
+    const stored = await this.opts.store.saveObservations(observed);
+    const saving = new Set(observed.map((o) => o.userId));
+    result.changes = result.changes.filter((c) => !saving.has(c.userId) || stored.has(c.userId));
 
     for (const user of pending) result.notRead.push({ email: user.email, reason: reasons.get(user) ?? "not reached" });
     for (const user of this.watched.values()) if (user.problem && !pending.has(user)) result.notRead.push({ email: user.email, reason: user.problem as UserProblem });
@@ -382,7 +474,7 @@ export class OutOfOfficeMonitor {
     for (const email of this.pendingLookups) {
       if (failures >= MAX_LOOKUP_FAILURES) break;
       try {
-        const { change } = await this.watch(email);
+        const { change } = await this.watchLoaded(email);
         if (change) result.changes.push(change);
         failures = 0;
       } catch (err) {
@@ -406,12 +498,18 @@ export class OutOfOfficeMonitor {
 
   /** One user's setting outside a poll, within the same budget of reads in flight. */
   private async readOne(user: GraphUser, email: string): Promise<AutomaticRepliesSetting> {
-    while (this.budget.available === 0) await this.budget.freed();
-    const ticket = this.budget.take(1);
+    let ticket = await this.budget.take(1);
+    while (ticket.slots === 0) {
+      await this.budget.freed();
+      ticket = await this.budget.take(1);
+    }
+    let reads = 0;
     try {
-      return await this.opts.graph.automaticReplies(user, email);
+      const setting = await this.opts.graph.automaticReplies(user, email);
+      reads = 1;
+      return setting;
     } finally {
-      this.budget.release(ticket);
+      await this.budget.release(ticket, { reads, throttled: false });
     }
   }
 
@@ -423,18 +521,17 @@ export class OutOfOfficeMonitor {
     await this.load();
     const now = this.clock.now();
     const changes: OutOfOfficeChange[] = [];
-    const saved: Array<{ userId: string; observation: Observation }> = [];
     for (const user of this.watched.values()) {
       if (!user.observation) continue;
       const next = atMoment(user.observation, now);
       if (next.outOfOffice !== user.observation.outOfOffice) {
         changes.push({ email: user.email, userId: user.userId, displayName: user.displayName, observation: next, previous: user.observation, initial: false });
         user.observation = next;
-        saved.push({ userId: user.userId, observation: next });
       }
     }
-    await this.opts.store.saveObservations(saved);
-    return changes;
+    // Every instance sees a window open at the same moment: the one that stores it reports it.
+    const stored = await this.opts.store.saveObservations(changes.map((c) => ({ userId: c.userId, observation: c.observation, previous: c.previous })));
+    return changes.filter((c) => stored.has(c.userId));
   }
 
   /** When the next scheduled window opens or closes, among the watched users. */

@@ -1,4 +1,4 @@
-import { InputError } from "../core/errors";
+import { InputError, errorMessage } from "../core/errors";
 import { configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
@@ -10,6 +10,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
 import type { GoToConnection } from "../goto/api";
 import { CallSource, DayProgress, callLogsForDay } from "../goto/call-reports";
 import { DayRange, calendarDay, daysOfRange, timeZone } from "../goto/days";
+import { DoneElsewhere, OnceRuns } from "../core/db/once";
 
 interface CallLogsDef extends NodeDef {
   goto?: string;
@@ -24,6 +25,8 @@ interface CallLogsDef extends NodeDef {
 const AHEAD = 2;
 /** The status shows the pages read at most this often. */
 const PROGRESS_MS = 250;
+/** A day another replica exported is exported again on a trigger this long after (a backfill the next morning). */
+const EXPORT_AGAIN_AFTER_MS = 3600_000;
 
 export = function register(RED: NodeAPI) {
   function GoToCallLogsNode(this: Node, def: CallLogsDef) {
@@ -43,9 +46,20 @@ export = function register(RED: NodeAPI) {
       const source: CallSource = config.source === "call-events" ? "call-events" : "call-reports";
       const client = goto.api(source === "call-events" ? "call-events-report" : "call-reports");
       const accountKey = source === "call-events" ? await goto.accountKey() : goto.configuredAccountKey;
+      // With replicas on one database, each day is exported by the first to claim it.
+      const shared = goto.sharedDatabase();
+      const runs = shared && new OnceRuns(await shared, `goto-call-logs:${node.id}`);
       let calls = 0;
+      let exported = 0;
+      let elsewhere: DoneElsewhere | undefined;
       for (const date of dates) {
         const day = calendarDay(date, zone);
+        const claimed = runs ? await runs.claim(date, { againAfterMs: EXPORT_AGAIN_AFTER_MS, againHere: true }) : undefined;
+        if (claimed && "elsewhere" in claimed) {
+          elsewhere = claimed.elsewhere;
+          continue;
+        }
+        const claim = claimed?.claim;
         const id = RED.util.generateId();
         status.busy(`${date} · requesting`);
         let shown = 0;
@@ -57,11 +71,12 @@ export = function register(RED: NodeAPI) {
           status.busy(`${date} · page ${formatCount(pages)} · ${formatCount(read)} calls`);
         };
         let complete = false;
+        let dayCalls = 0;
         try {
           for await (const batch of callLogsForDay(client, day, { source, accountKey, batchSize: Number(config.batchSize) || undefined, signal: life.signal, onProgress })) {
             const parts = { id, index: batch.index, ...(batch.last ? { count: batch.index + 1 } : {}) };
             send({ ...msg, payload: batch.rows, parts, date, filename: `${date}_call_logs.csv` });
-            if (batch.last) calls += batch.total;
+            if (batch.last) dayCalls = batch.total;
             // Read on only as fast as a writer downstream keeps up (when it says so).
             else await partSent(id, batch.index, AHEAD, undefined, life.signal);
           }
@@ -69,9 +84,17 @@ export = function register(RED: NodeAPI) {
         } finally {
           // A day that stopped half-way is abandoned: a writer downstream drops what it has of it now.
           endSequence(id, !complete);
+          await (complete ? claim?.done({ calls: dayCalls }) : claim?.failed())?.catch((err: unknown) => node.warn(`the export of ${date} was not recorded as ${complete ? "done" : "failed"}: ${errorMessage(err)}`));
         }
+        calls += dayCalls;
+        exported++;
       }
-      status.ok(dates.length === 1 ? `${dates[0]} · ${formatCount(calls)} calls` : `${dates.length} days · ${formatCount(calls)} calls`);
+      if (elsewhere && exported === 0) {
+        status.ready(`${dates.length === 1 ? dates[0] : `${dates.length} days`} · done by ${elsewhere.by}`);
+        return;
+      }
+      const skipped = dates.length - exported;
+      status.ok(`${dates.length === 1 ? dates[0] : `${exported} days`} · ${formatCount(calls)} calls${skipped ? ` · ${skipped} done by ${elsewhere!.by}` : ""}`);
     }, { life });
   }
 

@@ -50,6 +50,8 @@ export = function register(RED: NodeAPI) {
     const life = new Lifecycle(node);
     node.connection = new OAuthConnection(RED, settings, life);
     let apis: GoToApis | undefined;
+    // Replicas share what must happen once through the database that holds their tokens.
+    const shared = config.store === "postgres" && !!config.database;
     const open = () =>
       (apis ??= new GoToApis({
         auth: node.connection,
@@ -61,7 +63,7 @@ export = function register(RED: NodeAPI) {
           set: async (value) => (await node.connection.tokens()).setExtra("accountKey", value),
         },
         log: (line) => node.debug(line),
-        budget: { clientId: settings.clientId, database: config.store === "postgres" && config.database ? () => life.uses(configNode<DatabaseProvider>(RED, config.database!, "postgres-database", "database")).database() : undefined },
+        budget: { clientId: settings.clientId, database: shared ? () => life.uses(configNode<DatabaseProvider>(RED, config.database!, "postgres-database", "database")).database() : undefined },
       }));
     Object.assign(node, {
       authorizeHost: config.authHost?.trim() || undefined,
@@ -69,6 +71,7 @@ export = function register(RED: NodeAPI) {
       configuredAccountKey: accountKey,
       api: (family: Parameters<GoToApis["api"]>[0]) => open().api(family),
       accountKey: () => open().accountKey(),
+      sharedDatabase: () => (shared ? configNode<DatabaseProvider>(RED, config.database!, "postgres-database", "database").database() : undefined),
     });
     if (!(rps > 0)) node.warn(new ConfigError("the request rate must be above 0; GoTo documents 10 per second").message);
 

@@ -1,4 +1,4 @@
-import { InputError, PipelineError, asPipelineError } from "../core/errors";
+import { InputError, PipelineError, asPipelineError, errorMessage } from "../core/errors";
 import { configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
@@ -9,6 +9,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
 import { GoToAdminApi, parseGoToJson } from "../goto/admin";
 import type { GoToConnection } from "../goto/api";
 import { ProvisionAction, Provisioner, RequestDefaults, failureStatus, itemsOf, requestsOf } from "../goto/provisioning";
+import { OnceClaim, OnceRuns } from "../core/db/once";
 
 interface ProvisionUserDef extends NodeDef {
   goto?: string;
@@ -47,8 +48,24 @@ export = function register(RED: NodeAPI) {
     handleInput(node, status, async (msg, send) => {
       let outcomes;
       let batch = false;
+      let claim: OnceClaim | undefined;
       try {
         const goto = life.uses(configNode<GoToConnection>(RED, config.goto, "goto-credentials", "GoTo connection"));
+        // With replicas on one database, a request (msg.requestId, else the message's id) runs once:
+        // the others answer what it came to, or that it runs elsewhere.
+        const shared = goto.sharedDatabase();
+        if (shared) {
+          const claimed = await new OnceRuns(await shared, `goto-provision-user:${node.id}`).claim(requestIdOf(msg));
+          if ("elsewhere" in claimed) {
+            const { by, running, outcome } = claimed.elsewhere;
+            const kept = outcome as { output?: number; statusCode?: number; payload?: unknown } | null;
+            status.ready(`done by ${by}`);
+            if (running || !kept) send([null, Object.assign(msg, { statusCode: 409, payload: { result: "in progress", by } })]);
+            else send(kept.output === 0 ? [Object.assign(msg, { statusCode: kept.statusCode, payload: kept.payload }), null] : [null, Object.assign(msg, { statusCode: kept.statusCode, payload: kept.payload })]);
+            return;
+          }
+          claim = claimed.claim;
+        }
         const defaults: RequestDefaults = { action: config.action ?? "provision" };
         for (const field of FIELDS) defaults[field] = await setting(field, msg);
         const parsed = itemsOf(msg.payload);
@@ -70,6 +87,7 @@ export = function register(RED: NodeAPI) {
         outcomes = await provisioner.run(requests);
       } catch (err) {
         // Nothing was done: whoever asked (an http response) gets an answer, Catch gets the error.
+        await claim?.failed().catch(() => undefined);
         const error = asPipelineError(err);
         send([null, Object.assign(msg, { statusCode: failureStatus(error), payload: { result: "failed", error: error.message, code: error.code } })]);
         throw error;
@@ -78,15 +96,19 @@ export = function register(RED: NodeAPI) {
       if (!batch) {
         const outcome = outcomes[0]!;
         if (!outcome.ok) {
+          await claim?.failed().catch(() => undefined);
           send([null, Object.assign(msg, { statusCode: failureStatus(outcome.error), payload: outcome.item })]);
           throw outcome.error;
         }
+        await keep(claim, 0, 200, outcome.report);
         send([Object.assign(msg, { statusCode: 200, payload: outcome.report }), null]);
         status.ok(`${outcome.report.result}: ${outcome.report.email}`.slice(0, 40));
         return;
       }
       const failures = outcomes.filter((o) => !o.ok);
-      send([Object.assign(msg, { statusCode: failures.length ? 207 : 200, payload: outcomes.map((o) => (o.ok ? o.report : o.item)) }), null]);
+      const payload = outcomes.map((o) => (o.ok ? o.report : o.item));
+      await keep(claim, 0, failures.length ? 207 : 200, payload);
+      send([Object.assign(msg, { statusCode: failures.length ? 207 : 200, payload }), null]);
       if (failures.length) {
         const first = failures[0]!;
         throw new PipelineError(`${formatCount(failures.length)} of ${formatCount(outcomes.length)} items failed; the first: ${first.item.email ?? "an item"}: ${first.item.error}`, {
@@ -98,7 +120,20 @@ export = function register(RED: NodeAPI) {
       }
       status.ok(`${formatCount(outcomes.length)} users done`);
     }, { life });
+
+    /** What a request came to, for a replica asked the same again; a failure to keep it is only logged. */
+    async function keep(claim: OnceClaim | undefined, output: number, statusCode: number, payload: unknown): Promise<void> {
+      await claim?.done({ output, statusCode, payload }).catch((err: unknown) => node.warn(`the outcome of this request was not kept for the other instances: ${errorMessage(err)}`));
+    }
   }
 
   RED.nodes.registerType("goto-provision-user", GoToProvisionUserNode);
 };
+
+/** What names one request across replicas: `msg.requestId` when the flow gives one, else the message's own id. */
+function requestIdOf(msg: NodeMessage): string {
+  const given = (msg as { requestId?: unknown }).requestId;
+  if (typeof given === "string" && given.trim()) return given.trim().slice(0, 200);
+  if (typeof given === "number") return String(given);
+  return String(msg._msgid ?? "");
+}

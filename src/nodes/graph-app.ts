@@ -29,6 +29,7 @@ export = function register(RED: NodeAPI) {
     const node = this;
     const config = migrateConfig(def, []);
     let client: GraphClient | undefined;
+    Object.assign(node, { budgetKey: `graph:${config.tenantId}:${config.clientId}` });
 
     node.graph = () => {
       if (client) return client;
@@ -52,7 +53,7 @@ export = function register(RED: NodeAPI) {
         baseUrl: config.graphUrl || undefined,
         auth: tokens,
         // Every graph-app node of one app and tenant in this process spends one budget.
-        limiter: budgetLimiter(`graph:${config.tenantId}:${config.clientId}`, GRAPH_RATE_LIMIT),
+        limiter: budgetLimiter(node.budgetKey, GRAPH_RATE_LIMIT),
       });
       return client;
     };

@@ -9,7 +9,8 @@ import type { GraphApp } from "../graph/app";
 import { UserLookupError } from "../graph/client";
 import { OutOfOfficeChange, OutOfOfficeMonitor, PollResult, changePayload, cycleSummary, isSettingsError } from "../graph/monitor";
 import { WatchRequest, parseWatchRequest } from "../graph/requests";
-import { WatchListStore } from "../graph/watch-list";
+import { CycleHolder, WatchListStore } from "../graph/watch-list";
+import { instanceName } from "../core/instance";
 
 interface OooDef extends NodeDef {
   app: string;
@@ -49,7 +50,7 @@ export = function register(RED: NodeAPI) {
       const app = life.uses(configNode<GraphApp>(RED, config.app, "graph-app", "Entra ID app"));
       const db = await life.uses(configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database")).database();
       // A cycle may read for as long as the interval; the users left go first in the next one.
-      const m = new OutOfOfficeMonitor({ graph: app.graph(), store: new WatchListStore(db, node.id), readsInFlight, cycleBudgetMs: intervalS * 1000 });
+      const m = new OutOfOfficeMonitor({ graph: app.graph(), store: new WatchListStore(db, node.id), readsInFlight, budgetKey: app.budgetKey, cycleBudgetMs: intervalS * 1000 });
       await m.load();
       return m;
     })();
@@ -57,9 +58,12 @@ export = function register(RED: NodeAPI) {
 
     const changes = (list: OutOfOfficeChange[]): NodeMessage[] => list.map((c) => ({ topic: c.email, payload: changePayload(c) }));
     let lastCycle: PollResult | undefined;
+    let aside: CycleHolder | undefined;
     // Green only when the last cycle read everyone; yellow when it missed some, red when it read none.
     const showWatching = (m: OutOfOfficeMonitor) => {
       const cycle = lastCycle;
+      // Another replica on the database polls: this one says who, and when it last finished.
+      if (aside) return status.ready(`done by ${aside.by}${aside.finishedAt ? ` · ${clockTime(aside.finishedAt)}` : ""}`);
       if (cycle?.failure && (isSettingsError(cycle.failure) || (cycle.read === 0 && cycle.watched > 0))) return status.error(cycle.failure.status);
       if (cycle && cycle.read === 0 && cycle.watched > 0) return status.error(`none of ${formatCount(cycle.watched)} read · ${lastPoll}`);
       if (cycle && cycle.notRead.length > 0) return status.warn(`${formatCount(cycle.read)} of ${formatCount(cycle.watched)} read · ${lastPoll}`);
@@ -85,14 +89,23 @@ export = function register(RED: NodeAPI) {
       }, Math.max(0, delay) + 50);
     };
 
-    const poll = (): Promise<PollResult> => {
+    const poll = (due: boolean, starting = false): Promise<PollResult> => {
       // A close aborts the cycle's reads and waits for it to store what it learned.
       polling ??= life.work((async () => {
         const m = await monitor;
-        const result = await m.poll(life.signal);
-        const timed = await m.checkWindows();
-        lastPoll = new Date().toTimeString().slice(0, 5);
+        const result = await m.poll(life.signal, { due, starting });
+        if (result.doneBy) {
+          // This process polled under the node deployed before: its own cycle, not another's.
+          if (result.doneBy.by !== instanceName()) aside = result.doneBy;
+          else if (result.doneBy.finishedAt) lastPoll = clockTime(result.doneBy.finishedAt);
+          showWatching(m);
+          scheduleWakeup(m);
+          return result;
+        }
+        aside = undefined;
         lastCycle = result;
+        const timed = await m.checkWindows();
+        lastPoll = clockTime(new Date());
         const out = [...changes(result.changes), ...changes(timed)];
         node.send([out.length ? out : null, null, null, { topic: "cycle", payload: cycleSummary(result) }]);
         // A watched user Graph no longer shows (gone, mailbox removed, access taken away): once per problem.
@@ -108,8 +121,8 @@ export = function register(RED: NodeAPI) {
     };
 
     // A cycle that failed on a timer goes to Catch; its status (yellow or red) is already set.
-    function pollOnTimer(): Promise<void> {
-      return poll().then(
+    function pollOnTimer(starting = false): Promise<void> {
+      return poll(true, starting).then(
         (result) => {
           if (result.failure) node.error(result.failure, { topic: "poll", payload: cycleSummary(result) });
         },
@@ -132,9 +145,9 @@ export = function register(RED: NodeAPI) {
         report(err, "poll");
         return;
       }
-      await pollOnTimer();
+      await pollOnTimer(true);
     }, 100);
-    life.interval(pollOnTimer, intervalS * 1000);
+    life.interval(() => pollOnTimer(), intervalS * 1000);
     life.onClose(() => status.clear());
 
     handleInput(node, status, async (msg, send) => {
@@ -147,7 +160,7 @@ export = function register(RED: NodeAPI) {
         throw err;
       }
       if (request.kind === "poll") {
-        const result = await poll();
+        const result = await poll(false);
         if (result.failure) throw result.failure;
         return;
       }
@@ -163,6 +176,8 @@ export = function register(RED: NodeAPI) {
 
     async function answerRequest(request: Exclude<WatchRequest, { kind: "poll" }>, msg: NodeMessage, send: SendFunction): Promise<void> {
       const m = await monitor;
+      // Another replica may have changed the list since.
+      await m.load();
       switch (request.kind) {
         case "list":
           send([null, answer(msg, 200, { watching: m.users.map((u) => ({ email: u.email, userId: u.userId, outOfOffice: u.observation?.outOfOffice ?? null })) }), null]);
@@ -203,4 +218,8 @@ function answer(msg: NodeMessage, statusCode: number, payload: unknown): NodeMes
 function refusal(email: string, error: PipelineError): NodeMessage {
   const problem = error instanceof UserLookupError ? error.problem : error instanceof ConfigError ? "configuration" : "error";
   return { topic: email, statusCode: error.httpStatus ?? 500, payload: { email, error: problem, reason: error.message } };
+}
+
+function clockTime(at: Date): string {
+  return at.toTimeString().slice(0, 5);
 }

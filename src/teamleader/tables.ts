@@ -1,7 +1,7 @@
-import os from "node:os";
 import type pg from "pg";
 import { ConfigError, PipelineError, errorMessage } from "../core/errors";
 import { Database, Migration } from "../core/db/database";
+import { instanceName } from "../core/instance";
 import { SYNC_RESOURCES, SyncResource } from "./types";
 
 /** One record as the sync writes it: the Teamleader id, the record as JSON text, its `updated_at`. */
@@ -344,8 +344,4 @@ function dedupe(rows: readonly SyncRow[]): readonly SyncRow[] {
 function databaseIdentity(db: Database): string {
   const o = (db.pool as unknown as { options?: pg.PoolConfig }).options ?? {};
   return `${o.connectionString ?? ""}|${o.host ?? ""}:${o.port ?? ""}/${o.database ?? ""}`;
-}
-
-function instanceName(): string {
-  return `${os.hostname()} pid ${process.pid}`;
 }
