@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FaultRig, Neighbour, PROXY_FAULTS, compareCounts, hold } from "./harness";
+import { FaultRig, Neighbour, PROXY_FAULTS, compareCounts, describeFault } from "./harness";
 
 /** The call logs pipeline (goto-call-logs → blob-csv-writer) with GoTo or Azurite failing mid-run. */
 describe("faults: GoTo call logs → Azure Blob", function () {
@@ -40,11 +40,7 @@ describe("faults: GoTo call logs → Azure Blob", function () {
     await rig.inject("gw-calllogs-nightly", { from: date, to: date });
     // Mid-run: the GoTo node is reading pages (or the writer is writing, for Azurite).
     await rig.until((o) => /page/.test(o.statuses["gw-calllogs-goto"]?.text ?? "") && o.statuses["gw-calllogs-goto"]?.text?.startsWith(date), 30_000, "the run to be reading pages");
-    await rig.fault(neighbour, mode, { bytesPerSecond: 4096 });
-    await hold();
-    await rig.assertAlive();
-    await rig.fault(neighbour, "pass");
-    const healed = Date.now();
+    const healed = await rig.faultWindow(neighbour, mode);
     const outcome = await rig.until(
       (o) => (o.completed.some((c) => c.node === "gw-calllogs-written") ? "written" : o.errors.length > 0 ? "failed" : undefined),
       60_000,
@@ -74,6 +70,3 @@ describe("faults: GoTo call logs → Azure Blob", function () {
   }
 });
 
-export function describeFault(mode: string): string {
-  return { reset: "resets every connection", stall: "stalls", "black-hole": "swallows every byte", slow: "slows to 4 KiB/s", refuse: "refuses connections" }[mode] ?? mode;
-}

@@ -4,6 +4,10 @@ import path from "node:path";
 import { BlobServiceClient } from "@azure/storage-blob";
 import pg from "pg";
 import { request } from "undici";
+import { TokenAuthority } from "../../src/auth/jwt";
+import { signingKeys } from "../../src/auth/keys";
+import { UserList } from "../../src/auth/users";
+import { DEMO_USER } from "../../src/demo/profiles/jwt-auth-key";
 import { DemoEnvironment, FlowNode, demoFlows, loadProfiles, secretKeeper } from "../../src/demo/environment";
 import { Sandbox } from "../../src/sandbox";
 import { AZURITE_ACCOUNT, Azurite } from "../../src/sandbox/azurite";
@@ -144,6 +148,42 @@ export class FaultRig {
     return this.proxies[neighbour].set(mode, options);
   }
 
+  /**
+   * A fault on a neighbour for FAULT_MS, Node-RED checked alive meanwhile; returns when it ended.
+   * Throws if no connection went through the fault (it did not land mid-run).
+   */
+  async faultWindow(neighbour: Neighbour, mode: FaultMode, options: { ms?: number; bytesPerSecond?: number; during?: () => void } = {}): Promise<number> {
+    const proxy = this.proxies[neighbour];
+    const touched = proxy.touched;
+    await proxy.set(mode, { bytesPerSecond: options.bytesPerSecond ?? 4096 });
+    options.during?.();
+    await hold(options.ms);
+    await this.assertAlive();
+    const hit = proxy.touched - touched;
+    await proxy.heal();
+    if (hit === 0) throw new Error(`the ${mode} fault on ${neighbour} touched no connection: it did not land mid-run`);
+    return Date.now();
+  }
+
+  /** Times the Node-RED process ended by itself (each revived). */
+  exits = 0;
+
+  /**
+   * After a test that ended Node-RED, a new process on the same user folder with the same flows,
+   * so that the next test starts whole. Returns whether it had to.
+   */
+  async revive(): Promise<boolean> {
+    if (!this.exit && this.red.child.exitCode === null && this.red.child.signalCode === null) return false;
+    this.exits++;
+    this.exit = undefined;
+    await this.healAll();
+    this.red = await startNodeRed({ userDir: path.join(this.stateDir, "node-red"), env: { TZ: "UTC" } });
+    this.red.child.on("exit", (code, signal) => (this.exit = { code, signal }));
+    await this.red.deploy([...this.flows, ...monitoringNodes(this.flows)]);
+    await eventually(() => this.observed().then(() => true), 30_000, "the deployed flows to start");
+    return true;
+  }
+
   /** Ends every fault. */
   async healAll(): Promise<void> {
     for (const proxy of Object.values(this.proxies)) await proxy.heal();
@@ -200,10 +240,12 @@ export class FaultRig {
     return ((await res.body.json()) as { token: string }).token;
   }
 
-  /** A token for a pipeline's key node, signed with the secret the demo made for it. */
-  async secret(name: string): Promise<string> {
+  /** The demo user's token for the key nodes of issuer node-red, audience `audience`, signed with the demo's secret. */
+  async tokenFor(audience = "api"): Promise<string> {
     const secrets = JSON.parse(await fs.readFile(path.join(this.stateDir, "secrets.json"), "utf8")) as Record<string, string>;
-    return secrets[name]!;
+    const users = new UserList(`${DEMO_USER}:${secrets["demo-user-password-hash"]}`);
+    const authority = new TokenAuthority({ keys: signingKeys("HS256", { secret: secrets[`jwt-secret:node-red/${audience}`] }), users, issuer: "node-red", audience });
+    return authority.issue(DEMO_USER, { lifetimeS: 3600 }).token;
   }
 
   /** The test database, straight (not through the proxy). */
@@ -221,7 +263,7 @@ export class FaultRig {
   /** Ends every session of Node-RED's on the test database (an administrator's pg_terminate_backend). */
   async terminateBackends(): Promise<number> {
     const rows = await this.query<{ pid: number }>(
-      "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND pg_terminate_backend(pid) IS NOT NULL",
+      "SELECT pg_terminate_backend(pid) AS pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
     );
     return rows.length;
   }
@@ -319,4 +361,9 @@ export const FAULT_MS = 3_000;
 /** Waits `ms` of the fault's duration (the only fixed wait: how long the neighbour stays broken). */
 export function hold(ms = FAULT_MS): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A fault as a test's name says it. */
+export function describeFault(mode: FaultMode): string {
+  return { pass: "works", reset: "resets every connection", stall: "stalls", "black-hole": "swallows every byte", slow: "slows to 4 KiB/s", refuse: "refuses connections" }[mode];
 }
