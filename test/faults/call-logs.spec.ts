@@ -10,6 +10,8 @@ describe("faults: GoTo call logs → Azure Blob", function () {
   before(async () => {
     rig = await FaultRig.start({ pipelines: ["call-logs"] });
   });
+  // A test that failed mid-fault leaves no fault behind for the next.
+  afterEach(async () => rig?.healAll());
   after(async () => rig?.stop());
 
   /** A day of its own for each test, with `calls` calls in the sandbox. */

@@ -192,8 +192,15 @@ export class FaultRig {
   /** Throws unless the Node-RED process runs and its admin API answers 200. */
   async assertAlive(): Promise<void> {
     if (this.exit || this.red.child.exitCode !== null) throw new Error(`Node-RED exited (${JSON.stringify(this.exit ?? this.red.child.exitCode)})`);
-    const res = await request(`${this.red.url}/settings`, { headersTimeout: 10_000, bodyTimeout: 10_000 });
-    await res.body.dump();
+    let res;
+    try {
+      res = await request(`${this.red.url}/settings`, { headersTimeout: 10_000, bodyTimeout: 10_000 });
+      await res.body.dump();
+    } catch (err) {
+      // A process that is going away stops answering first: say which it is.
+      const exited = await eventually(() => this.exit, 2000, "exit").catch(() => undefined);
+      throw new Error(exited ? `Node-RED exited (${JSON.stringify(exited)})` : `Node-RED's /settings did not answer: ${(err as Error).message}`);
+    }
     if (res.statusCode !== 200) throw new Error(`Node-RED's /settings answered ${res.statusCode}`);
   }
 

@@ -21,6 +21,8 @@ describe("faults: monitoring mail relay", function () {
     token = await rig.tokenFor();
   });
   beforeEach(async () => void (await rig.revive()));
+  // A test that failed mid-fault leaves no fault behind for the next.
+  afterEach(async () => rig?.healAll());
   after(async () => rig?.stop());
 
   /** Posts `count` messages one after the other; the ids of those accepted (202), and how many were refused. */

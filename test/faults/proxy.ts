@@ -72,13 +72,14 @@ export class FaultProxy {
     const previous = this.current;
     this.current = mode;
     if (options.bytesPerSecond) this.rate = options.bytesPerSecond;
-    if (mode === "refuse") await this.unlisten();
-    else if (!this.server) await this.listen(this.port);
     if (mode !== "pass") this.touched += this.links.size;
     for (const link of [...this.links]) {
       if (mode === "reset" || mode === "refuse" || (previous === "black-hole" && link.broken && mode !== "black-hole")) this.reset(link);
       else this.flow(link);
     }
+    // After the resets: a closing server waits for its connections to end.
+    if (mode === "refuse") await this.unlisten();
+    else if (!this.server) await this.listen(this.port);
   }
 
   /** The proxy back to pass: the fault is over. */
@@ -87,8 +88,8 @@ export class FaultProxy {
   }
 
   async stop(): Promise<void> {
-    await this.unlisten();
     for (const link of [...this.links]) this.reset(link);
+    await this.unlisten();
   }
 
   private listen(port: number): Promise<void> {
