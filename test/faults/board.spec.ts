@@ -50,7 +50,10 @@ describe("faults: support board", function () {
     await new Promise<void>((resolve) => (socket.connected ? resolve() : socket.once("connect", () => resolve())));
   });
   // A test that failed mid-fault leaves no fault behind for the next.
-  afterEach(async () => rig?.healAll());
+  afterEach(async function () {
+    await rig?.finish(this.currentTest);
+    await rig?.healAll();
+  });
   after(async () => {
     socket?.close();
     await rig?.stop();
@@ -95,7 +98,8 @@ describe("faults: support board", function () {
    * did not do is clicked again, as a person would. The database, every dashboard and the audit
    * end exact, and the node's status is back to normal.
    */
-  async function takeAndRelease(fault: (during: () => void) => Promise<number>): Promise<void> {
+  async function takeAndRelease(neighbour: Neighbour, name: string, fault: (during: () => void) => Promise<number>): Promise<void> {
+    rig.measure("board", neighbour, name);
     const row = ROWS[turn++ % ROWS.length]!;
     act("connect", row, "Burt");
     await rig.until(() => occupantsShown(row)?.includes("Burt") || undefined, 30_000, "Burt on the board");
@@ -112,6 +116,7 @@ describe("faults: support board", function () {
     released.set(`${row.main}|${row.sub}|Burt`, (released.get(`${row.main}|${row.sub}|Burt`) ?? 0) + 1);
     await rig.until(() => occupantsShown(row)?.join() === "Bart" || undefined, 30_000, "every dashboard to show Bart alone");
     await rig.until((o) => (o.statuses["board-node"]?.fill === "green" && /connected/.test(o.statuses["board-node"]?.text ?? "")) || undefined, 30_000, "the board's status back to normal");
+    rig.note(healed, { lost: 0, duplicated: 0 });
     assert.ok(Date.now() - healed < 30_000, `recovered ${(Date.now() - healed) / 1000} s after the fault ended`);
     // The row is left empty for the next test.
     act("release", row, "Bart");
@@ -134,12 +139,12 @@ describe("faults: support board", function () {
 
   for (const mode of PROXY_FAULTS) {
     it(`keeps Node-RED up and the board exact when PostgreSQL ${describeFault(mode)}`, async () => {
-      await takeAndRelease(proxyFault("postgres", mode));
+      await takeAndRelease("postgres", mode, proxyFault("postgres", mode));
     });
   }
 
   it("keeps Node-RED up and the board exact when every database session is terminated, with one LISTEN connection after", async () => {
-    await takeAndRelease(async (during) => {
+    await takeAndRelease("postgres", "terminate", async (during) => {
       during();
       assert.ok((await rig.terminateBackends()) > 0);
       await rig.assertAlive();
@@ -152,7 +157,7 @@ describe("faults: support board", function () {
   });
 
   it("keeps Node-RED up and the board exact across a database restart (refused, every connection reset)", async () => {
-    await takeAndRelease(async (during) => {
+    await takeAndRelease("postgres", "restart", async (during) => {
       await rig.fault("postgres", "refuse");
       during();
       await hold();
@@ -163,6 +168,7 @@ describe("faults: support board", function () {
   });
 
   it("keeps Node-RED up when the session of a take waiting on a lock is terminated (BEGIN; LOCK TABLE gluework_board_occupants)", async () => {
+    rig.measure("board", "postgres", "terminate a take waiting on a lock");
     const row = ROWS[turn++ % ROWS.length]!;
     const locker = new pg.Client(rig.testDb!.connection);
     locker.on("error", () => undefined);
@@ -190,6 +196,7 @@ describe("faults: support board", function () {
       return stored.join() === "Burt" || undefined;
     }, 30_000, "Burt on the board, clicked again");
     await rig.until(() => occupantsShown(row)?.join() === "Burt" || undefined, 30_000, "every dashboard to show Burt");
+    rig.note(healed, { lost: 0, duplicated: 0 });
     assert.ok(Date.now() - healed < 30_000);
     act("release", row, "Burt");
     await rig.until(async () => (await occupantsStored(row)).length === 0 || undefined, 30_000, "Burt's release");
@@ -199,7 +206,7 @@ describe("faults: support board", function () {
 
   for (const mode of PROXY_FAULTS) {
     it(`audits every release once when Azure Blob ${describeFault(mode)}`, async () => {
-      await takeAndRelease(proxyFault("azurite", mode));
+      await takeAndRelease("azurite", mode, proxyFault("azurite", mode));
     });
   }
 });

@@ -11,7 +11,10 @@ describe("faults: GoTo call logs → Azure Blob", function () {
     rig = await FaultRig.start({ pipelines: ["call-logs"] });
   });
   // A test that failed mid-fault leaves no fault behind for the next.
-  afterEach(async () => rig?.healAll());
+  afterEach(async function () {
+    await rig?.finish(this.currentTest);
+    await rig?.healAll();
+  });
   after(async () => rig?.stop());
 
   /** A day of its own for each test, with `calls` calls in the sandbox. */
@@ -37,6 +40,7 @@ describe("faults: GoTo call logs → Azure Blob", function () {
 
   /** Runs one day; after the fault the run ends by itself, or fails with a Catch message and the next run writes the day. */
   async function runThrough(neighbour: Neighbour, mode: (typeof PROXY_FAULTS)[number]): Promise<void> {
+    rig.measure("call-logs", neighbour, mode);
     const date = freshDay(3000);
     await rig.forget();
     await rig.inject("gw-calllogs-nightly", { from: date, to: date });
@@ -59,6 +63,7 @@ describe("faults: GoTo call logs → Azure Blob", function () {
     assert.match(observed.statuses["gw-calllogs-writer"]?.text ?? "", /3,000 rows written/);
     assert.equal(observed.statuses["gw-calllogs-writer"]?.fill, "green");
     const file = await callsInFile(date);
+    rig.note(healed, file);
     assert.deepEqual(file, { missing: 0, duplicated: 0, rows: 3000 });
   }
 

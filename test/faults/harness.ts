@@ -37,6 +37,21 @@ export interface NodeStatus {
   text?: string;
 }
 
+/** One test's figures: a fault on a neighbour of a pipeline, and what came of it. */
+export interface FaultRow {
+  pipeline: Pipeline;
+  neighbour: Neighbour | "embedded";
+  fault: string;
+  /** 1 when the Node-RED process ended during the test. */
+  node_red_exits: number;
+  /** From the end of the fault to the pipeline back to normal with its outcome complete. */
+  recovery_seconds: number | null;
+  lost: number | null;
+  duplicated: number | null;
+  passed: boolean;
+  error?: string;
+}
+
 /** What the monitoring nodes deployed beside the pipeline saw. */
 export interface Observed {
   statuses: Record<string, NodeStatus>;
@@ -48,6 +63,8 @@ export interface RigOptions {
   pipelines: Pipeline[];
   /** The PostgreSQL server at 127.0.0.1:5432 through a proxy (a fresh database), or the embedded server (the default). */
   database?: "server" | "embedded";
+  /** Nodes whose finished messages are recorded too (debug nodes always are). */
+  completions?: string[];
 }
 
 const flowsDir = path.join(__dirname, "..", "..", "..", "flows");
@@ -82,7 +99,10 @@ export class FaultRig {
     return rig;
   }
 
+  private completions: string[] = [];
+
   private async begin(options: RigOptions): Promise<void> {
+    this.completions = options.completions ?? [];
     this.stateDir = mkdtempSync(path.join(os.tmpdir(), "gw-faults-"));
     this.sandbox = new Sandbox();
     await this.sandbox.listen();
@@ -108,7 +128,7 @@ export class FaultRig {
     this.red = await startNodeRed({ userDir: path.join(this.stateDir, "node-red"), env: { TZ: "UTC" } });
     this.red.child.on("exit", (code, signal) => (this.exit = { code, signal }));
     this.flows = await this.shippedFlows(options.pipelines);
-    await this.red.deploy([...this.flows, ...monitoringNodes(this.flows)]);
+    await this.red.deploy([...this.flows, ...monitoringNodes(this.flows, this.completions)]);
     // The flows have started once their routes answer.
     await eventually(() => this.observed().then(() => true), 30_000, "the deployed flows to start");
   }
@@ -167,6 +187,33 @@ export class FaultRig {
 
   /** Times the Node-RED process ended by itself (each revived). */
   exits = 0;
+  private row?: FaultRow;
+  private exitsBefore = 0;
+
+  /** Starts a test's figures (the bench reads them from GW_FAULTS_RESULTS). */
+  measure(pipeline: Pipeline, neighbour: FaultRow["neighbour"], fault: string): void {
+    this.row = { pipeline, neighbour, fault, node_red_exits: 0, recovery_seconds: null, lost: null, duplicated: null, passed: false };
+    this.exitsBefore = this.exits;
+  }
+
+  /** Records what the test found: time since the fault ended, and what was lost or done twice. */
+  note(healedAt: number, outcome: { lost?: number; missing?: number; duplicated?: number; extra?: number }): void {
+    if (!this.row) return;
+    this.row.recovery_seconds = Math.round((Date.now() - healedAt) / 100) / 10;
+    this.row.lost = (outcome.lost ?? 0) + (outcome.missing ?? 0);
+    this.row.duplicated = (outcome.duplicated ?? 0) + (outcome.extra ?? 0);
+  }
+
+  /** Ends a test's figures (call in afterEach): whether Node-RED exited, whether it passed. */
+  async finish(test: Mocha.Test | undefined): Promise<void> {
+    const row = this.row;
+    this.row = undefined;
+    if (!row) return;
+    row.node_red_exits = this.exits - this.exitsBefore + (this.exit || (this.red && this.red.child.exitCode !== null) ? 1 : 0);
+    row.passed = test?.state === "passed";
+    if (test?.err) row.error = test.err.message.split("\n")[0]!.slice(0, 200);
+    if (process.env.GW_FAULTS_RESULTS) await fs.appendFile(process.env.GW_FAULTS_RESULTS, `${JSON.stringify(row)}\n`);
+  }
 
   /**
    * After a test that ended Node-RED, a new process on the same user folder with the same flows,
@@ -179,7 +226,7 @@ export class FaultRig {
     await this.healAll();
     this.red = await startNodeRed({ userDir: path.join(this.stateDir, "node-red"), env: { TZ: "UTC" } });
     this.red.child.on("exit", (code, signal) => (this.exit = { code, signal }));
-    await this.red.deploy([...this.flows, ...monitoringNodes(this.flows)]);
+    await this.red.deploy([...this.flows, ...monitoringNodes(this.flows, this.completions)]);
     await eventually(() => this.observed().then(() => true), 30_000, "the deployed flows to start");
     return true;
   }
@@ -214,6 +261,12 @@ export class FaultRig {
   /** Forgets the errors and completions seen so far (statuses stay). */
   async forget(): Promise<void> {
     const res = await request(`${this.red.url}/faults/observed`, { method: "DELETE" });
+    await res.body.dump();
+  }
+
+  /** Forgets the finished messages of one node. */
+  async forgetCompletion(node: string): Promise<void> {
+    const res = await request(`${this.red.url}/faults/observed?completed=${encodeURIComponent(node)}`, { method: "DELETE" });
     await res.body.dump();
   }
 
@@ -297,7 +350,7 @@ export class FaultRig {
  * On each tab: a status node and a catch node for all its nodes and a complete node for each of
  * its debug nodes, keeping what they see in global context; and one GET/DELETE /faults/observed.
  */
-function monitoringNodes(flows: FlowNode[]): FlowNode[] {
+function monitoringNodes(flows: FlowNode[], completions: string[]): FlowNode[] {
   const tabs = flows.filter((n) => n.type === "tab").map((t) => t.id);
   const nodes: FlowNode[] = [];
   const record = (id: string, z: string, func: string): FlowNode => ({ id, type: "function", z, name: "record", func, outputs: 0, x: 0, y: 0, wires: [] });
@@ -308,7 +361,7 @@ function monitoringNodes(flows: FlowNode[]): FlowNode[] {
     nodes.push(
       record(`${z}-faults-catch-rec`, z, "const e = global.get('faults.errors') || []; e.push({ node: msg.error.source && msg.error.source.id, message: msg.error.message }); global.set('faults.errors', e); return null;"),
     );
-    for (const debug of flows.filter((n) => n.z === z && n.type === "debug")) {
+    for (const debug of flows.filter((n) => n.z === z && (n.type === "debug" || completions.includes(n.id)))) {
       nodes.push({ id: `${debug.id}-faults-done`, type: "complete", z, scope: [debug.id], uncaught: false, x: 0, y: 0, wires: [[`${debug.id}-faults-done-rec`]] });
       nodes.push(
         record(
@@ -337,7 +390,7 @@ function monitoringNodes(flows: FlowNode[]): FlowNode[] {
     id: "faults-forget",
     type: "function",
     z,
-    func: "global.set('faults.errors', []); global.set('faults.completed', []); msg.payload = ''; msg.statusCode = 204; return msg;",
+    func: "const node = msg.req.query.completed; if (node) global.set('faults.completed', (global.get('faults.completed') || []).filter((c) => c.node !== node)); else { global.set('faults.errors', []); global.set('faults.completed', []); } msg.payload = ''; msg.statusCode = 204; return msg;",
     outputs: 1,
     x: 0,
     y: 0,

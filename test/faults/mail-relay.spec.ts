@@ -22,7 +22,10 @@ describe("faults: monitoring mail relay", function () {
   });
   beforeEach(async () => void (await rig.revive()));
   // A test that failed mid-fault leaves no fault behind for the next.
-  afterEach(async () => rig?.healAll());
+  afterEach(async function () {
+    await rig?.finish(this.currentTest);
+    await rig?.healAll();
+  });
   after(async () => rig?.stop());
 
   /** Posts `count` messages one after the other; the ids of those accepted (202), and how many were refused. */
@@ -60,18 +63,23 @@ describe("faults: monitoring mail relay", function () {
   }
 
   /** Messages sent before, during and after a fault; every accepted one is delivered once, the relay back to "0 queued". */
-  async function throughFault(neighbour: Neighbour, inject: (during: () => void) => Promise<number>): Promise<void> {
+  async function throughFault(neighbour: Neighbour, fault: string, inject: (during: () => void) => Promise<number>): Promise<void> {
+    rig.measure("mail-relay", neighbour, fault);
     const tag = `round-${round++}`;
     const before = await send(5, `${tag} before`);
     let during: Promise<{ accepted: string[] }> = Promise.resolve({ accepted: [] });
     const healed = await inject(() => (during = send(5, `${tag} during`)));
     const after = await send(5, `${tag} after`);
     const ids = [...before.accepted, ...after.accepted, ...(await during).accepted];
-    await rig.until(() => deliveries(ids).lost === 0 || undefined, 30_000, "every accepted message to be delivered");
+    await rig.until(() => deliveries(ids).lost === 0 || undefined, 30_000, "every accepted message to be delivered").catch((err: Error) => {
+      rig.note(healed, deliveries(ids));
+      throw err;
+    });
     await rig.until((o) => o.statuses["mail-relay-relay"]?.text === "0 queued" || undefined, 30_000, "the relay's status back to 0 queued");
     assert.ok(Date.now() - healed < 30_000, `recovered ${(Date.now() - healed) / 1000} s after the fault ended (${neighbour})`);
     assert.equal(before.refused + after.refused, 0, "refused outside the fault");
     const outcome = deliveries(ids);
+    rig.note(healed, outcome);
     assert.equal(outcome.lost, 0);
     // A mail whose answer from the server was lost may arrive twice, at most those with the
     // server then (one per pooled connection), as the README says; a database fault causes none.
@@ -85,18 +93,18 @@ describe("faults: monitoring mail relay", function () {
 
   for (const mode of PROXY_FAULTS) {
     it(`delivers every accepted message once when the SMTP server ${describeFault(mode)}`, async () => {
-      await throughFault("smtp", proxyFault("smtp", mode));
+      await throughFault("smtp", mode, proxyFault("smtp", mode));
     });
   }
 
   for (const mode of PROXY_FAULTS) {
     it(`keeps Node-RED up and delivers every accepted message once when PostgreSQL ${describeFault(mode)}`, async () => {
-      await throughFault("postgres", proxyFault("postgres", mode));
+      await throughFault("postgres", mode, proxyFault("postgres", mode));
     });
   }
 
   it("keeps Node-RED up and delivers every accepted message once when every database session is terminated", async () => {
-    await throughFault("postgres", async (during) => {
+    await throughFault("postgres", "terminate", async (during) => {
       during();
       assert.ok((await rig.terminateBackends()) > 0, "no session of Node-RED's to terminate");
       await rig.assertAlive();
@@ -105,7 +113,7 @@ describe("faults: monitoring mail relay", function () {
   });
 
   it("keeps Node-RED up and delivers every accepted message once across a database restart (refused, then every connection reset)", async () => {
-    await throughFault("postgres", async (during) => {
+    await throughFault("postgres", "restart", async (during) => {
       during();
       await rig.fault("postgres", "refuse");
       await hold();

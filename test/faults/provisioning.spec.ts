@@ -14,7 +14,10 @@ describe("faults: GoTo user provisioning", function () {
     license = rig.sandbox.goto.admin.addLicense("Fault tests", 10_000).key;
   });
   // A test that failed mid-fault leaves no fault behind for the next.
-  afterEach(async () => rig?.healAll());
+  afterEach(async function () {
+    await rig?.finish(this.currentTest);
+    await rig?.healAll();
+  });
   after(async () => rig?.stop());
 
   function batch(size: number) {
@@ -37,6 +40,7 @@ describe("faults: GoTo user provisioning", function () {
 
   for (const mode of PROXY_FAULTS) {
     it(`provisions a batch, each user once, when GoTo ${describeFault(mode)} mid-batch`, async () => {
+      rig.measure("provisioning", "goto", mode);
       const items = batch(15);
       await rig.forget();
       await rig.inject("gw-provisioning-sample", items);
@@ -49,6 +53,7 @@ describe("faults: GoTo user provisioning", function () {
         await rig.inject("gw-provisioning-sample", items);
         await rig.until((o) => o.completed.some((c) => c.node === "gw-provisioning-report") || (o.errors.length > 0 && o.errors), 30_000, "the batch sent again to report");
       }
+      rig.note(healed, outcome(items));
       assert.ok(Date.now() - healed < 30_000, `recovered ${(Date.now() - healed) / 1000} s after the fault ended`);
       const observed = await rig.observed();
       assert.deepEqual(observed.errors, []);
