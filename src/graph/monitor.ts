@@ -233,6 +233,8 @@ export class OutOfOfficeMonitor {
     const attempts = new Map<Watched, number>();
     const reasons = new Map<Watched, NotReadReason>();
     const observed: Array<{ userId: string; observation: Observation }> = [];
+    /** What the users read with a change held before this cycle, until the change is stored. */
+    const before = new Map<Watched, Observation | null>();
     const inFlight = new Set<Promise<void>>();
     const forbidden = { count: 0, first: undefined as UserLookupError | undefined };
     let fatal: PipelineError | undefined;
@@ -279,7 +281,10 @@ export class OutOfOfficeMonitor {
           const observation = observe(answer.body as AutomaticRepliesSetting, this.clock.now());
           const change = this.record(user, observation);
           if (change) result.changes.push(change);
-          if (!user.observation || change) observed.push({ userId: user.userId, observation });
+          if (!user.observation || change) {
+            observed.push({ userId: user.userId, observation });
+            if (!before.has(user)) before.set(user, user.observation);
+          }
           user.observation = observation;
           user.problem = undefined;
           user.readSeq = ++this.readSeq;
@@ -352,7 +357,13 @@ export class OutOfOfficeMonitor {
       waited.abort();
     }
     await Promise.all(inFlight);
-    await this.opts.store.saveObservations(observed);
+    try {
+      await this.opts.store.saveObservations(observed);
+    } catch (err) {
+      // Not stored, so not sent: the next cycle finds these changes again and sends them then, once.
+      for (const [user, observation] of before) user.observation = observation;
+      throw err;
+    }
 
     for (const user of pending) result.notRead.push({ email: user.email, reason: reasons.get(user) ?? "not reached" });
     for (const user of this.watched.values()) if (user.problem && !pending.has(user)) result.notRead.push({ email: user.email, reason: user.problem as UserProblem });

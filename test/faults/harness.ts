@@ -224,7 +224,8 @@ export class FaultRig {
     this.exits++;
     this.exit = undefined;
     await this.healAll();
-    this.red = await startNodeRed({ userDir: path.join(this.stateDir, "node-red"), env: { TZ: "UTC" } });
+    // On the same port: the flows reach this Node-RED at its address (the out-of-office mediator).
+    this.red = await startNodeRed({ userDir: path.join(this.stateDir, "node-red"), port: this.red.port, env: { TZ: "UTC" } });
     this.red.child.on("exit", (code, signal) => (this.exit = { code, signal }));
     await this.red.deploy([...this.flows, ...monitoringNodes(this.flows, this.completions)]);
     await eventually(() => this.observed().then(() => true), 30_000, "the deployed flows to start");
@@ -276,11 +277,18 @@ export class FaultRig {
   }
 
   /** Waits until `check` holds of what was observed, with the process alive all along. */
-  async until<T>(check: (o: Observed) => T | undefined | false, timeoutMs: number, what: string): Promise<T> {
-    return eventually(async () => {
-      await this.assertAlive();
-      return check(await this.observed());
-    }, timeoutMs, what);
+  async until<T>(check: (o: Observed) => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+    let last: Observed | undefined;
+    try {
+      return await eventually(async () => {
+        await this.assertAlive();
+        return check((last = await this.observed()));
+      }, timeoutMs, what);
+    } catch (err) {
+      // What a person would have seen: the statuses and the Catch messages.
+      const seen = last ? ` (statuses ${JSON.stringify(Object.fromEntries(Object.entries(last.statuses).map(([id, st]) => [id, st.text])))}; errors ${JSON.stringify(last.errors.slice(-3))})` : "";
+      throw new Error(`${(err as Error).message}${seen}`);
+    }
   }
 
   /** Presses an inject node's button, with `payload` instead of its own when given. */
@@ -390,7 +398,7 @@ function monitoringNodes(flows: FlowNode[], completions: string[]): FlowNode[] {
     id: "faults-forget",
     type: "function",
     z,
-    func: "const node = msg.req.query.completed; if (node) global.set('faults.completed', (global.get('faults.completed') || []).filter((c) => c.node !== node)); else { global.set('faults.errors', []); global.set('faults.completed', []); } msg.payload = ''; msg.statusCode = 204; return msg;",
+    func: "const which = msg.req.query.completed; if (which) global.set('faults.completed', (global.get('faults.completed') || []).filter((c) => c.node !== which)); else { global.set('faults.errors', []); global.set('faults.completed', []); } msg.payload = ''; msg.statusCode = 204; return msg;",
     outputs: 1,
     x: 0,
     y: 0,

@@ -22,6 +22,9 @@ describe("faults: out-of-office monitor", function () {
     for (const mail of USERS) rig.sandbox.graph.addUser({ mail, displayName: mail, replies: disabled() });
     await rig.inject("ooo-watch-demo", USERS);
     await rig.until((o) => (o.statuses["ooo-monitor"]?.fill === "green" && o.statuses["ooo-monitor"]?.text?.startsWith("12 watched")) || undefined, 60_000, "12 users watched");
+    // Each user seen once before the tests: their first observations are not changes of a test.
+    await pollAndWait();
+    await rig.until((o) => USERS.every((m) => posts(o).has(m)) || undefined, 30_000, "every user's first observation");
   });
   beforeEach(async () => {
     if (await rig.revive()) await rig.until((o) => o.statuses["ooo-monitor"]?.text?.startsWith("12 watched") || undefined, 60_000, "12 users watched again");
