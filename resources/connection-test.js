@@ -7,6 +7,7 @@
         var input = $("#node-config-input-" + key);
         if (!input.length) return fallback;
         if (input.is(":checkbox")) return input.is(":checked");
+        if (window.GlueworkSecretArea && input.is("textarea")) return GlueworkSecretArea.value(input);
         return input.val();
     }
 

@@ -95,18 +95,19 @@ export class TokenAuthority {
     if (!credentials || !credentials.username || typeof credentials.password !== "string") {
       return new Refusal("username and password required");
     }
-    const keys = [`user:${credentials.username}`, `address:${address}`];
+    const { username } = credentials;
     // The try is counted before the (slow) password check: concurrent guesses cannot all pass.
-    const waitMs = await this.throttle.reserve(keys);
+    // A name that does not exist goes the same way, so neither the waits nor the time tell it apart.
+    const waitMs = await this.throttle.reserve(username, address);
     if (waitMs > 0) {
       const seconds = Math.ceil(waitMs / 1000);
       return new Refusal(`too many failed logins: try again in ${seconds} s`, 429, seconds);
     }
-    if (!(await this.settings.users.check(credentials.username, credentials.password))) {
+    if (!(await this.settings.users.check(username, credentials.password))) {
       return new Refusal("wrong username or password");
     }
-    await this.throttle.succeeded(keys);
-    return this.issue(credentials.username, options);
+    await this.throttle.succeeded(username, address);
+    return this.issue(username, options);
   }
 
   /** The user a token stands for, or why it is refused. */
@@ -146,6 +147,11 @@ export class TokenAuthority {
       return new Refusal(reasonOf(err));
     }
     if (typeof claims.exp !== "number") return new Refusal("token has no expiry (exp)");
+    // A time no date can show (1e300, a negative year) is refused, not carried into msg.user.
+    for (const claim of ["exp", "nbf", "iat"] as const) {
+      const value = claims[claim];
+      if (value !== undefined && !(typeof value === "number" && value >= 0 && value <= LATEST_TIME_S)) return new Refusal(`token has an invalid time (${claim})`);
+    }
     if (typeof claims.sub !== "string" || !claims.sub) return new Refusal("token has no subject (sub)");
     if (this.settings.requireKnownUser !== false && !this.settings.users.has(claims.sub)) return new Refusal("unknown user");
     if (this.cacheSize > 0) {
@@ -155,6 +161,9 @@ export class TokenAuthority {
     return { username: claims.sub, claims };
   }
 }
+
+/** 9999-12-31T23:59:59Z: the last second a JWT time claim may name. */
+const LATEST_TIME_S = 253_402_300_799;
 
 function reasonOf(err: unknown): string {
   if (err instanceof jwt.TokenExpiredError) return "token expired";
@@ -235,6 +244,11 @@ export function cameOverHttps(req: RequestLike | undefined): boolean {
   return typeof forwarded === "string" && forwarded.split(",")[0]!.trim().toLowerCase() === "https";
 }
 
+/**
+ * The caller's address as the web server sees it: `X-Forwarded-For` counts only when Node-RED's
+ * `httpServerOptions` trust the proxy (Express's `trust proxy`, which `req.ip` follows), so a
+ * caller cannot choose the address its failed logins are counted under.
+ */
 export function clientAddress(req: RequestLike | undefined): string {
   return req?.ip || req?.socket?.remoteAddress || "local";
 }

@@ -1,6 +1,7 @@
 import { KeyObject, createPrivateKey, createPublicKey, createSecretKey, randomBytes } from "node:crypto";
 import { deflateRawSync } from "node:zlib";
 import { ConfigError } from "../core/errors";
+import { wholePem } from "../core/pem";
 
 export type JwtAlgorithm = "HS256" | "RS256" | "ES256";
 export const JWT_ALGORITHMS: readonly JwtAlgorithm[] = ["HS256", "RS256", "ES256"];
@@ -65,8 +66,8 @@ export function signingKeys(algorithm: JwtAlgorithm, fields: { secret?: string; 
   let privateKey: KeyObject | undefined;
   let publicKey: KeyObject | undefined;
   try {
-    if (fields.privateKey?.trim()) privateKey = createPrivateKey(fields.privateKey.trim());
-    if (fields.publicKey?.trim()) publicKey = createPublicKey(fields.publicKey.trim());
+    if (fields.privateKey?.trim()) privateKey = createPrivateKey(wholePem(fields.privateKey));
+    if (fields.publicKey?.trim()) publicKey = createPublicKey(wholePem(fields.publicKey));
   } catch (err) {
     throw new ConfigError(`the ${algorithm} key is not a PEM key this machine can read: ${(err as Error).message}`, { cause: err });
   }

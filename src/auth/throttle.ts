@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { isIPv6 } from "node:net";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import lockfile from "proper-lockfile";
@@ -7,11 +8,14 @@ import type { Database, Migration } from "../core/db/database";
 import { PipelineError } from "../core/errors";
 
 export interface LoginThrottleOptions {
-  /** Failures a key may have before it must wait. */
+  /** Failures one user may have from one address before each further try must wait. */
   freeFailures?: number;
   /** The first wait; each further failure doubles it. */
   baseDelayMs?: number;
+  /** The longest wait, however many failures: the real user is slowed, never locked out. */
   maxDelayMs?: number;
+  /** Failures of one user (from any address) or of one address (for any user) that end the free tries. */
+  suspiciousAfter?: number;
   /** A key with no failure for this long starts afresh. */
   forgetAfterMs?: number;
   /** Keys remembered at most in memory or in the file (the oldest go first). */
@@ -34,17 +38,33 @@ export interface ThrottleStore {
   close?(): Promise<void>;
 }
 
+/** The records one login try touches. */
+interface TryKeys {
+  /** This user from this address: the only record that ever makes a try wait. */
+  pair: string;
+  /** All failures of the user, and all of the address: they only shorten and lengthen the pair's waits. */
+  user: string;
+  address: string;
+}
+
 /**
- * Slows password guessing: after a few failures for one key (a user name, an address), that key
- * must wait before its next try, twice as long after each further failure. A try is counted as a
- * failure when it is reserved, before the password is checked, so concurrent guesses cannot all
- * pass one check; a right password then clears the keys. The counts live in a store that every
- * key node and every instance sharing it see.
+ * Slows password guessing without locking anyone out. Failures are counted per user and address
+ * together: after a few failures of one user from one address, that pair must wait before its next
+ * try, twice as long after each further failure, up to a bound. Guesses from one address therefore
+ * never make the user wait at another address, and guesses for a name that does not exist make
+ * only that name wait, at that address. The user's failures from every address, and the
+ * address's failures for every user, are counted too: once either is high, a pair has no free
+ * tries, and a user under attack from many addresses gets longer first waits (still bounded).
+ * A try is counted when it is reserved, before the password is checked, so concurrent guesses
+ * cannot all pass one check; a right password then clears the pair and takes its try back from
+ * the user's and address's counts. The counts live in a store that every key node and every
+ * instance sharing it see.
  */
 export class LoginThrottle {
   private readonly freeFailures: number;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
+  private readonly suspiciousAfter: number;
   private readonly forgetAfterMs: number;
 
   constructor(
@@ -55,55 +75,89 @@ export class LoginThrottle {
     this.freeFailures = options.freeFailures ?? 3;
     this.baseDelayMs = options.baseDelayMs ?? 1000;
     this.maxDelayMs = options.maxDelayMs ?? 60_000;
+    this.suspiciousAfter = options.suspiciousAfter ?? 10;
     this.forgetAfterMs = options.forgetAfterMs ?? 15 * 60_000;
   }
 
   /**
-   * Takes a try for `keys`: 0 when it may go ahead (it is counted as a failure until `succeeded`),
-   * else how long the longest-waiting key must still wait (nothing is counted then).
+   * Takes a try for `username` from `address`: 0 when it may go ahead (it is counted as a failure
+   * until `succeeded`), else how long this pair must still wait (nothing is counted then).
    */
-  reserve(keys: readonly string[]): Promise<number> {
-    const stored = keys.map(storeKey);
+  reserve(username: string, address: string): Promise<number> {
+    const keys = tryKeys(username, address);
     const now = this.clock.now();
-    return this.store.change(stored, (records) => {
+    return this.store.change([keys.pair, keys.user, keys.address], (records) => {
       const next = new Map<string, ThrottleRecord | undefined>();
-      let wait = 0;
-      for (const key of stored) {
-        const record = this.current(records.get(key), now);
-        if (record) wait = Math.max(wait, record.allowedAt - now);
-      }
-      if (wait > 0) return { next, result: wait };
-      for (const key of stored) {
-        const record = this.current(records.get(key), now) ?? { failures: 0, lastFailure: now, allowedAt: now };
-        const failures = record.failures + 1;
-        const over = failures - this.freeFailures;
-        next.set(key, { failures, lastFailure: now, allowedAt: over > 0 ? now + Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (over - 1)) : now });
-      }
+      const pair = this.current(records.get(keys.pair), now);
+      if (pair && pair.allowedAt > now) return { next, result: pair.allowedAt - now };
+      const user = this.counted(records.get(keys.user), now);
+      const address = this.counted(records.get(keys.address), now);
+      next.set(keys.user, user);
+      next.set(keys.address, address);
+      const failures = (pair?.failures ?? 0) + 1;
+      const suspicious = Math.max(user.failures, address.failures) > this.suspiciousAfter;
+      const over = failures - (suspicious ? 0 : this.freeFailures);
+      // A user failing at many addresses: each further doubling of their failures doubles the first wait.
+      const spread = user.failures > this.suspiciousAfter ? Math.floor(Math.log2(user.failures / this.suspiciousAfter)) : 0;
+      const delay = over > 0 ? Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** Math.min(30, over - 1 + spread)) : 0;
+      next.set(keys.pair, { failures, lastFailure: now, allowedAt: now + delay });
       return { next, result: 0 };
     });
   }
 
-  /** The wait for `keys` now, without taking a try. */
-  retryAfterMs(keys: readonly string[]): Promise<number> {
-    const stored = keys.map(storeKey);
+  /** How long `username` must still wait at `address`, without taking a try. */
+  retryAfterMs(username: string, address: string): Promise<number> {
+    const keys = tryKeys(username, address);
     const now = this.clock.now();
-    return this.store.change(stored, (records) => {
-      let wait = 0;
-      for (const key of stored) wait = Math.max(wait, (this.current(records.get(key), now)?.allowedAt ?? now) - now);
-      return { next: new Map(), result: wait };
+    return this.store.change([keys.pair], (records) => {
+      const pair = this.current(records.get(keys.pair), now);
+      return { next: new Map(), result: Math.max(0, (pair?.allowedAt ?? now) - now) };
     });
   }
 
-  /** The right password: the reserved try and the earlier failures of `keys` are forgotten. */
-  succeeded(keys: readonly string[]): Promise<void> {
-    const stored = keys.map(storeKey);
-    return this.store.change(stored, () => ({ next: new Map(stored.map((k) => [k, undefined])), result: undefined }));
+  /** The right password: the pair's failures are forgotten, and its reserved try is no failure of the user or address. */
+  succeeded(username: string, address: string): Promise<void> {
+    const keys = tryKeys(username, address);
+    const now = this.clock.now();
+    return this.store.change([keys.pair, keys.user, keys.address], (records) => {
+      const next = new Map<string, ThrottleRecord | undefined>([[keys.pair, undefined]]);
+      for (const key of [keys.user, keys.address]) {
+        const record = this.current(records.get(key), now);
+        if (record) next.set(key, record.failures > 1 ? { ...record, failures: record.failures - 1 } : undefined);
+      }
+      return { next, result: undefined };
+    });
   }
 
   private current(record: ThrottleRecord | undefined, now: number): ThrottleRecord | undefined {
     if (record && now - record.lastFailure > this.forgetAfterMs && now >= record.allowedAt) return undefined;
     return record;
   }
+
+  /** A user's or address's count with one more failure: these records never make a try wait. */
+  private counted(record: ThrottleRecord | undefined, now: number): ThrottleRecord {
+    return { failures: (this.current(record, now)?.failures ?? 0) + 1, lastFailure: now, allowedAt: now };
+  }
+}
+
+function tryKeys(username: string, address: string): TryKeys {
+  const group = addressGroup(address);
+  return { pair: storeKey(`pair:${group}|${username}`), user: storeKey(`user:${username}`), address: storeKey(`address:${group}`) };
+}
+
+/**
+ * The address as counted: an IPv6 client commonly holds a whole /64, so its addresses count as
+ * one; IPv4 (also written as IPv6-mapped) as itself.
+ */
+export function addressGroup(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1]!;
+  if (!isIPv6(address)) return address;
+  const [head = "", tail = ""] = address.split("%")[0]!.toLowerCase().split("::");
+  const front = head ? head.split(":") : [];
+  const back = address.includes("::") ? (tail ? tail.split(":") : []) : [];
+  const groups = [...front, ...Array(Math.max(0, 8 - front.length - back.length)).fill("0"), ...back];
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
 }
 
 /** A key as stored: long ones (a name is whatever a caller sends) as a hash of fixed length. */

@@ -5,8 +5,14 @@ const BCRYPT_HASH = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
 const USER_NAME = /^[^\s:]{1,128}$/;
 /** A hash as the key dialog keeps it for a user whose password did not change: sealed by the runtime. */
 export const SEALED = "sealed:";
-// Checked when the user is unknown, so that an unknown name costs as long as a wrong password.
-const STAND_IN_HASH = bcrypt.hashSync("no such user", 10);
+// Checked when the user is unknown, so that an unknown name costs as long as a wrong password:
+// one hash per cost factor, made once and shared by every list.
+const standIns = new Map<number, Promise<string>>([[10, Promise.resolve(bcrypt.hashSync("no such user", 10))]]);
+function standInHash(cost: number): Promise<string> {
+  let hash = standIns.get(cost);
+  if (!hash) standIns.set(cost, (hash = bcrypt.hash("no such user", cost)));
+  return hash;
+}
 
 /**
  * The people who may log in: one `name:bcrypt-hash` per line, the shape of an htpasswd file
@@ -15,6 +21,8 @@ const STAND_IN_HASH = bcrypt.hashSync("no such user", 10);
  */
 export class UserList {
   private readonly hashes = new Map<string, string>();
+  /** The cost factor of the list's slowest hash: an unknown name is checked at that cost. */
+  private readonly standInCost: number;
 
   /** `unseal` reads a hash the dialog kept as the runtime sealed it (`sealed:…`), or gives undefined. */
   constructor(text: string | undefined, unseal?: (sealed: string, name: string) => string | undefined) {
@@ -31,6 +39,8 @@ export class UserList {
       if (this.hashes.has(name)) throw new ConfigError(`user "${name}" is listed twice`);
       this.hashes.set(name, hash);
     });
+    this.standInCost = this.hashes.size ? Math.max(...[...this.hashes.values()].map((hash) => Number(hash.slice(4, 6)))) : 10;
+    standInHash(this.standInCost).catch(() => undefined); // made now, so the first unknown name is not slower
   }
 
   get names(): string[] {
@@ -49,7 +59,7 @@ export class UserList {
   /** True when `password` is the user's; always as slow as one bcrypt check. */
   async check(name: string, password: string): Promise<boolean> {
     const hash = this.hashes.get(name);
-    const matches = await bcrypt.compare(password, hash ?? STAND_IN_HASH);
+    const matches = await bcrypt.compare(password, hash ?? (await standInHash(this.standInCost)));
     return matches && hash !== undefined;
   }
 

@@ -10,6 +10,7 @@ import {
 } from "@azure/storage-blob";
 import { ConfigError, PipelineError } from "../core/errors";
 import { registerSecret } from "../core/redact";
+import { cappedStorageClient } from "./capped-http";
 import { AppendUpload, CsvTarget, StagedUpload, StoredFile, tooLarge } from "./target";
 
 export type StorageAuth = "key" | "connection-string" | "sas";
@@ -29,7 +30,7 @@ export interface StorageAccountSettings {
 export class StorageError extends PipelineError {}
 
 // The SDK's retry policy, shortened: four tries over about seven seconds, then a clear error.
-const PIPELINE: StoragePipelineOptions = {
+const PIPELINE_OPTIONS: StoragePipelineOptions = {
   retryOptions: { maxTries: 4, retryDelayInMs: 1000, maxRetryDelayInMs: 8000, tryTimeoutInMs: 120_000 },
   userAgentOptions: { userAgentPrefix: "gluework-node-red" },
 };
@@ -40,7 +41,9 @@ export class AzureStorageAccount {
   private readonly containerSas?: ContainerClient;
   readonly accountName: string;
 
-  constructor(settings: StorageAccountSettings) {
+  /** `maxResponseBytes` caps every answer but downloads (which are capped by their range). */
+  constructor(settings: StorageAccountSettings, options: { maxResponseBytes?: number } = {}) {
+    const PIPELINE = { ...PIPELINE_OPTIONS, httpClient: cappedStorageClient({ maxResponseBytes: options.maxResponseBytes }) };
     registerSecret(settings.accountKey);
     registerSecret(settings.connectionString);
     registerSecret(settings.sasUrl);

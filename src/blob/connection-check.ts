@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { ContainerClient, RestError } from "@azure/storage-blob";
-import { CheckFailure, ConnectionChecks } from "../core/check-report";
+import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, ConnectionChecks, hostOf, isNetworkFailure } from "../core/check-report";
 import { AzureStorageAccount, StorageAccountSettings } from "./azure";
 
 /** Probe blobs live under this prefix only, so a test never touches a pipeline's files. */
@@ -13,7 +13,7 @@ const PERMISSION_FIX = "give the access key, or a SAS with read, add, create, wr
  * created, a block can be staged (and committed), the probe blob listed and deleted again.
  */
 export async function checkStorage(settings: StorageAccountSettings, containers: string[], checks: ConnectionChecks): Promise<void> {
-  const account = await checks.run("account settings", "fill in the account name and key, the connection string or the SAS URL", async () => new AzureStorageAccount(settings), (a) => `account ${a.accountName || "(from the SAS URL)"}`);
+  const account = await checks.run("account settings", "fill in the account name and key, the connection string or the SAS URL", async () => new AzureStorageAccount(settings, { maxResponseBytes: CHECK_RESPONSE_MAX_BYTES }), (a) => `account ${a.accountName || "(from the SAS URL)"}`);
   if (!account) return;
   let names = [...new Set(containers.map((c) => c.trim()).filter(Boolean))];
   let client: ContainerClient | undefined;
@@ -41,6 +41,7 @@ export async function checkStorage(settings: StorageAccountSettings, containers:
 
 async function checkContainer(container: ContainerClient, containerSas: boolean, checks: ConnectionChecks): Promise<void> {
   const name = container.containerName;
+  checks.service(hostOf(container.url));
   const options = { abortSignal: checks.signal };
   const ready = await checks.run(`container '${name}'`, PERMISSION_FIX, async () => {
     try {
@@ -97,7 +98,8 @@ function errorCode(err: RestError): string {
 }
 
 function explain(err: unknown, what: string): Error {
-  if (!(err instanceof RestError)) return err as Error;
+  // The network's failures read alike, whatever listens there: the test reports them as one.
+  if (!(err instanceof RestError) || isNetworkFailure(err)) return err as Error;
   const code = errorCode(err);
   if (err.statusCode === 403 && (code === "AuthenticationFailed" || code === "AuthorizationFailure" || code === "")) {
     return new CheckFailure(`Azure Storage refused the credential to ${what} (403${code ? ` ${code}` : ""}): the key, connection string or SAS is wrong or expired`, "copy the access key, connection string or SAS URL again from the storage account in the Azure portal");

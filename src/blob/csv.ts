@@ -36,8 +36,14 @@ const FORMULA_START = /^[=+\-@\t\r]/;
 // A plain signed number (an E.164 phone number, a negative amount) is no formula: keep it as it is.
 const PLAIN_NUMBER = /^[+-]?\d+(\.\d+)?$/;
 
-// A line inside a cell (after a bare CR or LF) is read as a row of its own by a lax reader.
-const FORMULA_AFTER_BREAK = /([\r\n])(?=[=+\-@\t])/g;
+// Every character some common reader ends a line at: CR and LF; vertical tab, form feed, the file,
+// group and record separators, NEL, and the Unicode line and paragraph separators (Python's
+// splitlines, JavaScript's line terminators, Unicode-aware editors and importers).
+const LINE_BREAKS = "\\r\\n\\v\\f\\x1c\\x1d\\x1e\\u0085\\u2028\\u2029";
+// A line inside a cell (after any such break) is read as a row of its own by a lax reader.
+const FORMULA_AFTER_BREAK = new RegExp(`([${LINE_BREAKS}])(?=[=+\\-@\\t])`, "g");
+// A cell holding any line break is quoted, so no reader sees a new row inside it.
+const NEEDS_QUOTES = new RegExp(`[${LINE_BREAKS}]`);
 
 /**
  * `=HYPERLINK(…)` → `'=HYPERLINK(…)`: shown as text by a spreadsheet, no longer run. Every line
@@ -60,8 +66,7 @@ export function csvText(rows: readonly unknown[], format: CsvFormat, header: boo
     header,
     columns: format.columns.map((c) => ({ key: c.key, header: asText(c.header) })),
     record_delimiter: "windows",
-    // A cell holding any line break is quoted, so no reader sees a new row inside it.
-    quoted_match: /[\r\n]/,
+    quoted_match: NEEDS_QUOTES,
     cast: {
       string: asText,
       boolean: (value) => (value ? "true" : "false"),

@@ -38,6 +38,54 @@ export class CheckFailure extends Error {
 /** A check that does not apply here, thrown from inside a check. */
 export class CheckSkipped extends Error {}
 
+/** A check reads small answers (a token, a user, a page of one): more than this is the wrong host. */
+export const CHECK_RESPONSE_MAX_BYTES = 1024 * 1024;
+
+/** What to do when a service could not be reached, whichever way the network failed. */
+export const REACH_FIX = "check the host and port, that the name resolves (DNS), and that no firewall stands between Node-RED and the service";
+
+/**
+ * Network errors a check can meet: refused, reset, closed, timed out, DNS, TLS or bytes of another
+ * protocol. A test reports all of them with one text, so it tells nothing about what listens
+ * on a host and port (it must not become a port scanner).
+ */
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "EHOSTDOWN", "ENETUNREACH", "ENETDOWN", "ENOTFOUND", "EAI_AGAIN", "EAI_FAIL", "EPROTO",
+  "GW_HTTP_TIMEOUT", "GW_NETWORK", "REQUEST_SEND_ERROR", "ESOCKET", "ECONNECTION", "EPROTOCOL", "network_error",
+]);
+const NETWORK_MESSAGES = /Connection terminated|timeout expired|other side closed|socket hang up|Greeting never received|Invalid greeting|wrong version number|does not support SSL|error establishing an SSL|received invalid response|Unexpected server response|unexpected end of file|ended by the other party/i;
+// Certificate problems are the service's own answer and have a fix of their own.
+const CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT_ALTNAME/;
+
+/** Is `err` (or what caused it) the network failing, rather than an answer of the service? */
+export function isNetworkFailure(err: unknown): boolean {
+  const seen = new Set<unknown>();
+  const pending: unknown[] = [err];
+  let network = false;
+  while (pending.length) {
+    const e = pending.shift();
+    if (!e || typeof e !== "object" || seen.has(e) || seen.size > 12) continue;
+    seen.add(e);
+    const code = String((e as { code?: unknown }).code ?? "");
+    const errorCode = String((e as { errorCode?: unknown }).errorCode ?? "");
+    const message = String((e as { message?: unknown }).message ?? "");
+    if (CERTIFICATE_CODES.test(code) || /certificate/i.test(message)) return false;
+    if (NETWORK_CODES.has(code) || NETWORK_CODES.has(errorCode) || code.startsWith("UND_ERR_") || code.startsWith("HPE_") || code.startsWith("ERR_SSL_") || NETWORK_MESSAGES.test(message)) network = true;
+    if ((e as { name?: unknown }).name === "RestError" && !(e as { statusCode?: unknown }).statusCode) network = true;
+    pending.push((e as { cause?: unknown }).cause, (e as { reason?: unknown }).reason, ...((e as { errors?: unknown }).errors instanceof Array ? ((e as { errors: unknown[] }).errors) : []));
+  }
+  return network;
+}
+
+/** The `host:port` of a URL as a user reads it (the URL itself when it is none). */
+export function hostOf(url: string): string {
+  try {
+    return new URL(url).host || url;
+  } catch {
+    return url;
+  }
+}
+
 /** How long a whole test may take before it answers with what it has (the route answers within 15 s). */
 export const TEST_DEADLINE_MS = 13_000;
 
@@ -49,6 +97,7 @@ export class ConnectionChecks {
   readonly lines: CheckLine[] = [];
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
+  private reaching?: { host: string; fix?: string };
 
   constructor(deadlineMs = TEST_DEADLINE_MS) {
     this.timer = setTimeout(() => this.controller.abort(new Error("the test ran out of time")), deadlineMs);
@@ -58,6 +107,14 @@ export class ConnectionChecks {
   /** Aborted at the deadline: pass it to requests that take one. */
   get signal(): AbortSignal {
     return this.controller.signal;
+  }
+
+  /**
+   * The service the next checks talk to, as the user typed it (`host:port`): a network failure
+   * of theirs reads "could not reach the service at <host>", with `fix` or the generic one.
+   */
+  service(host: string, fix?: string): void {
+    this.reaching = { host, fix };
   }
 
   pass(check: string, detail?: string): void {
@@ -87,10 +144,17 @@ export class ConnectionChecks {
       return value;
     } catch (err) {
       if (err instanceof CheckSkipped) this.skip(check, err.message);
+      else if (this.reaching && !(err instanceof CheckFailure) && (this.signal.aborted || isNetworkFailure(err))) this.unreachable(check);
       else if (this.signal.aborted && !(err instanceof CheckFailure)) this.fail(check, "no answer in the time a test may take (it answers within 15 s)", `check that the host is right and reachable from Node-RED; if it is, ${fix}`);
       else this.fail(check, errorMessage(err), err instanceof CheckFailure ? err.fix : fix);
       return undefined;
     }
+  }
+
+  /** The one line for a service the network did not let us talk to, however it failed. */
+  private unreachable(check: string): void {
+    const { host, fix } = this.reaching!;
+    this.fail(check, `could not reach the service at ${host}`, fix ? `${fix}; check that the name resolves (DNS) and that no firewall stands between Node-RED and the service` : REACH_FIX);
   }
 
   /** Every check named here is skipped because `reason`. */

@@ -13,4 +13,12 @@ export = {
   nodesDir: [repoRoot],
   logging: { console: { level: process.env.NODE_RED_LOG_LEVEL ?? "info", metrics: false, audit: false } },
   editorTheme: { tours: false },
+  // Behind a reverse proxy: which proxies to believe about the client's address (X-Forwarded-For).
+  httpServerOptions: process.env.NODE_RED_TRUST_PROXY ? { "trust proxy": trustProxy(process.env.NODE_RED_TRUST_PROXY) } : {},
 };
+
+/** Express's `trust proxy`: true or false, a number of hops, or addresses and subnets ("loopback", "10.0.0.0/8"). */
+function trustProxy(value: string): boolean | number | string {
+  if (/^(true|false)$/i.test(value)) return value.toLowerCase() === "true";
+  return /^\d+$/.test(value) ? Number(value) : value;
+}

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import path from "node:path";
 import { request } from "undici";
+import { readCapped } from "../core/http/client";
 import { Sandbox } from "../sandbox";
 import { AZURITE_ACCOUNT, Azurite } from "../sandbox/azurite";
 import { SmtpSink } from "../sandbox/smtp-sink";
@@ -134,13 +135,16 @@ async function waitForNodeRed(adminUrl: string): Promise<void> {
 
 /** A full deploy through the admin API, credentials included: Node-RED encrypts and keeps them. */
 async function deploy(adminUrl: string, flows: unknown[]): Promise<void> {
-  const res = await request(`${adminUrl}/flows`, {
+  const res = await readCapped(new URL(`${adminUrl}/flows`), {
     method: "POST",
     headers: { "content-type": "application/json", "node-red-deployment-type": "full", "node-red-api-version": "v1" },
     body: JSON.stringify(flows),
+    timeoutMs: 60_000,
+    maxBytes: 1024 * 1024,
+    name: "Node-RED",
   });
-  const text = await res.body.text();
-  if (res.statusCode >= 300) throw new Error(`Node-RED refused the flows (${res.statusCode}): ${text}`);
+  const text = res.text;
+  if (res.status >= 300) throw new Error(`Node-RED refused the flows (${res.status}): ${text}`);
 }
 
 function stopChild(child: ChildProcess): Promise<void> {

@@ -49,6 +49,10 @@ export interface GoToApisOptions {
   log?: (line: string) => void;
   /** GoTo limits per client id: instances sharing a database share each API's budget through it. */
   budget?: { clientId: string; database?: () => Promise<Database> };
+  /** Aborts every request (a connection test's deadline). */
+  signal?: AbortSignal;
+  /** The most one answer may hold, in bytes. */
+  maxResponseBytes?: number;
 }
 
 /**
@@ -77,6 +81,8 @@ export class GoToApis {
         describeError: describeGoToError,
         log: this.options.log,
         isTokenRejected: isGoToTokenRejected,
+        signal: this.options.signal,
+        maxResponseBytes: this.options.maxResponseBytes,
       });
       this.clients.set(family, client);
     }

@@ -1,7 +1,7 @@
-import { CheckFailure, ConnectionChecks } from "../core/check-report";
+import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, ConnectionChecks, hostOf } from "../core/check-report";
 import { HttpError } from "../core/http/client";
 import { TokenManager } from "../core/tokens/token-manager";
-import { GoToApis } from "./api";
+import { GoToApis, gotoApiBase } from "./api";
 
 /** The scopes the package's GoTo nodes need, and what for. */
 export const GOTO_SCOPES: ReadonlyArray<{ scope: string; for: string }> = [
@@ -36,7 +36,8 @@ export async function checkGoTo(settings: GoToCheckSettings, checks: ConnectionC
     }
     return granted.join(" ");
   });
-  const apis = new GoToApis({ auth: tokens, apiHost: settings.apiHost, accountKey: settings.accountKey });
+  const apis = new GoToApis({ auth: tokens, apiHost: settings.apiHost, accountKey: settings.accountKey, signal: checks.signal, maxResponseBytes: CHECK_RESPONSE_MAX_BYTES });
+  checks.service(hostOf(gotoApiBase("admin", settings.apiHost)));
   try {
     await checks.run("account key and admin rights", "authorize with a GoTo user who is an admin of the account", async () => {
       let text: string;

@@ -1,8 +1,10 @@
 import { X509Certificate } from "node:crypto";
-import { ConfidentialClientApplication, Configuration } from "@azure/msal-node";
-import { AuthorizationRequiredError, ConfigError, PipelineError } from "../core/errors";
-import { TokenSource } from "../core/http/client";
+import { ClientAuthError, ConfidentialClientApplication, Configuration, INetworkModule, NetworkRequestOptions, NetworkResponse } from "@azure/msal-node";
+import { AuthorizationRequiredError, ConfigError, PipelineError, errorMessage } from "../core/errors";
+import { NetworkError, ResponseTooLargeError, TimeoutError, TokenSource, readCapped } from "../core/http/client";
+import { TOKEN_RESPONSE_MAX_BYTES } from "../core/tokens/oauth-grant";
 import { registerSecret } from "../core/redact";
+import { wholePem } from "../core/pem";
 
 export const PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com";
 export const GRAPH_SCOPE = "https://graph.microsoft.com/.default";
@@ -21,7 +23,12 @@ export interface EntraAppSettings {
   authorityHost?: string;
   /** The scope to ask for; `<graph base>/.default`. */
   scope?: string;
+  /** Aborts every request to Microsoft identity (a connection test's deadline). */
+  signal?: AbortSignal;
 }
+
+/** How long one request to Microsoft identity may take, its answer included. */
+const IDENTITY_TIMEOUT_MS = 20_000;
 
 /** msal-node renews a cached token once it is this close to expiry (graph-ooo.md §5.3). */
 const MSAL_RENEWAL_MARGIN_MS = 300_000;
@@ -35,6 +42,7 @@ const MSAL_RENEWAL_MARGIN_MS = 300_000;
  */
 export class EntraAppTokenSource implements TokenSource {
   private readonly app: ConfidentialClientApplication;
+  private readonly network: CappedNetworkClient;
   private inflight?: { promise: Promise<string>; forced: boolean };
   private cached?: { token: string; renewAt: number };
   private readonly scope: string;
@@ -49,7 +57,8 @@ export class EntraAppTokenSource implements TokenSource {
       throw new ConfigError(`the tenant id must name one tenant (a GUID or a domain), not "${tenantId}": app-only tokens belong to one tenant`);
     }
     this.scope = settings.scope ?? GRAPH_SCOPE;
-    this.app = new ConfidentialClientApplication(msalConfiguration(settings));
+    this.network = new CappedNetworkClient(settings.signal);
+    this.app = new ConfidentialClientApplication({ ...msalConfiguration(settings), system: { networkClient: this.network } });
   }
 
   getAccessToken(): Promise<string> {
@@ -78,9 +87,14 @@ export class EntraAppTokenSource implements TokenSource {
 
   private async fetch(skipCache: boolean): Promise<string> {
     let result;
+    this.network.failure = undefined;
     try {
       result = await this.app.acquireTokenByClientCredential({ scopes: [this.scope], skipCache });
     } catch (err) {
+      // msal reports every failure of the network client as one code: the client kept the reason.
+      const failure = this.network.failure;
+      if (failure instanceof PipelineError) throw failure;
+      if (failure) throw new NetworkError(`Microsoft identity could not be reached: ${errorMessage(failure)}`, { status: "unreachable", code: "GW_NETWORK", cause: failure, httpStatus: 502 });
       throw explainMsalError(err);
     }
     if (!result?.accessToken) throw new PipelineError("Microsoft identity answered without an access token", { code: "GW_GRAPH_TOKEN" });
@@ -94,6 +108,54 @@ export class EntraAppTokenSource implements TokenSource {
   }
 }
 
+/**
+ * msal-node's own network client reads an answer whole and gives a POST no deadline: this one
+ * reads at most a token endpoint's share within a deadline, and a caller's signal aborts it.
+ */
+export class CappedNetworkClient implements INetworkModule {
+  /** Why the last request failed, in our words (msal turns it into a bare code). */
+  failure?: unknown;
+
+  constructor(private readonly signal?: AbortSignal) {}
+
+  sendGetRequestAsync<T>(url: string, options?: NetworkRequestOptions, timeout?: number): Promise<NetworkResponse<T>> {
+    return this.send<T>("GET", url, options, timeout);
+  }
+
+  sendPostRequestAsync<T>(url: string, options?: NetworkRequestOptions): Promise<NetworkResponse<T>> {
+    return this.send<T>("POST", url, options);
+  }
+
+  private async send<T>(method: string, address: string, options: NetworkRequestOptions | undefined, timeout?: number): Promise<NetworkResponse<T>> {
+    const url = new URL(address);
+    let res: Awaited<ReturnType<typeof readCapped>>;
+    try {
+      res = await readCapped(url, {
+        method,
+        headers: options?.headers ?? {},
+        body: method === "POST" ? (options?.body ?? "") : undefined,
+        timeoutMs: timeout || IDENTITY_TIMEOUT_MS,
+        maxBytes: TOKEN_RESPONSE_MAX_BYTES,
+        signal: this.signal,
+        name: "Microsoft identity",
+      });
+    } catch (err) {
+      this.failure = err instanceof ResponseTooLargeError ? err : err instanceof TimeoutError ? new Error(`no answer within ${timeout || IDENTITY_TIMEOUT_MS} ms`, { cause: err }) : err;
+      throw new ClientAuthError("network_error", errorMessage(err));
+    }
+    let body: T;
+    try {
+      body = JSON.parse(res.text) as T;
+    } catch (err) {
+      this.failure = new PipelineError(`Microsoft identity answered ${res.status} to ${method} ${url.pathname} with something that is not JSON: check the authority host`, { code: "GW_GRAPH_TOKEN", status: "token error", cause: err });
+      throw new ClientAuthError("token_parsing_error", "the answer is not JSON");
+    }
+    const headers: Record<string, string> = {};
+    for (const [name, value] of Object.entries(res.headers)) if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(", ") : value;
+    return { headers, body, status: res.status };
+  }
+}
+
 function msalConfiguration(settings: EntraAppSettings): Configuration {
   const host = (settings.authorityHost || PUBLIC_AUTHORITY_HOST).replace(/\/+$/, "");
   const auth: Configuration["auth"] = { clientId: settings.clientId };
@@ -102,13 +164,15 @@ function msalConfiguration(settings: EntraAppSettings): Configuration {
     auth.clientSecret = settings.clientSecret;
   } else if (settings.certificate && settings.privateKey) {
     registerSecret(settings.privateKey);
+    const privateKey = wholePem(settings.privateKey);
+    registerSecret(privateKey);
     let thumbprint: string;
     try {
-      thumbprint = new X509Certificate(settings.certificate).fingerprint256.replace(/:/g, "");
+      thumbprint = new X509Certificate(wholePem(settings.certificate)).fingerprint256.replace(/:/g, "");
     } catch (err) {
-      throw new ConfigError("the certificate is not a PEM-encoded X.509 certificate", { cause: err });
+      throw new ConfigError("the certificate is not a PEM-encoded X.509 certificate: paste the whole -----BEGIN CERTIFICATE----- block into the graph-app node", { cause: err, status: "certificate unreadable" });
     }
-    auth.clientCertificate = { thumbprintSha256: thumbprint, privateKey: settings.privateKey };
+    auth.clientCertificate = { thumbprintSha256: thumbprint, privateKey };
   } else {
     throw new ConfigError("the Entra ID app needs a client secret, or a certificate with its private key", { status: "missing client secret" });
   }

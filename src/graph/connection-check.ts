@@ -1,6 +1,6 @@
-import { CheckFailure, ConnectionChecks } from "../core/check-report";
-import { EntraAppSettings, EntraAppTokenSource } from "./app-token";
-import { GraphClient } from "./client";
+import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, ConnectionChecks, hostOf } from "../core/check-report";
+import { EntraAppSettings, EntraAppTokenSource, PUBLIC_AUTHORITY_HOST } from "./app-token";
+import { GraphClient, PUBLIC_GRAPH_URL } from "./client";
 
 /** The application permissions the out-of-office monitor needs, granted with admin consent. */
 export const GRAPH_ROLES = ["User.Read.All", "MailboxSettings.Read"] as const;
@@ -13,8 +13,9 @@ const CONSENT_FIX = (missing: string[]) =>
  * granted with admin consent), and one mailbox's automatic replies when a test address is given.
  */
 export async function checkGraphApp(settings: EntraAppSettings & { graphUrl?: string; testAddress?: string }, checks: ConnectionChecks): Promise<void> {
-  const source = await checks.run("app settings", "fill in the tenant id, the client id, and the secret or certificate", async () => new EntraAppTokenSource(settings), () => `app ${settings.clientId} in tenant ${settings.tenantId}`);
+  const source = await checks.run("app settings", "fill in the tenant id, the client id, and the secret or certificate", async () => new EntraAppTokenSource({ ...settings, signal: checks.signal }), () => `app ${settings.clientId} in tenant ${settings.tenantId}`);
   if (!source) return checks.skipAll(["app token", "roles", "automatic replies"], "the app settings are incomplete");
+  checks.service(hostOf(settings.authorityHost || PUBLIC_AUTHORITY_HOST));
   const token = await checks.run("app token", "check the tenant id, the client id and the secret (it may have expired: make a new one under Certificates & secrets)", () => source.getAccessToken(), () => "Microsoft identity gave a token");
   if (!token) return checks.skipAll(["roles", "automatic replies"], "no token");
   await checks.run("roles", CONSENT_FIX([...GRAPH_ROLES]), async () => {
@@ -31,7 +32,8 @@ export async function checkGraphApp(settings: EntraAppSettings & { graphUrl?: st
     return;
   }
   const address = settings.testAddress.trim();
-  const graph = new GraphClient({ baseUrl: settings.graphUrl || undefined, auth: source, timeoutMs: 8000, maxRetries: 1 });
+  const graph = new GraphClient({ baseUrl: settings.graphUrl || undefined, auth: source, timeoutMs: 8000, maxRetries: 1, signal: checks.signal, maxResponseBytes: CHECK_RESPONSE_MAX_BYTES });
+  checks.service(hostOf(settings.graphUrl || PUBLIC_GRAPH_URL));
   try {
     await checks.run(`automatic replies of ${address}`, "check the address, that it has an Exchange Online mailbox, and that MailboxSettings.Read has admin consent", async () => {
       const user = await graph.findUser(address);

@@ -26,12 +26,19 @@ export async function checkSmtp(settings: SmtpSettings, checks: ConnectionChecks
     connectionTimeout: 5000,
     greetingTimeout: 5000,
     socketTimeout: 8000,
-  });
+    // A reply is a few lines: a server that sends more is not the one we look for.
+    maxResponseSize: 64 * 1024,
+  } as ConstructorParameters<typeof SMTPConnection>[0]);
   connection.on("error", () => undefined); // each step reports its own failure
+  if (settings.host) checks.service(`${settings.host}:${port}`, connectFix(settings));
   try {
     const connected = await checks.run(`connect with ${security}`, connectFix(settings), async () => {
       if (!settings.host) throw new CheckFailure("no host is set", "fill in the SMTP server's host");
-      await new Promise<void>((resolve, reject) => connection.connect((err?: Error) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) => {
+        // A failure before the greeting (a reply over the size limit) comes as an event only.
+        connection.once("error", reject);
+        connection.connect((err?: Error) => (err ? reject(err) : resolve()));
+      });
       return `${settings.host}:${port}${connection.secure ? ", encrypted" : ""}`;
     });
     const loginCheck = settings.auth === "oauth2" ? "log in with XOAUTH2" : "log in";
@@ -40,7 +47,7 @@ export async function checkSmtp(settings: SmtpSettings, checks: ConnectionChecks
       checks.skip(loginCheck, "this connection sends without logging in");
     } else {
       const loggedIn = await checks.run(loginCheck, loginFix(settings), async () => {
-        const auth = settings.auth === "oauth2" ? await xoauth2(settings) : { user: settings.user ?? "", pass: settings.password ?? "" };
+        const auth = settings.auth === "oauth2" ? await xoauth2(settings, checks.signal) : { user: settings.user ?? "", pass: settings.password ?? "" };
         if (settings.auth === "password" && (!settings.user || !settings.password)) throw new CheckFailure("the user or the password is empty", "fill in the user and password of the SMTP login");
         await new Promise<void>((resolve, reject) => connection.login(auth, (err?: Error | null) => (err ? reject(err) : resolve())));
         return `as ${settings.auth === "oauth2" ? settings.user || settings.sender : settings.user}`;
@@ -77,12 +84,12 @@ function acceptsSender(connection: SMTPConnection, sender: string): Promise<void
   });
 }
 
-async function xoauth2(settings: SmtpSettings): Promise<{ oauth2: XOAuth2 }> {
+async function xoauth2(settings: SmtpSettings, signal: AbortSignal): Promise<{ oauth2: XOAuth2 }> {
   const oauth = settings.oauth;
   if (!oauth?.tenantId || !oauth.clientId || !oauth.clientSecret) {
     throw new CheckFailure("XOAUTH2 needs the tenant id, the client id and the client secret", "fill in the Entra ID app's tenant id, client id and secret");
   }
-  const tokens = new EntraAppTokenSource({ tenantId: oauth.tenantId, clientId: oauth.clientId, clientSecret: oauth.clientSecret, authorityHost: oauth.loginHost, scope: OUTLOOK_SMTP_SCOPE });
+  const tokens = new EntraAppTokenSource({ tenantId: oauth.tenantId, clientId: oauth.clientId, clientSecret: oauth.clientSecret, authorityHost: oauth.loginHost, scope: OUTLOOK_SMTP_SCOPE, signal });
   const accessToken = await tokens.getAccessToken();
   return { oauth2: new XOAuth2({ user: settings.user || settings.sender, accessToken }) };
 }

@@ -22,6 +22,7 @@ export const OUTBOX_MIGRATIONS: readonly Migration[] = [
     );
     CREATE INDEX gluework_mail_outbox_due ON gluework_mail_outbox (queue, state, next_attempt_at);`,
   },
+  { id: 2, description: "HTML part of a mail", sql: `ALTER TABLE gluework_mail_outbox ADD COLUMN IF NOT EXISTS html text` },
 ];
 
 /** A mail as it waits in the outbox. */
@@ -32,12 +33,14 @@ export interface OutboxMail {
   to: string[];
   subject: string;
   text: string;
+  /** The HTML part, beside the text (alerts have one). */
+  html?: string;
   kind: PayloadKind;
   attempts: number;
   lastError?: string;
 }
 
-export type NewMail = Pick<OutboxMail, "id" | "messageId" | "createdAt" | "to" | "subject" | "text" | "kind"> & {
+export type NewMail = Pick<OutboxMail, "id" | "messageId" | "createdAt" | "to" | "subject" | "text" | "html" | "kind"> & {
   /** Stored already leased to the caller, who sends it at once (no claim needed). */
   leased?: boolean;
 };
@@ -55,6 +58,7 @@ interface Row {
   recipients: string[];
   subject: string;
   body: string;
+  html: string | null;
   kind: PayloadKind;
   attempts: number;
   last_error: string | null;
@@ -96,7 +100,7 @@ export class Outbox {
          SELECT id FROM gluework_mail_outbox
          WHERE queue = $1 AND ((state = 'pending' AND next_attempt_at <= now()) OR (state = 'sending' AND lease_until < now()))
          ORDER BY next_attempt_at, created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-       RETURNING id, message_id, created_at, recipients, subject, body, kind, attempts, last_error`,
+       RETURNING id, message_id, created_at, recipients, subject, body, html, kind, attempts, last_error`,
       [this.queue, limit, this.leaseMs],
     );
     return rows.sort((a, b) => a.created_at.getTime() - b.created_at.getTime()).map(toMail);
@@ -155,7 +159,7 @@ export class Outbox {
 
   async failed(): Promise<OutboxMail[]> {
     const { rows } = await this.db.query<Row>(
-      `SELECT id, message_id, created_at, recipients, subject, body, kind, attempts, last_error FROM gluework_mail_outbox
+      `SELECT id, message_id, created_at, recipients, subject, body, html, kind, attempts, last_error FROM gluework_mail_outbox
        WHERE queue = $1 AND state = 'failed' ORDER BY created_at`,
       [this.queue],
     );
@@ -205,16 +209,17 @@ export class Outbox {
       recipients: m.to,
       subject: m.subject,
       body: m.text,
+      html: m.html ?? null,
       kind: m.kind,
       leased: !!m.leased,
     }));
     await this.db.query(
       `WITH sent AS (DELETE FROM gluework_mail_outbox WHERE id = ANY($4::text[]))
-       INSERT INTO gluework_mail_outbox (id, queue, message_id, created_at, recipients, subject, body, kind, state, lease_until)
-       SELECT id, $1, message_id, created_at, recipients, subject, body, kind,
+       INSERT INTO gluework_mail_outbox (id, queue, message_id, created_at, recipients, subject, body, html, kind, state, lease_until)
+       SELECT id, $1, message_id, created_at, recipients, subject, body, html, kind,
          CASE WHEN leased THEN 'sending' ELSE 'pending' END,
          CASE WHEN leased THEN now() + $3 * interval '1 millisecond' END
-       FROM jsonb_to_recordset($2::jsonb) AS m(id text, message_id text, created_at timestamptz, recipients jsonb, subject text, body text, kind text, leased boolean)`,
+       FROM jsonb_to_recordset($2::jsonb) AS m(id text, message_id text, created_at timestamptz, recipients jsonb, subject text, body text, html text, kind text, leased boolean)`,
       [this.queue, JSON.stringify(records), this.leaseMs, sent],
     );
   }
@@ -228,6 +233,7 @@ function toMail(row: Row): OutboxMail {
     to: row.recipients,
     subject: row.subject,
     text: row.body,
+    html: row.html ?? undefined,
     kind: row.kind,
     attempts: row.attempts,
     lastError: row.last_error ?? undefined,

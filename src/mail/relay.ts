@@ -98,7 +98,7 @@ export class MailRelay extends EventEmitter {
   /** Stores the mail; resolves with its id once it is safe in the outbox. */
   async accept(content: MailContent, to: string[]): Promise<string> {
     const id = randomUUID();
-    const mail: OutboxMail = { id, messageId: `<${id}@${this.options.messageIdDomain}>`, createdAt: new Date(), to, subject: content.subject, text: content.text, kind: content.kind, attempts: 0 };
+    const mail: OutboxMail = { id, messageId: `<${id}@${this.options.messageIdDomain}>`, createdAt: new Date(), to, subject: content.subject, text: content.text, html: content.html, kind: content.kind, attempts: 0 };
     // With room and a working server, the mail is stored leased to this relay and sent straight
     // away; otherwise it waits in the outbox for the pump, as mails from before a restart do.
     const direct = !this.closed && !this.serverDown && this.inFlight.size + this.reserved < this.maxInFlight;
@@ -216,7 +216,7 @@ export class MailRelay extends EventEmitter {
     let outcome: Outcome;
     let reason = "";
     try {
-      await this.options.transport.send({ messageId: mail.messageId, date: mail.createdAt, to: mail.to, subject: mail.subject, text: mail.text });
+      await this.options.transport.send({ messageId: mail.messageId, date: mail.createdAt, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html });
       outcome = "sent";
     } catch (err) {
       outcome = classify(err);

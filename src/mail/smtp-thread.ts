@@ -80,6 +80,7 @@ if (parentPort && workerData === SMTP_THREAD) {
           to: mail.to,
           subject: mail.subject,
           text: mail.text,
+          html: mail.html,
           messageId: mail.messageId,
           date: mail.date,
           disableFileAccess: true,

@@ -5,6 +5,7 @@ import { ConfidentialClientApplication } from "@azure/msal-node";
 import type SMTPPool from "nodemailer/lib/smtp-pool";
 import { ConfigError, PipelineError } from "../core/errors";
 import { redact, registerSecret } from "../core/redact";
+import { CappedNetworkClient } from "../graph/app-token";
 import { FromThread, SMTP_THREAD, ThreadError, ToThread, fromThreadError, toThreadError } from "./smtp-thread";
 
 /** The settings of an SMTP config node. */
@@ -39,6 +40,8 @@ export interface OutgoingMail {
   to: string[];
   subject: string;
   text: string;
+  /** An HTML alternative to the text, when the mail has one. */
+  html?: string;
 }
 
 export interface MailTransport {
@@ -249,7 +252,10 @@ function office365Tokens(settings: SmtpSettings) {
   }
   const authority = `https://login.microsoftonline.com/${oauth.tenantId}`;
   const loginHost = oauth.loginHost?.replace(/\/+$/, "");
+  const network = new CappedNetworkClient();
   const app = new ConfidentialClientApplication({
+    // msal's own client reads answers whole and gives a POST no deadline.
+    system: { networkClient: network },
     auth: {
       clientId: oauth.clientId,
       clientSecret: oauth.clientSecret,
@@ -268,13 +274,20 @@ function office365Tokens(settings: SmtpSettings) {
     },
   });
   return (_user: string, renew: boolean, callback: (err: Error | null, token?: string, expires?: number) => void) => {
+    network.failure = undefined;
     app.acquireTokenByClientCredential({ scopes: [OFFICE365_SCOPE], skipCache: renew }).then(
       (result) => {
         if (!result?.accessToken) return callback(new PipelineError("Microsoft identity gave no access token for SMTP", { code: "EOAUTH2" }));
         registerSecret(result.accessToken);
         callback(null, result.accessToken, result.expiresOn?.getTime());
       },
-      (err: Error) => callback(new PipelineError(`Microsoft identity refused the SMTP token request: ${redact(err.message)}`, { cause: err, code: "EOAUTH2" })),
+      (err: Error) => {
+        // A failure of the network client (too large, no answer) in its own words, not msal's code.
+        const failure = network.failure;
+        network.failure = undefined;
+        if (failure) return callback(new PipelineError(`no SMTP token from Microsoft identity: ${redact((failure as Error)?.message ?? String(failure))}`, { cause: failure, code: "EOAUTH2" }));
+        callback(new PipelineError(`Microsoft identity refused the SMTP token request: ${redact(err.message)}`, { cause: err, code: "EOAUTH2" }));
+      },
     );
   };
 }

@@ -53,7 +53,7 @@ export = function register(RED: NodeAPI) {
         content = await open().read(open().within(name));
       } catch (err) {
         // A refused name is the asker's mistake: answered (for an http response), not a node failure.
-        if (err instanceof InputError) return refuse(msg, send, 400, err);
+        if (err instanceof InputError) return refuse(msg, send, err.httpStatus ?? 400, err);
         throw err;
       }
       if (!content) return refuse(msg, send, 404, new InputError(`there is no file ${String(name)}`));

@@ -1,4 +1,5 @@
 import { promises as fs } from "node:fs";
+import { ActionBudget } from "../connections/action-budget";
 import { AuditEvent, ConnectionBoard } from "../connections/board";
 import type { BoardPolicy } from "../connections/policy";
 import { Connection, parseConnections, parseUsers } from "../connections/sources";
@@ -6,7 +7,7 @@ import { ConfigError, InputError, asPipelineError } from "../core/errors";
 import { DatabaseProvider, configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
-import { ConfigMigration, migrateConfig } from "../core/node/migrate";
+import { ConfigMigration, carriedList, migrateConfig } from "../core/node/migrate";
 import { StatusReporter } from "../core/node/status";
 import { formatDuration, formatInZone, ianaZone } from "../core/time";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
@@ -27,9 +28,15 @@ interface BoardDef extends NodeDef {
 const BOARD_MIGRATIONS: readonly ConfigMigration[] = [
   {
     version: 2,
-    up: ({ users, ...rest }) => ({ ...rest, boardUsers: rest.boardUsers ?? users ?? "" }),
+    up: ({ users, ...rest }) => ({ ...rest, boardUsers: carriedList(rest.boardUsers, users) }),
   },
 ];
+
+/** Per dashboard connection: a person's clicks always fit, a script's flood does not. */
+const ACTIONS_AT_ONCE = 20;
+const ACTIONS_PER_SECOND = 1;
+/** A flood is logged once a minute at most, however many connections take part. */
+const FLOOD_REPORT_MS = 60_000;
 
 /** Topics that once set the lists by message, now refused: the dashboard's output reaches this input. */
 const LIST_TOPICS = new Set(["connections", "users"]);
@@ -46,7 +53,9 @@ export = function register(RED: NodeAPI) {
     const publish = coalesced(async (board?: ConnectionBoard) => {
       const snapshot = await (board ?? (await opening)).snapshot();
       const connected = snapshot.rows.filter((r) => r.occupants.length > 0).length;
-      status.ready(`${connected}/${snapshot.rows.length} connected`);
+      // A board nobody may use is not ready, whatever its rows say.
+      if (snapshot.users.length === 0) status.warn(`no users: list them in the node · ${connected}/${snapshot.rows.length} connected`);
+      else status.ready(`${connected}/${snapshot.rows.length} connected`);
       node.send([{ topic: "board", payload: snapshot }, null, null]);
     }, (err) => node.error(asPipelineError(err), { topic: "board" }));
 
@@ -84,7 +93,31 @@ export = function register(RED: NodeAPI) {
       node.send([null, events.map((e) => auditMessage(e, zone)), null]);
     }
 
+    const budget = new ActionBudget({ burst: ACTIONS_AT_ONCE, perSecond: ACTIONS_PER_SECOND });
+    let floodReportedAt = -Infinity;
+    let refusedSinceReport = 0;
+
     handleInput(node, status, async (msg, send) => {
+      // Judged on arrival, before any database work: a flood costs nothing and writes no audit row.
+      const client = dashboardClient(msg);
+      const verdict = client ? budget.take(client.socketId) : "allowed";
+      if (verdict !== "allowed") {
+        refusedSinceReport++;
+        if (verdict === "flood-started") {
+          if (Date.now() - floodReportedAt >= FLOOD_REPORT_MS) {
+            floodReportedAt = Date.now();
+            status.warn("refusing a flood of actions");
+            node.warn(
+              `a dashboard connection (${client!.socketIp ?? "unknown address"}) sent more than ${ACTIONS_AT_ONCE} board messages at once: ` +
+                `its messages are refused until it slows down to ${ACTIONS_PER_SECOND} a second (${refusedSinceReport} refused since the last report)`,
+            );
+            refusedSinceReport = 0;
+          }
+          // The browser that asked hears it once; the rest of its flood is dropped without a word.
+          send([null, null, Object.assign(msg, { topic: "refused", payload: { code: "too-many-actions", message: "too many actions from this browser: wait a few seconds and try again" } })]);
+        }
+        return;
+      }
       const board = await opening;
       // This input is the dashboard's: whatever a browser sends can arrive here. It may act on a
       // row as a listed user; the lists come only from the settings and their files ("reload").
@@ -112,6 +145,13 @@ export = function register(RED: NodeAPI) {
 
   RED.nodes.registerType("connection-board", ConnectionBoardNode);
 };
+
+/** The dashboard connection a message came from (Dashboard 2.0 sets `socketId` itself, after the browser's fields). */
+function dashboardClient(msg: NodeMessage): { socketId: string; socketIp?: string } | undefined {
+  const client = msg._client as { socketId?: unknown; socketIp?: unknown } | undefined;
+  if (!client || typeof client.socketId !== "string" || !client.socketId) return undefined;
+  return { socketId: client.socketId, socketIp: typeof client.socketIp === "string" ? client.socketIp : undefined };
+}
 
 /** The dashboard's action: `{ action: "connect" | "release" | "takeover", main, sub, user }`. */
 function boardAction(msg: NodeMessage): { action: "connect" | "release" | "takeover"; row: Connection; user: string } | undefined {

@@ -2,7 +2,7 @@ import { ConfigError, PipelineError, asPipelineError } from "../core/errors";
 import { DatabaseProvider, configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
-import { ConfigMigration, migrateConfig } from "../core/node/migrate";
+import { ConfigMigration, carriedList, migrateConfig } from "../core/node/migrate";
 import { StatusReporter, formatCount } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef, NodeMessage, SendFunction } from "../core/node/types";
 import type { GraphApp } from "../graph/app";
@@ -23,7 +23,7 @@ interface OooDef extends NodeDef {
 const MIGRATIONS: readonly ConfigMigration[] = [
   {
     version: 2,
-    up: ({ users, ...rest }) => ({ ...rest, watchedUsers: rest.watchedUsers ?? users ?? "" }),
+    up: ({ users, ...rest }) => ({ ...rest, watchedUsers: carriedList(rest.watchedUsers, users) }),
   },
 ];
 

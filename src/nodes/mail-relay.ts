@@ -1,4 +1,5 @@
 import { ConfigError, InputError, PipelineError, errorMessage } from "../core/errors";
+import { ianaZone } from "../core/time";
 import { DatabaseProvider, configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
@@ -20,6 +21,7 @@ interface MailRelayDef extends NodeDef {
   maxKiB: string;
   retries: string;
   retryDelay: string;
+  timeZone?: string;
 }
 
 const COMMANDS = ["list", "delete", "retry", "status"];
@@ -32,6 +34,9 @@ export = function register(RED: NodeAPI) {
     const status = new StatusReporter(node);
     const life = new Lifecycle(node);
     const maxBytes = (Number(config.maxKiB) || 256) * 1024;
+    // An unknown zone must not cost an alert: its times are then shown in UTC, labelled so.
+    const timeZone = config.timeZone?.trim() ? (ianaZone(config.timeZone.trim()) ?? "UTC") : undefined;
+    if (config.timeZone?.trim() && !ianaZone(config.timeZone.trim())) node.warn(`"${config.timeZone}" is not a time zone (such as Europe/Brussels): alert times are shown in UTC`);
     let opening: Promise<MailRelay> | undefined;
     let latest: RelayState | undefined;
 
@@ -104,7 +109,7 @@ export = function register(RED: NodeAPI) {
         const size = bodyBytes(msg.payload);
         if (size > maxBytes) return refuse(413, `the message is ${Math.ceil(size / 1024)} KiB; this relay takes at most ${maxBytes / 1024} KiB`);
         to = recipientsFor(msg.to, addressList(config.to, "the node's recipients"), allowedList(config.allowed));
-        content = composeMail(msg.payload, config.subject || "Monitoring message");
+        content = composeMail(msg.payload, config.subject || "Monitoring message", { timeZone });
       } catch (err) {
         // Whatever the body is, the caller gets an answer: a refusal it should not retry.
         refuse(400, err instanceof InputError ? err.message : "the body could not be read as a message");

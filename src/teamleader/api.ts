@@ -49,6 +49,10 @@ export interface TeamleaderApiOptions {
   log?: (line: string) => void;
   /** Milliseconds a request may take. */
   timeoutMs?: number;
+  /** Aborts every request (a connection test's deadline). */
+  signal?: AbortSignal;
+  /** The most one answer may hold, in bytes. */
+  maxResponseBytes?: number;
 }
 
 /**
@@ -69,6 +73,8 @@ export class TeamleaderApi {
       describeError: describeTeamleaderError,
       log: options.log,
       timeoutMs: options.timeoutMs ?? 60_000,
+      signal: options.signal,
+      maxResponseBytes: options.maxResponseBytes,
     });
   }
 

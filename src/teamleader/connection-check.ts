@@ -1,8 +1,8 @@
-import { CheckFailure, ConnectionChecks } from "../core/check-report";
+import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, ConnectionChecks, hostOf } from "../core/check-report";
 import { HttpError } from "../core/http/client";
 import { TokenManager } from "../core/tokens/token-manager";
 import { freshToken } from "../goto/connection-check";
-import { TeamleaderApi } from "./api";
+import { TEAMLEADER_API_HOST, TeamleaderApi } from "./api";
 import { RESOURCES, parseResources } from "./resources";
 import type { SyncResource } from "./types";
 
@@ -22,7 +22,8 @@ export interface TeamleaderCheckSettings {
 export async function checkTeamleader(settings: TeamleaderCheckSettings, checks: ConnectionChecks): Promise<void> {
   const token = await checks.run("token through the shared chain", "use Authorize in this dialog (saving the integration in the Marketplace ends its refresh tokens), then deploy", () => freshToken(settings.tokens), () => "Teamleader gave an access token");
   if (!token) return checks.skipAll(["users.me", "scopes"], "no token");
-  const api = new TeamleaderApi({ apiHost: settings.apiHost, auth: settings.tokens, timeoutMs: 8000 });
+  const api = new TeamleaderApi({ apiHost: settings.apiHost, auth: settings.tokens, timeoutMs: 8000, signal: checks.signal, maxResponseBytes: CHECK_RESPONSE_MAX_BYTES });
+  checks.service(hostOf(settings.apiHost || TEAMLEADER_API_HOST));
   try {
     await checks.run("users.me", "authorize again with a Teamleader user of the account", async () => {
       const { body } = await api.call<{ data?: { first_name?: string; last_name?: string; email?: string } }>("users.me", {}, checks.signal);

@@ -5,7 +5,7 @@ import bcrypt from "bcryptjs";
 import { ManualClock } from "../../src/core/clock";
 import { Refusal, TokenAuthority, lifetimeSeconds, loginCredentials, tokenFrom } from "../../src/auth/jwt";
 import { generateSecret, hmacSecret, signingKeys } from "../../src/auth/keys";
-import { LoginThrottle } from "../../src/auth/throttle";
+import { LoginThrottle, addressGroup } from "../../src/auth/throttle";
 import { UserList } from "../../src/auth/users";
 
 const users = new UserList(`promon:${bcrypt.hashSync("correct horse", 4)}\n# a comment\nops:${bcrypt.hashSync("battery staple", 4)}`);
@@ -113,24 +113,73 @@ describe("JWT key, login and verify", () => {
     assert.equal((auth.verify(token) as Refusal).reason, "token expired");
   });
 
-  it("slows failed logins per user and per address, and a good login clears its record", async () => {
+  it("slows failed logins per user and address, never the same user at another address, and a good login clears its record", async () => {
     const clock = new ManualClock(1_700_000_000_000);
     const auth = authority(clock);
     const wrong = (username: string, address: string) => auth.login({ username, password: "guess" }, address, { lifetimeS: 60 });
-    for (let i = 0; i < 3; i++) assert.equal(((await wrong("promon", "10.0.0.9")) as Refusal).reason, "wrong username or password");
-    assert.equal(((await wrong("promon", "10.0.0.9")) as Refusal).status, 401);
-    // The fourth failure makes both keys wait: the user from another address, and the address for another user.
-    const sameUser = (await auth.login({ username: "promon", password: "correct horse" }, "10.0.0.7", { lifetimeS: 60 })) as Refusal;
-    assert.equal(sameUser.status, 429);
-    assert.equal(sameUser.retryAfterS, 1);
-    assert.equal(((await wrong("ops", "10.0.0.9")) as Refusal).status, 429);
+    const right = (address: string) => auth.login({ username: "promon", password: "correct horse" }, address, { lifetimeS: 60 });
+    for (let i = 0; i < 4; i++) assert.equal(((await wrong("promon", "10.0.0.9")) as Refusal).reason, "wrong username or password");
+    // The fourth failure makes this user wait at this address, and nothing else.
+    const waiting = (await right("10.0.0.9")) as Refusal;
+    assert.equal(waiting.status, 429);
+    assert.equal(waiting.retryAfterS, 1);
+    assert.ok(!((await right("10.0.0.7")) instanceof Refusal), "the same user at another address gets in");
+    assert.equal(((await wrong("ops", "10.0.0.9")) as Refusal).status, 401, "another user at the same address is checked");
     await clock.advance(1000);
-    assert.equal(((await wrong("promon", "10.0.0.8")) as Refusal).status, 401);
-    const waits = (await wrong("promon", "10.0.0.8")) as Refusal;
-    assert.equal(waits.retryAfterS, 2, "each further failure doubles the wait");
+    assert.equal(((await wrong("promon", "10.0.0.9")) as Refusal).status, 401);
+    assert.equal(((await wrong("promon", "10.0.0.9")) as Refusal).retryAfterS, 2, "each further failure doubles the wait");
     await clock.advance(2000);
-    assert.ok(!((await auth.login({ username: "promon", password: "correct horse" }, "10.0.0.7", { lifetimeS: 60 })) instanceof Refusal));
-    assert.equal(await auth.throttle.retryAfterMs(["user:promon"]), 0);
+    assert.ok(!((await right("10.0.0.9")) instanceof Refusal));
+    assert.equal(await auth.throttle.retryAfterMs("promon", "10.0.0.9"), 0);
+  });
+
+  it("keeps every wait within the bound however long a guesser goes on", async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const auth = authority(clock);
+    let longest = 0;
+    for (let i = 0; i < 200; i++) {
+      const answer = (await auth.login({ username: "promon", password: `guess ${i}` }, "10.0.0.9", { lifetimeS: 60 })) as Refusal;
+      if (answer.status === 429) {
+        longest = Math.max(longest, answer.retryAfterS!);
+        await clock.advance(answer.retryAfterS! * 1000);
+      }
+    }
+    assert.equal(longest, 60);
+    await clock.advance(await auth.throttle.retryAfterMs("promon", "10.0.0.9"));
+    assert.ok(!((await auth.login({ username: "promon", password: "correct horse" }, "10.0.0.9", { lifetimeS: 60 })) instanceof Refusal), "the wait ends, and the right password gets in");
+  });
+
+  it("gives a name that does not exist the same answers and waits as a listed one, and makes no one else wait", async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const auth = authority(clock);
+    const answers = async (username: string, address: string) => {
+      const seen: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const answer = (await auth.login({ username, password: `guess ${i}` }, address, { lifetimeS: 60 })) as Refusal;
+        seen.push(`${answer.status} ${answer.reason}`);
+        if (i === 5) await clock.advance(1000);
+      }
+      return seen;
+    };
+    assert.deepEqual(await answers("nobody", "10.0.0.1"), await answers("ops", "10.0.0.2"));
+    for (let i = 0; i < 40; i++) await auth.login({ username: `name-${i}`, password: "guess" }, "10.0.0.1", { lifetimeS: 60 });
+    assert.ok(!((await auth.login({ username: "promon", password: "correct horse" }, "10.0.0.1", { lifetimeS: 60 })) instanceof Refusal));
+  });
+
+  it("gives a user failing at many addresses no free tries at a new one, and longer first waits", async () => {
+    const clock = new ManualClock(1_700_000_000_000);
+    const auth = authority(clock);
+    for (let i = 0; i < 40; i++) await auth.login({ username: "promon", password: "guess" }, `192.0.2.${i}`, { lifetimeS: 60 });
+    await auth.login({ username: "promon", password: "guess" }, "198.51.100.1", { lifetimeS: 60 });
+    assert.equal(((await auth.login({ username: "promon", password: "guess" }, "198.51.100.1", { lifetimeS: 60 })) as Refusal).retryAfterS, 4);
+    assert.ok(!((await auth.login({ username: "promon", password: "correct horse" }, "198.51.100.2", { lifetimeS: 60 })) instanceof Refusal), "a new address still gets in");
+  });
+
+  it("counts the addresses of one IPv6 /64 as one, and an IPv4 address written as IPv6 as itself", () => {
+    assert.equal(addressGroup("2001:db8:1:2:aaaa::1"), addressGroup("2001:0db8:0001:0002:ffff:1:2:3"));
+    assert.notEqual(addressGroup("2001:db8:1:2::1"), addressGroup("2001:db8:1:3::1"));
+    assert.equal(addressGroup("::ffff:192.0.2.7"), "192.0.2.7");
+    assert.equal(addressGroup("192.0.2.7"), "192.0.2.7");
   });
 
   it("reads the token from x-access-tokens, Bearer or a cookie, each only when enabled", () => {

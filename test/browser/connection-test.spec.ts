@@ -23,6 +23,8 @@ describe("Test connection button in every config node's dialog", function () {
   const smtp = new SmtpSink({ tls: selfSignedCertificate(), auth: { user: "relay", pass: "relay-password-123" } });
   // The Entra ID app of the picture: MailboxSettings.Read was never granted admin consent.
   const weakApp = { clientId: "22222222-2222-4222-8222-222222222222", clientSecret: "weak-app-secret-0123456789" };
+  // An app that proves itself with a certificate, pasted into the dialog as PEM.
+  const certApp = { clientId: "33333333-3333-4333-8333-333333333333", ...selfSignedCertificate() };
   let db: TestDatabase;
   let red: NodeRedProcess;
   let browser: Browser;
@@ -35,6 +37,8 @@ describe("Test connection button in every config node's dialog", function () {
     db = await createTestDatabase();
     sandbox.microsoft.registerApp(MICROSOFT_DEMO_APP.tenantId, weakApp.clientId, weakApp.clientSecret);
     sandbox.microsoft.appRoles.set(weakApp.clientId, ["User.Read.All"]);
+    sandbox.microsoft.registerAppCertificate(MICROSOFT_DEMO_APP.tenantId, certApp.clientId, certApp.cert);
+    sandbox.microsoft.appRoles.set(certApp.clientId, ["User.Read.All", "MailboxSettings.Read"]);
     sandbox.graph.generateUsers(3);
     sandbox.goto.oauth.registerClient(GOTO_DEMO_CLIENT.clientId, GOTO_DEMO_CLIENT.clientSecret);
     const tl = sandboxClient(sandbox);
@@ -45,6 +49,7 @@ describe("Test connection button in every config node's dialog", function () {
       { id: "goto", type: "goto-credentials", name: "GoTo", authHost: e.gotoAuth, apiHost: e.gotoApi, store: "file", credentials: { ...GOTO_DEMO_CLIENT, refreshToken: sandbox.goto.oauth.issueRefreshToken(GOTO_DEMO_CLIENT.clientId) } },
       { id: "tl", type: "teamleader-connection", name: "Focus", redirectUri: "http://127.0.0.1:1880/teamleader/callback", authHost: e.teamleaderAuth, apiHost: e.teamleaderApi, database: "db", credentials: { ...tl, refreshToken: sandbox.teamleader.oauth.issueRefreshToken(tl.clientId) } },
       { id: "graph", type: "graph-app", name: "Out of office", tenantId: MICROSOFT_DEMO_APP.tenantId, clientId: weakApp.clientId, authType: "secret", authorityHost: e.microsoftLogin, graphUrl: e.graph, credentials: { clientSecret: weakApp.clientSecret } },
+      { id: "graphcert", type: "graph-app", name: "By certificate", tenantId: MICROSOFT_DEMO_APP.tenantId, clientId: certApp.clientId, authType: "certificate", authorityHost: e.microsoftLogin, graphUrl: e.graph },
       { id: "storage", type: "azure-storage-account", name: "Azurite", auth: "connection-string", credentials: { connectionString: azurite.connectionString } },
       { id: "smtp", type: "smtp-connection", name: "Mail", host: "127.0.0.1", port: String(smtpPort), security: "starttls", verifyCertificate: false, auth: "password", sender: "desk@example.com", poolSize: "1", credentials: { user: "relay", password: "relay-password-123" } },
       { id: "key", type: "jwt-auth-key", name: "Reports", algorithm: "HS256", issuer: "node-red", audience: "api", credentials: { secret: generateSecret() } },
@@ -100,6 +105,40 @@ describe("Test connection button in every config node's dialog", function () {
   it("graph-app: the test mailbox typed beside the button is read", async () => {
     const lines = await press("graph-app", "graph", { testAddress: "user0001@contoso.test" });
     assert.ok(lines["automatic replies of user0001@contoso.test"], JSON.stringify(lines));
+  });
+
+  it("graph-app: a certificate and key pasted as PEM keep their lines through Test connection, a deploy and a reload", async () => {
+    const open = async () => {
+      await page.evaluate(() => (globalThis as any).RED.editor.editConfig("", "graph-app", "graphcert"));
+      await page.locator("#node-config-input-certificate").waitFor({ state: "visible", timeout: 20_000 });
+    };
+    const test = async () => {
+      await page.locator(".gw-test-state[data-ok]").waitFor({ state: "detached" }).catch(() => undefined);
+      await page.locator(".gw-test-button").click();
+      await page.locator(".gw-test-state[data-ok]").waitFor({ timeout: 20_000 });
+      const lines = await page.locator(".gw-test-result li").evaluateAll((items) => items.map((li) => [li.getAttribute("data-check"), li.getAttribute("data-outcome")]));
+      return Object.fromEntries(lines as Array<[string, string]>);
+    };
+    await open();
+    await page.locator("#node-config-input-certificate").fill(certApp.cert);
+    await page.locator("#node-config-input-privateKey").fill(certApp.key);
+    assert.equal(await page.locator("#node-config-input-certificate").inputValue(), certApp.cert, "the pasted PEM keeps its line breaks");
+    assert.deepEqual(await test(), { "app settings": "passed", "app token": "passed", roles: "passed", "automatic replies": "skipped" });
+    await page.locator("#node-config-dialog-ok").click();
+    await page.locator("#node-config-input-certificate").waitFor({ state: "detached" });
+    await page.locator("#red-ui-header-button-deploy").click();
+    await page.waitForFunction(() => !(globalThis as any).RED.nodes.dirty(), undefined, { timeout: 30_000 });
+
+    await page.reload();
+    await page.waitForFunction(() => (globalThis as any).RED?.nodes?.node("graphcert"), undefined, { timeout: 60_000 });
+    await open();
+    // Kept secrets come back as a note, never as the editor's placeholder text.
+    const area = page.locator("#node-config-input-certificate");
+    assert.equal(await area.inputValue(), "");
+    assert.match((await area.getAttribute("placeholder")) ?? "", /kept/);
+    assert.deepEqual(await test(), { "app settings": "passed", "app token": "passed", roles: "passed", "automatic replies": "skipped" }, "the deployed PEM works");
+    await page.locator("#node-config-dialog-cancel").click();
+    await page.locator("#node-config-input-certificate").waitFor({ state: "detached" });
   });
 
   it("azure-storage-account: the typed container passes every check", async () => {

@@ -126,7 +126,7 @@ describe("goto-credentials connection test", () => {
       await helper.load(gotoCredentials, []);
       const port = (silent.address() as net.AddressInfo).port;
       const report = await testConnection("goto-credentials", { id: "g1", config: { ...config(), authHost: `http://127.0.0.1:${port}` }, credentials: client() });
-      expectLine(report, "token from the refresh token", "failed", /no answer in the time a test may take[\s\S]*host is right and reachable/);
+      expectLine(report, "token from the refresh token", "failed", /could not reach the service at 127\.0\.0\.1:\d+[\s\S]*host and port[\s\S]*firewall/);
       assert.equal(report.ok, false);
     } finally {
       for (const s of sockets) s.destroy();

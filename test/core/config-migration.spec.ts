@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { migrateConfig } from "../../src/core/node/migrate";
+import { carriedList, migrateConfig } from "../../src/core/node/migrate";
 import { redact, describeUrl, registerSecret } from "../../src/core/redact";
 
 describe("node config versions", () => {
@@ -20,6 +20,15 @@ describe("node config versions", () => {
 
   it("stamps version 1 on a first-release config with no steps", () => {
     assert.deepEqual(migrateConfig({ a: 1 }, []), { a: 1, version: 1 });
+  });
+
+  it("carries a renamed list over when the new field is missing or left empty by an editor that dropped the old one", () => {
+    assert.equal(carriedList(undefined, "Burt\nJimmy"), "Burt\nJimmy");
+    assert.equal(carriedList("", "Burt\nJimmy"), "Burt\nJimmy");
+    assert.equal(carriedList("", ["Burt", "Jimmy"]), "Burt\nJimmy");
+    assert.equal(carriedList("Ann", "Burt"), "Ann", "a list set under the new name wins");
+    assert.equal(carriedList("", [{ id: "n1" }]), "", "the editor's own users array is no list of names");
+    assert.equal(carriedList(undefined, undefined), "");
   });
 });
 

@@ -199,7 +199,7 @@ describe("database", () => {
         const right = new pg.Client({ host: "127.0.0.1", port: info!.port, database: "postgres", user: "postgres", password });
         await right.connect();
         await right.end();
-        if (process.getuid?.() === 0) assert.equal(info!.runsAs, "postgres", "as root, the server runs as the postgres user");
+        if (process.getuid?.() === 0) assert.equal(info!.runsAs, "gluework-postgres", "as root, the server runs as an account of its own");
       } finally {
         await db.close();
       }
@@ -280,8 +280,9 @@ describe("database", () => {
         const postmaster = Number(readFileSync(path.join(dir, "data", "postmaster.pid"), "utf8").split("\n")[0]);
         const shell = parentOf(postmaster);
         // Node-RED and the watching shell die; the server goes on alone.
-        for (const pid of [child.pid!, shell, ...childrenOf(shell).filter((p) => p !== postmaster)]) signal(pid, "SIGKILL");
-        await new Promise((r) => setTimeout(r, 300));
+        const killed = [child.pid!, shell, ...childrenOf(shell).filter((p) => p !== postmaster)];
+        for (const pid of killed) signal(pid, "SIGKILL");
+        await eventually(() => killed.every((pid) => !alive(pid) || isZombie(pid)), 10_000, "Node-RED and the shell to die");
         assert.ok(alive(postmaster), "the server outlived them");
         const db = await open(dir);
         try {
@@ -399,6 +400,16 @@ function ppid(pid: number): number {
 }
 
 const parentOf = ppid;
+
+/** A dead process its parent has not reaped yet. */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+  } catch {
+    return true;
+  }
+}
 
 function childrenOf(parent: number): number[] {
   return readdirSync("/proc")

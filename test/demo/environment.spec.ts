@@ -16,6 +16,15 @@ describe("the flows npm start deploys", () => {
     assert.equal(mediator?.url, "http://127.0.0.1:18999/api/setstatus");
   });
 
+  it("give every GoTo connection this Node-RED's callback as its redirect URI, so Authorize works in the demo", async () => {
+    const { profile } = await import("../../src/demo/profiles/goto-credentials");
+    const sandboxEnv = { ...env, sandbox: { url: "http://127.0.0.1:18780", goto: { oauth: { issueRefreshToken: () => "rt" } } }, secret: async (_n: string, make: () => string) => make() } as unknown as DemoEnvironment;
+    const flows = await demoFlows(FLOWS, sandboxEnv, new Map([["goto-credentials", profile]]));
+    const goto = flows.filter((n) => n.type === "goto-credentials");
+    assert.ok(goto.length >= 2, "both GoTo examples have a connection");
+    for (const n of goto) assert.equal(n.redirectUri, "http://127.0.0.1:18999/gluework/oauth/callback");
+  });
+
   it("leave the flows as shipped when Node-RED runs on its default address", async () => {
     const flows = await demoFlows(FLOWS, { nodeRedUrl: "http://127.0.0.1:1880" } as unknown as DemoEnvironment, new Map());
     const mediator = flows.find((n) => n.type === "http request" && String(n.url).includes("/api/setstatus"));

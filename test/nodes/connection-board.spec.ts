@@ -11,7 +11,7 @@ import { eventually, nodeRed } from "../support/node-red";
 const helper = nodeRed();
 
 for (const kind of DATABASE_KINDS) describe(`connection-board (${kindLabel(kind)})`, function () {
-  this.timeout(30_000);
+  this.timeout(90_000);
   let testDb: TestDatabase;
   let seen: { board: any[]; audit: any[]; answers: any[]; caught: any[] };
   let boardNumber = 0;
@@ -39,7 +39,7 @@ for (const kind of DATABASE_KINDS) describe(`connection-board (${kindLabel(kind)
     helper.getNode("out-audit").on("input", (m: any) => seen.audit.push(m));
     helper.getNode("out-answers").on("input", (m: any) => seen.answers.push(m));
     helper.getNode("caught").on("input", (m: any) => seen.caught.push(m));
-    await eventually(() => seen.board.length > 0, 10_000, "the first board");
+    await eventually(() => seen.board.length > 0, 60_000, "the first board"); // an embedded server may start slowly beside other work
     return helper.getNode("board");
   }
 
@@ -52,6 +52,19 @@ for (const kind of DATABASE_KINDS) describe(`connection-board (${kindLabel(kind)
     assert.equal(board.topic, "board");
     assert.deepEqual(board.payload.rows.map((r: any) => r.sub), ["vpn sub 1", "vpn sub 2"]);
     assert.deepEqual(board.payload.users, ["Burt", "Jimmy"]);
+  });
+
+  it("warns in its status, instead of showing ready, while it has no users (an old flow that lost them)", async () => {
+    const node = await start({ connections: "vpn main 1;vpn sub 1\nvpn main 1;vpn sub 2", boardUsers: "" });
+    // The test helper keeps every status call of a node.
+    const last = await eventually(() => node.status.lastCall?.args[0] as { fill?: string; text?: string } | undefined, 5000, "a status");
+    assert.equal(last.fill, "yellow");
+    assert.match(last.text ?? "", /^no users: list them in the node/);
+  });
+
+  it("takes the users of a version 1 flow, saved as `users`, even where an editor added an empty boardUsers", async () => {
+    await start({ connections: "vpn main 1;vpn sub 1", users: "Burt\nJimmy", boardUsers: "", version: 1 });
+    assert.deepEqual(seen.board.at(-1).payload.users, ["Burt", "Jimmy"]);
   });
 
   it("reads the connections and users from files (sessions.csv, users.txt)", async () => {

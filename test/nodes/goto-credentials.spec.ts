@@ -59,4 +59,11 @@ describe("goto-credentials", () => {
     assert.equal(url.searchParams.get("client_id"), secrets.goto.clientId);
     assert.equal(url.searchParams.get("redirect_uri"), "http://127.0.0.1:1880/gluework/oauth/callback");
   });
+
+  it("names only what is missing when Authorize cannot start: the redirect URI of a node deployed without it", async () => {
+    await helper.load(gotoCredentials, flow(), creds());
+    const res = await helper.request().post("/gluework/oauth/goto-credentials/start").send({ nodeId: "goto" }).expect(400);
+    assert.match(res.body.error, /^the redirect URI \(open the node's dialog and press Done, which fills it in\) is missing in the deployed node/);
+    assert.doesNotMatch(res.body.error, /client id|client secret/);
+  });
 });

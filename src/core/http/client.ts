@@ -39,6 +39,8 @@ export interface HttpRequest {
   /** Set to false to send no Authorization header even though the client has a token source. */
   auth?: boolean;
   timeoutMs?: number;
+  /** The most an answer's body may hold, in bytes (the client's `maxResponseBytes` by default). */
+  maxResponseBytes?: number;
   signal?: AbortSignal;
   /** To the limiter: one call someone waits for (the default), or one of many (a sync's pages). */
   kind?: RequestKind;
@@ -55,7 +57,12 @@ export interface HttpClientOptions {
   /** The provider's name as a user knows it ("GoTo", "Teamleader"): it starts every error message. */
   name: string;
   baseUrl: string;
+  /** The deadline of one request, body included: it aborts the request. */
   timeoutMs?: number;
+  /** An answer whose body holds more than this many bytes aborts its request (16 MiB by default). */
+  maxResponseBytes?: number;
+  /** Aborts every request of this client (a connection test's deadline). */
+  signal?: AbortSignal;
   /** Retries after a network error or a 5xx, for idempotent requests. */
   maxRetries?: number;
   /** How long one request may keep waiting out 429s, in all, before it fails naming the limit. */
@@ -104,8 +111,22 @@ export class HttpError extends PipelineError {
 /** The provider could not be reached or did not answer in time. */
 export class NetworkError extends PipelineError {}
 
+/** An answer larger than the cap: the request was aborted before it could fill the memory. */
+export class ResponseTooLargeError extends PipelineError {
+  constructor(
+    message: string,
+    readonly maxBytes: number,
+  ) {
+    super(message, { status: "answer too large", code: "GW_HTTP_TOO_LARGE", httpStatus: 502 });
+  }
+}
+
+/** What one answer may hold unless a client or request says otherwise. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+
 const DEFAULTS = {
   timeoutMs: 30_000,
+  maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES,
   maxRetries: 4,
   maxRateLimitWaitMs: 60_000,
   maxRateLimitWaits: Infinity,
@@ -140,7 +161,9 @@ export class HttpClient {
     return (await this.request<T>(req)).body;
   }
 
-  async request<T = unknown>(req: HttpRequest): Promise<HttpResponse<T>> {
+  async request<T = unknown>(request: HttpRequest): Promise<HttpResponse<T>> {
+    const signals = [request.signal, this.opts.signal].filter((x): x is AbortSignal => !!x);
+    const req = signals.length > 1 ? { ...request, signal: AbortSignal.any(signals) } : { ...request, signal: signals[0] };
     const method = (req.method ?? "GET").toUpperCase();
     const url = this.buildUrl(req);
     const idempotent = req.idempotent ?? isIdempotent(method);
@@ -174,6 +197,7 @@ export class HttpClient {
           await this.clock.sleep(backoffDelay(retries++, this.random(), this.opts.backoff ?? DEFAULT_BACKOFF), req.signal);
           continue;
         }
+        if (err instanceof ResponseTooLargeError) throw err;
         throw this.networkError(method, url, err);
       }
       this.opts.limiter?.release(ticket);
@@ -237,24 +261,19 @@ export class HttpClient {
     }
     if (token) headers.authorization = `Bearer ${token}`;
 
-    const timeoutMs = req.timeoutMs ?? this.opts.timeoutMs;
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new TimeoutError(timeoutMs)), timeoutMs);
-    const onAbort = () => controller.abort(req.signal?.reason);
-    req.signal?.addEventListener("abort", onAbort, { once: true });
     const started = Date.now();
-    try {
-      const res = await undiciRequest(url, { method: method as Dispatcher.HttpMethod, headers, body, dispatcher: this.dispatcher, signal: controller.signal });
-      const text = await res.body.text();
-      this.opts.log?.(`${method} ${describeUrl(url)} → ${res.statusCode} in ${Date.now() - started} ms`);
-      return { status: res.statusCode, headers: res.headers, text, body: parseBody(text, res.headers["content-type"]) as T };
-    } catch (err) {
-      if (controller.signal.aborted && controller.signal.reason instanceof TimeoutError) throw controller.signal.reason;
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      req.signal?.removeEventListener("abort", onAbort);
-    }
+    const res = await readCapped(url, {
+      method,
+      headers,
+      body,
+      dispatcher: this.dispatcher,
+      timeoutMs: req.timeoutMs ?? this.opts.timeoutMs,
+      maxBytes: req.maxResponseBytes ?? this.opts.maxResponseBytes,
+      signal: req.signal,
+      name: this.opts.name,
+    });
+    this.opts.log?.(`${method} ${describeUrl(url)} → ${res.status} in ${Date.now() - started} ms`);
+    return { status: res.status, headers: res.headers, text: res.text, body: parseBody(res.text, res.headers["content-type"]) as T };
   }
 
   private observeQuota(headers: HttpResponse["headers"]): void {
@@ -297,7 +316,68 @@ export class HttpClient {
   }
 }
 
-class TimeoutError extends Error {
+export interface CappedRequest {
+  method: string;
+  headers: Record<string, string>;
+  body?: string | Buffer;
+  /** The deadline of the whole exchange, body included. */
+  timeoutMs: number;
+  maxBytes: number;
+  /** The caller's own abort (a test's deadline, a closing node). */
+  signal?: AbortSignal;
+  /** The service as a user knows it, for the too-large message. */
+  name: string;
+  dispatcher?: Dispatcher;
+}
+
+/**
+ * One request whose answer is read to at most `maxBytes` within `timeoutMs`: a larger body, the
+ * deadline or `signal` aborts the request itself (the socket closes), so nothing keeps reading.
+ */
+export async function readCapped(url: URL, req: CappedRequest): Promise<{ status: number; headers: HttpResponse["headers"]; text: string }> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new TimeoutError(req.timeoutMs)), req.timeoutMs);
+  const onAbort = () => controller.abort(req.signal?.reason);
+  if (req.signal?.aborted) onAbort();
+  req.signal?.addEventListener("abort", onAbort, { once: true });
+  const tooLarge = () =>
+    new ResponseTooLargeError(`${req.name} answered with more than ${describeBytes(req.maxBytes)} to ${req.method} ${url.pathname}; is the host right?`, req.maxBytes);
+  try {
+    const res = await undiciRequest(url, { method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body, dispatcher: req.dispatcher, signal: controller.signal });
+    if (Number(first(res.headers["content-length"])) > req.maxBytes) {
+      const err = tooLarge();
+      controller.abort(err);
+      res.body.destroy(err);
+      throw err;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > req.maxBytes) {
+        const err = tooLarge();
+        controller.abort(err);
+        res.body.destroy(err);
+        throw err;
+      }
+      chunks.push(chunk);
+    }
+    return { status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") };
+  } catch (err) {
+    if (err instanceof ResponseTooLargeError) throw err;
+    if (controller.signal.aborted && controller.signal.reason instanceof TimeoutError) throw controller.signal.reason;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    req.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+function describeBytes(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${Math.round((bytes / 1024 / 1024) * 10) / 10} MB` : bytes >= 1024 ? `${Math.round(bytes / 1024)} KB` : `${bytes} bytes`;
+}
+
+export class TimeoutError extends Error {
   readonly code = "GW_HTTP_TIMEOUT";
   constructor(readonly timeoutMs: number) {
     super(`timed out after ${timeoutMs} ms`);

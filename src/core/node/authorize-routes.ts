@@ -72,7 +72,10 @@ export function registerAuthorizeRoutes(RED: NodeAPI, options: AuthorizeRouteOpt
     const clientSecret = text(stored?.clientSecret);
     const redirectUri = text(node.authorizeRedirectUri);
     if (!clientId || !clientSecret || !redirectUri) {
-      res.status(400).json({ error: "the client id, the client secret and the redirect URI are needed to authorize: fill them in and deploy" });
+      // Name only what is missing: a message listing filled-in fields sends people to the wrong one.
+      const missing = [!clientId && "the client id", !clientSecret && "the client secret", !redirectUri && "the redirect URI (open the node's dialog and press Done, which fills it in)"].filter(Boolean) as string[];
+      const list = missing.length > 1 ? `${missing.slice(0, -1).join(", ")} and ${missing.at(-1)}` : missing[0];
+      res.status(400).json({ error: `${list} ${missing.length > 1 ? "are" : "is"} missing in the deployed node: fill ${missing.length > 1 ? "them" : "it"} in and deploy, then press Authorize again` });
       return;
     }
     const profile = options.profile(text(node.authorizeHost));

@@ -1,4 +1,4 @@
-import { CheckLine, ConnectionChecks, ConnectionReport } from "../check-report";
+import { CheckLine, ConnectionChecks, ConnectionReport, hostOf } from "../check-report";
 import { errorMessage } from "../errors";
 import type { TokenManager } from "../tokens/token-manager";
 import { OAuthConnection, OAuthConnectionSettings } from "./oauth-connection";
@@ -230,10 +230,12 @@ export async function withTokenStore(
   if (elsewhere) {
     return checks.skipAll(names, `a deployed ${input.config.type} node of this client points at another host; its stored tokens are not sent elsewhere: deploy, then test`);
   }
-  const connection = new OAuthConnection(input.RED, settings);
+  // The test's deadline aborts its token requests too, so none keeps reading after the answer.
+  const connection = new OAuthConnection(input.RED, { ...settings, signal: checks.signal });
   try {
     const tokens = await checks.run("token store", "check the token store's settings (the postgres-database node, when tokens are kept in PostgreSQL)", () => connection.tokens(), () => (settings.store === "postgres" ? "PostgreSQL" : "encrypted file"));
     if (!tokens) return checks.skipAll(names, "no token store");
+    checks.service(hostOf(settings.profile.tokenUrl));
     await use(tokens);
   } finally {
     await connection.close();

@@ -19,3 +19,14 @@ export function migrateConfig<T extends object>(config: T, migrations: readonly 
   }
   return { ...(current as T), version };
 }
+
+/**
+ * A list of names once kept under another field: the old value where the new field is missing or
+ * empty (an editor that dropped the old field saves the new one empty), as text, one per line.
+ */
+export function carriedList(current: unknown, legacy: unknown): string {
+  if (typeof current === "string" && current.trim()) return current;
+  if (typeof legacy === "string") return legacy;
+  if (Array.isArray(legacy) && legacy.every((v) => typeof v === "string")) return legacy.join("\n");
+  return typeof current === "string" ? current : "";
+}

@@ -27,6 +27,8 @@ export interface OAuthConnectionSettings {
   key: string;
   /** The config node as a user finds it, for messages: "goto-credentials node 'Main'". */
   label: string;
+  /** Aborts every request to the token endpoint (a connection test's deadline). */
+  signal?: AbortSignal;
 }
 
 export type ConnectionState = "connecting" | "authorized" | "needs-authorization" | "error";
@@ -55,7 +57,7 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
     readonly settings: OAuthConnectionSettings,
   ) {
     super();
-    this.tokenHttp = new HttpClient({ name: settings.profile.name, baseUrl: settings.profile.tokenUrl, timeoutMs: 20_000 });
+    this.tokenHttp = new HttpClient({ name: settings.profile.name, baseUrl: settings.profile.tokenUrl, timeoutMs: 20_000, signal: settings.signal });
     this.ready = this.open();
     // Failures reach callers through getAccessToken(); this only keeps the state current.
     this.ready.catch((err) => this.setState({ state: "error", reason: errorMessage(err), status: err instanceof PipelineError ? err.status : undefined }));

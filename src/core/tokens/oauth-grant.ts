@@ -27,6 +27,9 @@ export interface ClientCredentials {
   clientSecret: string;
 }
 
+/** A token endpoint answers a few KB; anything near this is not a token endpoint. */
+export const TOKEN_RESPONSE_MAX_BYTES = 1024 * 1024;
+
 /** The provider refused the refresh token or code: retrying will not help. */
 export class GrantRefusedError extends AuthorizationRequiredError {}
 
@@ -78,6 +81,7 @@ export class OAuthGrant {
         headers,
         ...(this.profile.bodyFormat === "json" ? { json: body } : { form: body }),
         auth: false,
+        maxResponseBytes: TOKEN_RESPONSE_MAX_BYTES,
         // A single-use refresh token must not be sent twice because an answer got lost.
         idempotent: false,
       });
