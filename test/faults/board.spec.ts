@@ -144,12 +144,7 @@ describe("faults: support board", function () {
   }
 
   it("keeps Node-RED up and the board exact when every database session is terminated, with one LISTEN connection after", async () => {
-    await takeAndRelease("postgres", "terminate", async (during) => {
-      during();
-      assert.ok((await rig.terminateBackends()) > 0);
-      await rig.assertAlive();
-      return Date.now();
-    });
+    await takeAndRelease("postgres", "terminate", (during) => rig.terminateAll(during));
     await rig.until(async () => (await listeners()) === 1 || undefined, 30_000, "one LISTEN connection");
     await rig.terminateBackends();
     await hold(1000);
@@ -157,14 +152,7 @@ describe("faults: support board", function () {
   });
 
   it("keeps Node-RED up and the board exact across a database restart (refused, every connection reset)", async () => {
-    await takeAndRelease("postgres", "restart", async (during) => {
-      await rig.fault("postgres", "refuse");
-      during();
-      await hold();
-      await rig.assertAlive();
-      await rig.fault("postgres", "pass");
-      return Date.now();
-    });
+    await takeAndRelease("postgres", "restart", (during) => rig.restartDatabase(during));
   });
 
   it("keeps Node-RED up when the session of a take waiting on a lock is terminated (BEGIN; LOCK TABLE gluework_board_occupants)", async () => {

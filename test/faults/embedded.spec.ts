@@ -3,7 +3,6 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import { request } from "undici";
 import { alive } from "../../src/core/db/embedded";
-import { mailHeader } from "../../src/sandbox/smtp-sink";
 import { eventually } from "../support/node-red";
 import { FaultRig } from "./harness";
 
@@ -55,15 +54,6 @@ describe("faults: the embedded PostgreSQL server", function () {
     return { accepted, answers };
   }
 
-  function deliveries(ids: string[]): { lost: number; duplicated: number } {
-    const byId = new Map(ids.map((id) => [id, 0]));
-    for (const mail of rig.smtp.received) {
-      const id = /<([^@>]+)@/.exec(mailHeader(mail.raw, "Message-ID") ?? "")?.[1];
-      if (id && byId.has(id)) byId.set(id, byId.get(id)! + 1);
-    }
-    const counts = [...byId.values()];
-    return { lost: counts.filter((n) => n === 0).length, duplicated: counts.reduce((n, c) => n + Math.max(0, c - 1), 0) };
-  }
 
   async function throughServerLoss(name: string, signal: NodeJS.Signals): Promise<void> {
     rig.measure("mail-relay", "embedded", name);
@@ -82,9 +72,9 @@ describe("faults: the embedded PostgreSQL server", function () {
       return after.length >= 5 || undefined;
     }, 30_000, "the relay to take messages again");
     const ids = [...before.accepted, ...(await during).accepted, ...after];
-    await rig.until(() => deliveries(ids).lost === 0 || undefined, 30_000, "every accepted message to be delivered");
+    await rig.until(() => rig.deliveries(ids).lost === 0 || undefined, 30_000, "every accepted message to be delivered");
     await rig.until((o) => o.statuses["mail-relay-relay"]?.text === "0 queued" || undefined, 30_000, "the relay's status back to 0 queued");
-    const outcome = deliveries(ids);
+    const outcome = rig.deliveries(ids);
     rig.note(ended, outcome);
     assert.ok(Date.now() - ended < 30_000, `recovered ${(Date.now() - ended) / 1000} s after the server went`);
     assert.deepEqual(outcome, { lost: 0, duplicated: 0 });
@@ -117,6 +107,6 @@ describe("faults: the embedded PostgreSQL server", function () {
     const after = await send(3, "deleted after");
     assert.ok(after.answers.every((s) => s === 202 || s === 503), after.answers.join(", "));
     await rig.assertAlive();
-    rig.note(deleted, { lost: 0, duplicated: deliveries([...answered.accepted, ...after.accepted]).duplicated });
+    rig.note(deleted, { lost: 0, duplicated: rig.deliveries([...answered.accepted, ...after.accepted]).duplicated });
   });
 });

@@ -11,7 +11,7 @@ import { DEMO_USER } from "../../src/demo/profiles/jwt-auth-key";
 import { DemoEnvironment, FlowNode, demoFlows, loadProfiles, secretKeeper } from "../../src/demo/environment";
 import { Sandbox } from "../../src/sandbox";
 import { AZURITE_ACCOUNT, Azurite } from "../../src/sandbox/azurite";
-import { SmtpSink } from "../../src/sandbox/smtp-sink";
+import { SmtpSink, mailHeader } from "../../src/sandbox/smtp-sink";
 import { eventually } from "../support/node-red";
 import { NodeRedProcess, startNodeRed } from "../support/node-red-process";
 import { TestDatabase, createTestDatabase } from "../support/pg";
@@ -230,6 +230,35 @@ export class FaultRig {
     await this.red.deploy([...this.flows, ...monitoringNodes(this.flows, this.completions)]);
     await eventually(() => this.observed().then(() => true), 30_000, "the deployed flows to start");
     return true;
+  }
+
+  /** Every session of Node-RED's on the test database terminated (`during` runs first); returns when. */
+  async terminateAll(during: () => void = () => undefined): Promise<number> {
+    during();
+    if ((await this.terminateBackends()) === 0) throw new Error("no session of Node-RED's to terminate");
+    await this.assertAlive();
+    return Date.now();
+  }
+
+  /** A restart of the database server: connections refused and every live one reset, for FAULT_MS; returns when it is back. */
+  async restartDatabase(during: () => void = () => undefined): Promise<number> {
+    await this.fault("postgres", "refuse");
+    during();
+    await hold();
+    await this.assertAlive();
+    await this.fault("postgres", "pass");
+    return Date.now();
+  }
+
+  /** How many times each message of `ids` (the relay's answers) reached the SMTP server. */
+  deliveries(ids: string[]): { lost: number; duplicated: number } {
+    const byId = new Map(ids.map((id) => [id, 0]));
+    for (const mail of this.smtp.received) {
+      const id = /<([^@>]+)@/.exec(mailHeader(mail.raw, "Message-ID") ?? "")?.[1];
+      if (id && byId.has(id)) byId.set(id, byId.get(id)! + 1);
+    }
+    const counts = [...byId.values()];
+    return { lost: counts.filter((n) => n === 0).length, duplicated: counts.reduce((n, c) => n + Math.max(0, c - 1), 0) };
   }
 
   /** Ends every fault. */

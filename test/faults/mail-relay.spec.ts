@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { request } from "undici";
-import { mailHeader } from "../../src/sandbox/smtp-sink";
-import { FaultRig, Neighbour, PROXY_FAULTS, describeFault, hold } from "./harness";
+import { FaultRig, Neighbour, PROXY_FAULTS, describeFault } from "./harness";
 
 /**
  * The monitoring mail relay (POST /api/placeMessage → outbox in PostgreSQL → SMTP) with the SMTP
@@ -51,16 +50,6 @@ describe("faults: monitoring mail relay", function () {
     return { accepted, refused };
   }
 
-  /** How many times each accepted message reached the SMTP server. */
-  function deliveries(ids: string[]): { lost: number; duplicated: number } {
-    const byId = new Map(ids.map((id) => [id, 0]));
-    for (const mail of rig.smtp.received) {
-      const id = /<([^@>]+)@/.exec(mailHeader(mail.raw, "Message-ID") ?? "")?.[1];
-      if (id && byId.has(id)) byId.set(id, byId.get(id)! + 1);
-    }
-    const counts = [...byId.values()];
-    return { lost: counts.filter((n) => n === 0).length, duplicated: counts.reduce((n, c) => n + Math.max(0, c - 1), 0) };
-  }
 
   /** Messages sent before, during and after a fault; every accepted one is delivered once, the relay back to "0 queued". */
   async function throughFault(neighbour: Neighbour, fault: string, inject: (during: () => void) => Promise<number>): Promise<void> {
@@ -71,14 +60,14 @@ describe("faults: monitoring mail relay", function () {
     const healed = await inject(() => (during = send(5, `${tag} during`)));
     const after = await send(5, `${tag} after`);
     const ids = [...before.accepted, ...after.accepted, ...(await during).accepted];
-    await rig.until(() => deliveries(ids).lost === 0 || undefined, 30_000, "every accepted message to be delivered").catch((err: Error) => {
-      rig.note(healed, deliveries(ids));
+    await rig.until(() => rig.deliveries(ids).lost === 0 || undefined, 30_000, "every accepted message to be delivered").catch((err: Error) => {
+      rig.note(healed, rig.deliveries(ids));
       throw err;
     });
     await rig.until((o) => o.statuses["mail-relay-relay"]?.text === "0 queued" || undefined, 30_000, "the relay's status back to 0 queued");
     assert.ok(Date.now() - healed < 30_000, `recovered ${(Date.now() - healed) / 1000} s after the fault ended (${neighbour})`);
     assert.equal(before.refused + after.refused, 0, "refused outside the fault");
-    const outcome = deliveries(ids);
+    const outcome = rig.deliveries(ids);
     rig.note(healed, outcome);
     assert.equal(outcome.lost, 0);
     // A mail whose answer from the server was lost may arrive twice, at most those with the
@@ -104,22 +93,10 @@ describe("faults: monitoring mail relay", function () {
   }
 
   it("keeps Node-RED up and delivers every accepted message once when every database session is terminated", async () => {
-    await throughFault("postgres", "terminate", async (during) => {
-      during();
-      assert.ok((await rig.terminateBackends()) > 0, "no session of Node-RED's to terminate");
-      await rig.assertAlive();
-      return Date.now();
-    });
+    await throughFault("postgres", "terminate", (during) => rig.terminateAll(during));
   });
 
   it("keeps Node-RED up and delivers every accepted message once across a database restart (refused, then every connection reset)", async () => {
-    await throughFault("postgres", "restart", async (during) => {
-      during();
-      await rig.fault("postgres", "refuse");
-      await hold();
-      await rig.assertAlive();
-      await rig.fault("postgres", "pass");
-      return Date.now();
-    });
+    await throughFault("postgres", "restart", (during) => rig.restartDatabase(during));
   });
 });
