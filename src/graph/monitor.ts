@@ -298,6 +298,8 @@ export class OutOfOfficeMonitor {
     const attempts = new Map<Watched, number>();
     const reasons = new Map<Watched, NotReadReason>();
     const observed: Array<{ userId: string; observation: Observation; previous: Observation | null }> = [];
+    /** What the users read with a change held before this cycle, until the change is stored. */
+    const before = new Map<Watched, Observation | null>();
     const inFlight = new Set<Promise<void>>();
     const forbidden = { count: 0, first: undefined as UserLookupError | undefined };
     let fatal: PipelineError | undefined;
@@ -343,7 +345,10 @@ export class OutOfOfficeMonitor {
           const observation = observe(answer.body as AutomaticRepliesSetting, this.clock.now());
           const change = this.record(user, observation);
           if (change) result.changes.push(change);
-          if (!user.observation || change) observed.push({ userId: user.userId, observation, previous: user.observation });
+          if (!user.observation || change) {
+            observed.push({ userId: user.userId, observation, previous: user.observation });
+            if (!before.has(user)) before.set(user, user.observation);
+          }
           user.observation = observation;
           user.problem = undefined;
           user.readSeq = ++this.readSeq;
@@ -442,7 +447,14 @@ export class OutOfOfficeMonitor {
     await Promise.all(inFlight);
     for (const ticket of spare.splice(0)) await release(ticket, { reads: 0, throttled: false });
     // A change another instance stored first (a cycle of its own that overlapped) is its to report.
-    const stored = await this.opts.store.saveObservations(observed);
+    let stored: Set<string>;
+    try {
+      stored = await this.opts.store.saveObservations(observed);
+    } catch (err) {
+      // Not stored, so not sent: the next cycle finds these changes again and sends them then, once.
+      for (const [user, observation] of before) user.observation = observation;
+      throw err;
+    }
     const saving = new Set(observed.map((o) => o.userId));
     result.changes = result.changes.filter((c) => !saving.has(c.userId) || stored.has(c.userId));
 

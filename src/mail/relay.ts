@@ -68,6 +68,9 @@ export class MailRelay extends EventEmitter {
   private closed = false;
   /** Mails this relay holds a lease on (being sent): their leases are renewed until they are done. */
   private readonly holding = new Set<string>();
+  /** Mails the server took whose removal from the outbox failed (the database was away): removed again, never sent again. */
+  private readonly taken = new Set<string>();
+  private removing?: Promise<void>;
   private renewal?: NodeJS.Timeout;
 
   constructor(private readonly options: RelayOptions) {
@@ -86,7 +89,7 @@ export class MailRelay extends EventEmitter {
     await this.outbox.migrate();
     await this.recount();
     this.renewal = setInterval(() => {
-      if (this.holding.size) this.outbox.renew([...this.holding]).catch((err: unknown) => this.emit("warning", `leases could not be renewed: ${errorMessage(err)}`));
+      if (this.holding.size || this.taken.size) this.outbox.renew([...this.holding, ...this.taken]).catch((err: unknown) => this.emit("warning", `leases could not be renewed: ${errorMessage(err)}`));
     }, Math.max(500, Math.floor(this.outbox.leaseMs / 3)));
     this.renewal.unref();
     this.running = this.pump();
@@ -157,6 +160,7 @@ export class MailRelay extends EventEmitter {
   private async pump(): Promise<void> {
     while (!this.closed) {
       try {
+        if (this.taken.size) await this.removeTaken();
         const now = Date.now();
         if (this.serverDown && now < this.resumeAt) {
           await this.sleep(this.resumeAt - now);
@@ -173,7 +177,7 @@ export class MailRelay extends EventEmitter {
           continue;
         }
         const mails = await this.outbox.claim(room);
-        for (const mail of mails) this.track(this.deliver(mail));
+        for (const mail of mails) this.track(this.taken.has(mail.id) ? this.removeTaken() : this.deliver(mail));
         // Fewer than there was room for: the outbox holds no more that are due. Mails sent
         // straight from `accept` need no claim, so the pump sleeps until something is due (a
         // retry, a lease that runs out) or news wakes it (mail held back, released, retried).
@@ -230,7 +234,13 @@ export class MailRelay extends EventEmitter {
     }
     switch (outcome) {
       case "sent":
-        await this.outbox.sent(mail.id, this.inFlight.size > 1);
+        try {
+          await this.outbox.sent(mail.id, this.inFlight.size > 1);
+        } catch (err) {
+          // The server has it: from now on it is only to be removed, when the database is back.
+          this.taken.add(mail.id);
+          throw err;
+        }
         this.counts.queued = Math.max(0, this.counts.queued - 1);
         if (this.serverDown) this.serverUp();
         this.changed();
@@ -257,6 +267,18 @@ export class MailRelay extends EventEmitter {
     if (this.serverDown) this.serverUp();
     this.changed();
     this.emit("failed", failure(mail, mail.attempts + 1, reason));
+  }
+
+  /** Removes the mails the server took while the database was away (one removal at a time). */
+  private removeTaken(): Promise<void> {
+    this.removing ??= (async () => {
+      const ids = [...this.taken];
+      await Promise.all(ids.map((id) => this.outbox.sent(id, ids.length > 1)));
+      for (const id of ids) this.taken.delete(id);
+      this.counts.queued = Math.max(0, this.counts.queued - ids.length);
+      this.changed();
+    })().finally(() => (this.removing = undefined));
+    return this.removing;
   }
 
   private retryDelay(attempt: number): number {
