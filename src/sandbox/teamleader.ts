@@ -45,6 +45,15 @@ export class TeamleaderSandbox {
    */
   vanish?: { afterPage: number; count: number };
   readonly vanished = new Map<TeamleaderResourceName, string[]>();
+  /**
+   * The next `times` API requests are refused with 429 whatever the quota, each stating a reset
+   * `resetInMs` ahead of its answer (no `X-RateLimit-Reset` when null), and a `Retry-After` of
+   * `retryAfterS` seconds when set: a server whose window frees a place moments later, or one
+   * that states no wait at all.
+   */
+  throttle?: { times: number; resetInMs: number | null; retryAfterS?: number };
+  /** The refusals of `throttle`: when each was answered, and the reset it stated (epoch ms). */
+  readonly throttled: Array<{ at: number; resetAt?: number }> = [];
   /** Arrival times (epoch ms) of API requests, for measuring a client's request rate. */
   readonly requestTimes: number[] = [];
   private readonly windows = new Map<string, number[]>();
@@ -105,7 +114,11 @@ export class TeamleaderSandbox {
       return { json: { changed: this.data.change(resource, body.change ?? 0), added: this.data.add(resource, body.add ?? 0), removed: this.data.remove(resource, body.remove ?? 0) } };
     });
     server.route("POST", "/_sandbox/teamleader/settings", (req) => {
-      const body = (req.body ?? {}) as { rateLimit?: boolean; requests?: number; windowMs?: number; latencyMs?: number; resetQuota?: boolean };
+      const body = (req.body ?? {}) as { rateLimit?: boolean; requests?: number; windowMs?: number; latencyMs?: number; resetQuota?: boolean; throttle?: TeamleaderSandbox["throttle"] | null };
+      if (body.throttle !== undefined) {
+        this.throttle = body.throttle ?? undefined;
+        this.throttled.length = 0;
+      }
       if (body.rateLimit !== undefined) this.rateLimit.enabled = body.rateLimit;
       if (body.requests !== undefined) this.rateLimit.requests = body.requests;
       if (body.windowMs !== undefined) this.rateLimit.windowMs = body.windowMs;
@@ -117,6 +130,7 @@ export class TeamleaderSandbox {
       return { status: 204 };
     });
     server.route("GET", "/_sandbox/teamleader/request-times", () => ({ json: this.requestTimes }));
+    server.route("GET", "/_sandbox/teamleader/throttled", () => ({ json: this.throttled }));
     server.route("GET", "/_sandbox/teamleader/ids/:resource", (req) => ({ json: this.data.liveIds(req.params.resource as TeamleaderResourceName) }));
   }
 
@@ -160,6 +174,7 @@ export class TeamleaderSandbox {
     if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
     return this.authorized(req, (clientId) => {
       this.server.count("teamleader api requests");
+      if (this.throttle && this.throttle.times > 0) return this.throttleOnce(this.throttle);
       const quota = this.takeQuota(clientId);
       if (!quota.allowed) {
         this.server.count("teamleader api 429");
@@ -171,6 +186,19 @@ export class TeamleaderSandbox {
       const reply = answer(clientId);
       return { ...reply, headers: { ...reply.headers, ...quota.headers } };
     });
+  }
+
+  /** One refusal of `throttle`, with the reset (and Retry-After) it was set to state. */
+  private throttleOnce(throttle: NonNullable<TeamleaderSandbox["throttle"]>): SandboxReply {
+    throttle.times--;
+    const now = Date.now();
+    const resetAt = throttle.resetInMs === null ? undefined : now + throttle.resetInMs;
+    this.throttled.push({ at: now, resetAt });
+    this.server.count("teamleader api 429");
+    const headers: Record<string, string> = { "X-RateLimit-Limit": String(this.rateLimit.requests), "X-RateLimit-Remaining": "0" };
+    if (resetAt !== undefined) headers["X-RateLimit-Reset"] = new Date(resetAt).toISOString().replace("Z", "+0000");
+    if (throttle.retryAfterS !== undefined) headers["Retry-After"] = String(throttle.retryAfterS);
+    return { ...teamleaderError(429, "Too many requests, please slow down.", { type: "rate_limited" }), headers };
   }
 
   /**

@@ -13,6 +13,13 @@ export const MAX_PAGE_SIZE = 100;
 /** 200 requests per minute per integration, in a sliding window (teamleader.md §1.5). */
 export const TEAMLEADER_RATE_LIMIT = { requests: 200, windowMs: 60_000 };
 
+/**
+ * How long one request keeps waiting out 429s from the first: three of Teamleader's sliding
+ * windows. Each wait is the reset the server states; refused for longer, another client of the
+ * integration is taking the budget, and the error says so.
+ */
+export const RATE_LIMIT_PATIENCE_MS = 3 * TEAMLEADER_RATE_LIMIT.windowMs;
+
 /** One page of a list call: its number (1-based), its records, and the server's clock when it answered. */
 export interface Page<T = TeamleaderRecord> {
   number: number;
@@ -53,8 +60,8 @@ export interface TeamleaderApiOptions {
 
 /**
  * Teamleader Focus's RPC API: `POST <host>/<resource>.<action>` with a JSON body, through the
- * core HTTP client (bearer token with one refresh on a 401, limiter, 429s waited out until
- * `X-RateLimit-Reset`, retries for reads) and with Teamleader's errors read into one line.
+ * core HTTP client (bearer token with one refresh on a 401, limiter, each 429 waited out until the
+ * `Retry-After` or `X-RateLimit-Reset` it states, retries for reads) and with Teamleader's errors read into one line.
  */
 export class TeamleaderApi {
   readonly http: HttpClient;
@@ -66,6 +73,7 @@ export class TeamleaderApi {
       auth: options.auth,
       limiter: options.limiter,
       readQuotaHeaders: true,
+      maxRateLimitWaitMs: RATE_LIMIT_PATIENCE_MS,
       describeError: describeTeamleaderError,
       log: options.log,
       timeoutMs: options.timeoutMs ?? 60_000,
