@@ -1,6 +1,7 @@
 import { CheckFailure, ConnectionChecks } from "../core/check-report";
 import { HttpError } from "../core/http/client";
 import { TokenManager } from "../core/tokens/token-manager";
+import { readMe } from "./admin";
 import { GoToApis } from "./api";
 
 /** The scopes the package's GoTo nodes need, and what for. */
@@ -48,9 +49,10 @@ export async function checkGoTo(settings: GoToCheckSettings, checks: ConnectionC
         }
         throw err;
       }
-      const accountKey = /"accountKey"\s*:\s*"?(\d+)"?/.exec(text)?.[1];
-      const roles = /"adminRoles"\s*:\s*\[([^\]]*)\]/.exec(text)?.[1]?.split(",").map((r) => r.trim().replace(/^"|"$/g, "")).filter(Boolean) ?? [];
-      const email = /"email"\s*:\s*"([^"]*)"/.exec(text)?.[1] ?? "the user";
+      const me = readMe(text);
+      const accountKey = me.accountKey;
+      const roles = me.adminRoles;
+      const email = me.email ?? "the user";
       if (!accountKey) throw new CheckFailure("GoTo's Admin API did not tell the account key", "fill in the account key in this dialog");
       if (settings.accountKey && settings.accountKey !== accountKey) {
         throw new CheckFailure(`the account key ${settings.accountKey} is not the account of ${email} (${accountKey})`, `set the account key to ${accountKey}, or leave it empty`);

@@ -221,6 +221,19 @@ describe("GoTo call reports", () => {
     assert.equal(rows.length, sandbox.goto.calls.callsBetween(day.start, day.end).length);
   });
 
+  it("takes the account key from /me's own field, written as a 19-digit number after an object with a key of its own", async () => {
+    sandbox.goto.admin.meShape = "nested";
+    const tokens = manager({ provider: "goto", sandboxUrl: sandbox.url, store: fileStore(), ...GOTO_DEMO_CLIENT });
+    await tokens.seed(sandbox.goto.oauth.issueRefreshToken(GOTO_DEMO_CLIENT.clientId));
+    const found = new GoToApis({ auth: tokens, apiHost: `${sandbox.url}/goto/api` });
+    try {
+      assert.equal(await found.accountKey(), sandbox.goto.accountKey);
+    } finally {
+      sandbox.goto.admin.meShape = "plain";
+      await found.close();
+    }
+  });
+
   it("finds the account key through the Admin API once, and keeps it as text", async () => {
     const kept: string[] = [];
     const tokens = manager({ provider: "goto", sandboxUrl: sandbox.url, store: fileStore(), ...GOTO_DEMO_CLIENT });
