@@ -40,11 +40,13 @@ export class PageError extends PipelineError {
   }
 }
 
-const ENDPOINT = /^[A-Za-z][A-Za-z0-9-]*(\/[A-Za-z][A-Za-z0-9-]*)?\.[A-Za-z]+$/;
+// `<resource>.<action>`, with a module before it (`projects-v2/projects.list`) and dashes in the
+// action (`accounts.projects-v2-status`).
+const ENDPOINT = /^[A-Za-z][A-Za-z0-9-]*(\/[A-Za-z][A-Za-z0-9-]*)?\.[A-Za-z][A-Za-z0-9-]*$/;
 
 /** Reads and other calls that change nothing, which may be sent again after a network failure. */
 function isRead(endpoint: string): boolean {
-  return /\.(list|info|me|download)$/.test(endpoint);
+  return /\.(list|info|me|download|projects-v2-status)$/.test(endpoint);
 }
 
 export interface TeamleaderApiOptions {
@@ -109,7 +111,7 @@ export class TeamleaderApi {
    * paging (departments.list does), which would otherwise loop forever. `paged: false` makes one
    * call without a page, for endpoints that have none.
    */
-  async *pages<T extends { id?: unknown } = TeamleaderRecord>(endpoint: string, request: ListRequest = {}, options: { paged?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<Page<T>> {
+  async *pages<T extends { id?: unknown } = TeamleaderRecord>(endpoint: string, request: ListRequest = {}, options: { paged?: boolean | "unsure"; signal?: AbortSignal } = {}): AsyncGenerator<Page<T>> {
     checkEndpoint(endpoint);
     if (options.paged === false) {
       const { page: _ignored, ...unpaged } = request;
@@ -123,6 +125,16 @@ export class TeamleaderApi {
     for (let number = first; ; number++) {
       options.signal?.throwIfAborted();
       const { records, serverTime } = await this.listPage<T>(endpoint, { ...request, page: { size, number } }, number, options.signal);
+      if (options.paged === "unsure") {
+        // An endpoint documented without paging: a first answer longer than the page is all of
+        // it, and a page repeating the last one means it answers everything every time.
+        const fingerprint = records.length ? records.map((r) => String(r.id)).join(",") : undefined;
+        if (fingerprint !== undefined && fingerprint === previous) return;
+        previous = fingerprint;
+        if (records.length || number === first) yield { number, records, serverTime };
+        if (records.length !== size) return;
+        continue;
+      }
       if (records.length > size) {
         throw new PageError(`${endpoint} page ${number}: Teamleader sent ${records.length} records for a page of ${size}, so the endpoint does not page; stopping`, endpoint, number, { status: "paging error" });
       }
@@ -135,6 +147,20 @@ export class TeamleaderApi {
       if (records.length || number === first) yield { number, records, serverTime };
       if (records.length < size) return;
     }
+  }
+
+  /**
+   * Which Projects module the account uses, from `accounts.projects-v2-status` (documented since
+   * August 2024): `projects-v2` or `legacy`.
+   */
+  async projectsVersion(signal?: AbortSignal): Promise<"projects-v2" | "legacy"> {
+    const { body } = await this.call<{ data?: { status?: unknown } }>("accounts.projects-v2-status", {}, signal);
+    const status = body?.data?.status;
+    if (status === "projects-v2" || status === "legacy") return status;
+    throw new PipelineError(`Teamleader's accounts.projects-v2-status answered "${String(status).slice(0, 40)}", not projects-v2 or legacy: choose the Projects module in the teamleader-query node`, {
+      status: "projects module unknown",
+      code: "GW_TEAMLEADER_PROJECTS_MODULE",
+    });
   }
 
   /** Every record of a list call, all pages read (departments.list in one call, as it has no paging). */
