@@ -47,6 +47,8 @@ const DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024;
 const DEFAULT_IDLE_MS = 15 * 60_000;
 /** Blocks staged side by side while the next one fills. */
 const STAGING_AHEAD = 1;
+/** Rows turned into CSV text at once. */
+const ROWS_PER_TEXT = 100;
 
 interface Waiting {
   part: CsvPart;
@@ -242,9 +244,29 @@ class FileSession {
       this.headerWritten = true;
       header = false;
     }
-    const text = csvText(rows, this.options.format, header);
     this.headerWritten ||= header;
     const blockBytes = this.options.blockBytes ?? DEFAULT_BLOCK_BYTES;
+    // A few rows at a time: one text for a whole part could pass 128 KB (two bytes a character
+    // once one is not Latin-1) and wait in V8's large-object space for a full collection.
+    for (let from = 0; from < rows.length || (from === 0 && header); from += ROWS_PER_TEXT) {
+      await this.addText(csvText(rows.slice(from, from + ROWS_PER_TEXT), this.options.format, header && from === 0), blockBytes);
+    }
+    this.rows += rows.length;
+    if (this.buffered >= blockBytes || w.last) await this.flush();
+    if (!w.last) return undefined;
+    if (this.staged) {
+      await this.settleUploads(0);
+      if (this.abandoned) throw this.abandoned.error;
+      this.size = await this.staged.commit();
+    }
+    this.done = true;
+    clearTimeout(this.idle);
+    this.writer.finished(this.id, false);
+    return { name: this.name!, size: this.size, rows: this.rows, mode: this.options.mode, ...this.options.target.location };
+  }
+
+  /** One piece of CSV text into the block being filled, the full block sent first when it does not fit. */
+  private async addText(text: string, blockBytes: number): Promise<void> {
     if (text && this.staged) {
       const bytes = Buffer.byteLength(text, "utf8");
       if (this.buffered > 0 && this.buffered + bytes > blockBytes) await this.flush();
@@ -260,18 +282,6 @@ class FileSession {
       this.buffer.push(data);
       this.buffered += data.length;
     }
-    this.rows += rows.length;
-    if (this.buffered >= blockBytes || w.last) await this.flush();
-    if (!w.last) return undefined;
-    if (this.staged) {
-      await this.settleUploads(0);
-      if (this.abandoned) throw this.abandoned.error;
-      this.size = await this.staged.commit();
-    }
-    this.done = true;
-    clearTimeout(this.idle);
-    this.writer.finished(this.id, false);
-    return { name: this.name!, size: this.size, rows: this.rows, mode: this.options.mode, ...this.options.target.location };
   }
 
   private async open(part: CsvPart): Promise<void> {
