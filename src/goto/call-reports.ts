@@ -36,8 +36,8 @@ export const DEFAULT_BATCH_SIZE = 100;
 /** Which API a day's calls come from. */
 export type CallSource = "call-reports" | "call-events";
 
-/** Pages one day may take before it is taken for a loop: at 250 calls a page, 2.5 million calls. */
-export const MAX_PAGES_PER_DAY = 10_000;
+/** Pages one day may take before it is taken for a loop: at 100 calls a page, 2.5 million calls. */
+export const MAX_PAGES_PER_DAY = 25_000;
 
 /** A list that pages forever, or gives records already read: the day stops, nothing of it kept. */
 export class PagingError extends PipelineError {}
