@@ -47,6 +47,8 @@ const DEFAULT_BLOCK_BYTES = 4 * 1024 * 1024;
 const DEFAULT_IDLE_MS = 15 * 60_000;
 /** Blocks staged side by side while the next one fills. */
 const STAGING_AHEAD = 1;
+/** Rows turned into CSV text at once. */
+const ROWS_PER_TEXT = 100;
 
 interface Waiting {
   part: CsvPart;
@@ -143,8 +145,16 @@ class FileSession {
   private staged?: StagedUpload;
   private appender?: AppendUpload;
   private headerWritten = false;
+  /** Parts gathered for the next block: its bytes in `block` (staged uploads) or as `buffer` chunks. */
   private buffer: Buffer[] = [];
   private buffered = 0;
+  /**
+   * The block being filled, and blocks staged and free again. Parts are written into these few
+   * buffers, never into a new one each: a day's bytes do not pile up outside the heap waiting for
+   * a full collection, however long the day.
+   */
+  private block?: Buffer;
+  private readonly spareBlocks: Buffer[] = [];
   private rows = 0;
   private size = 0;
   private idle?: NodeJS.Timeout;
@@ -184,6 +194,8 @@ class FileSession {
     this.abandoned = { error: err, quiet };
     clearTimeout(this.idle);
     this.buffer = [];
+    this.block = undefined;
+    this.spareBlocks.length = 0;
     this.buffered = 0;
     for (const w of this.waiting.values()) {
       if (quiet) w.resolve(undefined);
@@ -232,15 +244,15 @@ class FileSession {
       this.headerWritten = true;
       header = false;
     }
-    const text = csvText(rows, this.options.format, header);
     this.headerWritten ||= header;
-    if (text) {
-      const data = Buffer.from(text, "utf8");
-      this.buffer.push(data);
-      this.buffered += data.length;
+    const blockBytes = this.options.blockBytes ?? DEFAULT_BLOCK_BYTES;
+    // A few rows at a time: one text for a whole part could pass 128 KB (two bytes a character
+    // once one is not Latin-1) and wait in V8's large-object space for a full collection.
+    for (let from = 0; from < rows.length || (from === 0 && header); from += ROWS_PER_TEXT) {
+      await this.addText(csvText(rows.slice(from, from + ROWS_PER_TEXT), this.options.format, header && from === 0), blockBytes);
     }
     this.rows += rows.length;
-    if (this.buffered >= (this.options.blockBytes ?? DEFAULT_BLOCK_BYTES) || w.last) await this.flush();
+    if (this.buffered >= blockBytes || w.last) await this.flush();
     if (!w.last) return undefined;
     if (this.staged) {
       await this.settleUploads(0);
@@ -251,6 +263,25 @@ class FileSession {
     clearTimeout(this.idle);
     this.writer.finished(this.id, false);
     return { name: this.name!, size: this.size, rows: this.rows, mode: this.options.mode, ...this.options.target.location };
+  }
+
+  /** One piece of CSV text into the block being filled, the full block sent first when it does not fit. */
+  private async addText(text: string, blockBytes: number): Promise<void> {
+    if (text && this.staged) {
+      const bytes = Buffer.byteLength(text, "utf8");
+      if (this.buffered > 0 && this.buffered + bytes > blockBytes) await this.flush();
+      if (bytes > blockBytes) {
+        this.buffer.push(Buffer.from(text, "utf8"));
+      } else {
+        this.block ??= this.spareBlocks.pop() ?? Buffer.allocUnsafeSlow(blockBytes);
+        this.block.write(text, this.buffered, "utf8");
+      }
+      this.buffered += bytes;
+    } else if (text) {
+      const data = Buffer.from(text, "utf8");
+      this.buffer.push(data);
+      this.buffered += data.length;
+    }
   }
 
   private async open(part: CsvPart): Promise<void> {
@@ -270,13 +301,17 @@ class FileSession {
 
   private async flush(): Promise<void> {
     if (this.buffered === 0 && !(this.appender && this.size === 0)) return;
-    const chunks = this.buffer;
+    const block = this.block;
+    const chunks = block ? [block.subarray(0, this.buffered)] : this.buffer;
     const length = this.buffered;
     this.buffer = [];
+    this.block = undefined;
     this.buffered = 0;
     if (this.staged) {
       if (length === 0) return;
       const upload = this.staged.stage(chunks, length);
+      // Staged (retries included), the block's memory fills the next one.
+      if (block) void upload.then(() => this.spareBlocks.push(block), () => undefined);
       upload.catch((err: unknown) => {
         this.uploadError ??= err;
       });
@@ -299,6 +334,8 @@ class FileSession {
     this.done = true;
     clearTimeout(this.idle);
     this.buffer = [];
+    this.block = undefined;
+    this.spareBlocks.length = 0;
     this.buffered = 0;
     // Parts already here belong to the failed file: they end quietly, the error was told once.
     for (const w of this.waiting.values()) w.resolve(undefined);

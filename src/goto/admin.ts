@@ -83,10 +83,12 @@ export class GoToAdminApi {
   /**
    * Creates one user holding `licenseKeys`. The body follows GoTo's guide (`users`,
    * `suppressEmail`); `licenseKeys` next to `users` is [unverified] (goto-apis.md §4.3), as is
-   * sending the keys as JSON numbers, the way GoTo's own responses write them. With
-   * `allOrNothing` (GoTo's default) an address already in use is a 409: `conflict` is returned
-   * then, with GoTo's words. A refusal for want of seats, or for a reason of its own, is an error
-   * that says which (see `refusalOf`).
+   * sending the keys as JSON numbers, the way GoTo's own responses write them. An address already
+   * in use comes back as `conflict`: a 409 (with `allOrNothing`, GoTo's older default), or a 200
+   * whose payload lists the address without a user key. A 200 that lists it with a key gives
+   * `key`; GoTo's guide says such a payload lists "existing (conflicting) users" too, so the key
+   * may be of a user that existed: the caller tells which. A refusal for want of seats, or for a
+   * reason of its own, is an error that says which (see `refusalOf`).
    */
   async createUser(user: NewUser, licenseKeys: string[], welcomeEmail: boolean): Promise<{ key: string } | { conflict: string }> {
     const body = {
@@ -105,9 +107,15 @@ export class GoToAdminApi {
     // GoTo answers an array of { key, email }; an older client read a single object (§4.3).
     const parsed = parseGoToJson(res.text);
     const rows = (Array.isArray(parsed) ? parsed : [parsed]) as Array<Record<string, unknown>>;
-    const mine = rows.find((r) => typeof r?.email === "string" && r.email.toLowerCase() === user.email.toLowerCase()) ?? rows[0];
+    const wanted = user.email.toLowerCase();
+    const listed = rows.filter((r) => typeof r?.email === "string");
+    const mine = listed.length ? listed.find((r) => (r.email as string).toLowerCase() === wanted) : rows[0];
     const key = mine?.key;
-    if (key === undefined || key === null) {
+    if (listed.length && (!mine || key === undefined || key === null)) {
+      // "Emails already in use will not have a corresponding user key in the response" (§4.3).
+      return { conflict: `200, ${user.email} listed without a user key: the address is in use` };
+    }
+    if (key === undefined || key === null || !/^\d+$/.test(String(key))) {
       throw new PipelineError(`GoTo created ${user.email} but did not say its user key`, { status: "no user key", code: "GW_GOTO_NO_USER_KEY" });
     }
     return { key: String(key) };
@@ -197,6 +205,35 @@ function explainAdminError(err: unknown, accountKey: string, accountLevel: boole
     });
   }
   return err;
+}
+
+/** Who authorized the connection, from `GET /me` (goto-apis.md §4.1). */
+export interface AdminMe {
+  /** Digits as text, exact whatever their number. */
+  accountKey?: string;
+  email?: string;
+  adminRoles: string[];
+}
+
+/**
+ * `GET /me`'s answer read as JSON: its own top-level `accountKey`, `email` and `adminRoles`, not
+ * the first text anywhere that looks like one (an object inside may carry its own). A key written
+ * as a JSON number of 19 digits keeps every digit.
+ */
+export function readMe(text: string): AdminMe {
+  let parsed: unknown;
+  try {
+    parsed = parseGoToJson(text);
+  } catch (err) {
+    throw new PipelineError(`GoTo's Admin API answered GET /me with text that is not JSON (${(err as Error).message})`, { status: "unexpected answer", code: "GW_GOTO_BAD_ME", cause: err });
+  }
+  const me = parsed && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : {};
+  const key = me.accountKey === undefined || me.accountKey === null ? "" : String(me.accountKey).trim();
+  return {
+    accountKey: /^\d+$/.test(key) ? key : undefined,
+    email: typeof me.email === "string" ? me.email : undefined,
+    adminRoles: Array.isArray(me.adminRoles) ? me.adminRoles.filter((r): r is string => typeof r === "string" && r !== "") : [],
+  };
 }
 
 /** A failure about one user or license, with the HTTP status to answer it with. */

@@ -3,6 +3,7 @@ import { RateLimiter } from "../core/http/limiter";
 import { budgetLimiter } from "../core/http/shared-limiter";
 import type { Database } from "../core/db/database";
 import { ConfigError, PipelineError } from "../core/errors";
+import { readMe } from "./admin";
 
 /**
  * GoTo's APIs live on two production hosts: the GoTo Connect APIs on api.goto.com and the Admin
@@ -91,8 +92,8 @@ export class GoToApis {
 
   /**
    * The account key: as configured, else as found earlier, else from the Admin API's `me` (which
-   * needs an admin's token), kept for next time. Read from the raw text: a JSON number of 19
-   * digits would lose its last ones.
+   * needs an admin's token), kept for next time. Its top-level field, read losslessly: a JSON
+   * number of 19 digits would lose its last ones.
    */
   async accountKey(): Promise<string> {
     if (this.options.accountKey) return this.options.accountKey;
@@ -112,7 +113,7 @@ export class GoToApis {
 
   private async discoverAccountKey(): Promise<string> {
     const res = await this.api("admin").request({ path: "me" });
-    const key = /"accountKey"\s*:\s*"?(\d+)"?/.exec(res.text)?.[1];
+    const key = readMe(res.text).accountKey;
     if (!key) {
       throw new PipelineError("GoTo's Admin API did not tell the account key: fill in the account key in the goto-credentials node", {
         status: "no account key",

@@ -20,19 +20,24 @@ export interface CallReportsOptions {
 
 /**
  * Items per request. A page's answer is parsed from one string, and a string of more than 128 KB
- * lives in V8's large-object space until a full collection: with 1,000 calls a page (about 1 MB of
- * JSON) a large day's garbage piles up there and the process grows with the day. 250 keeps each
- * answer small; only users with many calls need more requests for it.
+ * lives in V8's large-object space until a full collection: a large day's garbage piles up there
+ * and the process grows with the day. A name with one accent makes the whole answer a two-byte
+ * string, twice its UTF-8 size: 250 calls (70 KB of JSON) already made 140 KB strings. 100 keeps
+ * an answer near 60 KB with room for longer fields; only users with many calls need more requests.
  */
-export const DEFAULT_PAGE_SIZE = 250;
-/** Rows per message: small enough that a batch dies young in memory, large enough to be cheap. */
-export const DEFAULT_BATCH_SIZE = 500;
+export const DEFAULT_PAGE_SIZE = 100;
+/**
+ * Rows per message: small enough that a batch dies young in memory (a batch of 500 lived through
+ * two young-generation collections and was promoted, and the old generation grew with the day),
+ * large enough to be cheap.
+ */
+export const DEFAULT_BATCH_SIZE = 100;
 
 /** Which API a day's calls come from. */
 export type CallSource = "call-reports" | "call-events";
 
-/** Pages one day may take before it is taken for a loop: at 250 calls a page, 2.5 million calls. */
-export const MAX_PAGES_PER_DAY = 10_000;
+/** Pages one day may take before it is taken for a loop: at 100 calls a page, 2.5 million calls. */
+export const MAX_PAGES_PER_DAY = 25_000;
 
 /** A list that pages forever, or gives records already read: the day stops, nothing of it kept. */
 export class PagingError extends PipelineError {}
@@ -81,13 +86,74 @@ export class DayPaging {
   }
 }
 
+/**
+ * A set of fingerprints in one Float64Array (open addressing, 0 for an empty slot): a `Set` of
+ * these numbers kept a heap object for each, and a user's list of 200,000 calls piled them up in
+ * the old generation until a full collection.
+ */
+export class PrintSet {
+  private slots = new Float64Array(1024);
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  has(print: number): boolean {
+    const key = print === 0 ? 1 : print;
+    const mask = this.slots.length - 1;
+    for (let i = this.index(key, mask); ; i = (i + 1) & mask) {
+      const slot = this.slots[i]!;
+      if (slot === key) return true;
+      if (slot === 0) return false;
+    }
+  }
+
+  add(print: number): void {
+    const key = print === 0 ? 1 : print;
+    if ((this.count + 1) * 2 > this.slots.length) this.grow();
+    const mask = this.slots.length - 1;
+    for (let i = this.index(key, mask); ; i = (i + 1) & mask) {
+      const slot = this.slots[i]!;
+      if (slot === key) return;
+      if (slot === 0) {
+        this.slots[i] = key;
+        this.count++;
+        return;
+      }
+    }
+  }
+
+  clear(): void {
+    this.slots = new Float64Array(1024);
+    this.count = 0;
+  }
+
+  private index(key: number, mask: number): number {
+    // The fingerprint's low bits are already well mixed.
+    return (key % 0x40000000) & mask;
+  }
+
+  private grow(): void {
+    const old = this.slots;
+    this.slots = new Float64Array(old.length * 2);
+    this.count = 0;
+    for (const slot of old) if (slot !== 0) this.add(slot);
+  }
+}
+
 /** One list of a day (the users with calls, or one user's calls): what it gave so far. */
 export class ListRead {
   /** Pages read of this list. */
   page = 0;
   /** Fingerprints of the records read (see `fingerprint`). */
-  private readonly seen = new Set<number>();
+  private readonly seen = new PrintSet();
   private readonly markers = new Set<string>();
+  /**
+   * What was read may be all the list holds: its count came, or a page longer than asked (a server
+   * that ignores the page size and gives everything). A repeat of it then ends the list.
+   */
+  mayBeWhole = false;
 
   constructor(
     readonly what: string,
@@ -103,16 +169,19 @@ export class ListRead {
 
   /**
    * The records of the next page: none may be one already read (a server that ignores the page
-   * asked for gives the first one again), or the day would hold a call twice.
+   * asked for gives the first one again), or the day would hold a call twice. A page of nothing
+   * but records already read, once what was read may be the whole list, is the list's end: false.
    */
-  check(paging: DayPaging, prints: number[], marker: string | undefined): void {
+  check(paging: DayPaging, prints: number[], marker: string | undefined): boolean {
     const page = this.page + 1;
+    if (this.mayBeWhole && prints.length > 0 && prints.every((print) => this.seen.has(print))) return false;
     for (const print of prints) {
       if (this.seen.has(print)) throw paging.error(`repeated records already read on page ${page} of ${this.what}`, "GW_GOTO_PAGE_REPEATED", "page repeated");
     }
     if (marker !== undefined && this.markers.has(marker)) throw paging.error(`gave a page marker it had already given on page ${page} of ${this.what}`, "GW_GOTO_PAGE_REPEATED", "page repeated");
     for (const print of prints) this.seen.add(print);
     if (marker !== undefined) this.markers.add(marker);
+    return true;
   }
 }
 
@@ -156,8 +225,10 @@ type Cursor = { page: number; marker?: undefined } | { marker: string; page?: un
 
 interface PageAnswer<T> {
   items: T[];
-  /** `nextPageMarker`, when the answer carried one. */
+  /** `nextPageMarker`, when the answer carried a non-empty one. */
   marker?: string;
+  /** The answer had a `nextPageMarker` field, empty or null too: this API pages with markers. */
+  markers: boolean;
 }
 
 interface ListOptions<T> extends CallReportsOptions {
@@ -173,34 +244,43 @@ interface ListOptions<T> extends CallReportsOptions {
 
 /**
  * One list page by page from `cursor`: by `nextPageMarker` whenever an answer carries one, else
- * by `page`. Paging by `page` ends at an empty page, or at a short one once `expected` items came
- * (a server may cap the page below what was asked, so a short page alone proves nothing).
+ * by `page`. Paging by `page` ends at an empty page or a short one, but a list with an `expected`
+ * count is read on past short pages until the count came (a server may cap the page below what
+ * was asked). A page that only repeats what was read, once that may be the whole list, ends it.
  */
 async function* listPages<T>(client: HttpClient, path: string, window: CallWindow, cursor: Cursor, options: ListOptions<T>): AsyncGenerator<T[]> {
   const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
   let seen = options.seen ?? 0;
   for (let at: Cursor | undefined = cursor; at; ) {
     const answer = await fetchPage<T>(client, path, window, at, options);
-    accept(answer, options);
+    if (!accept(answer, pageSize, seen, options)) return;
     seen += answer.items.length;
     if (answer.items.length > 0) yield answer.items;
     at = nextCursor(at, answer, pageSize, seen, options.expected, options.paging.markers);
   }
 }
 
-/** Checks a page against what its list gave before, and counts it. */
-function accept<T>(answer: PageAnswer<T>, options: Pick<ListOptions<T>, "paging" | "list" | "key">): void {
-  if (answer.marker !== undefined) options.paging.markers = true;
-  options.list.check(options.paging, answer.items.map(options.key), answer.marker);
-  options.paging.read(options.list, answer.items.length);
+/**
+ * Checks a page against what its list gave before (`seen` records), and counts it. False when the
+ * page brought nothing new after what may be the list's end: the list is over, nothing to keep.
+ */
+function accept<T>(answer: PageAnswer<T>, pageSize: number, seen: number, options: Pick<ListOptions<T>, "paging" | "list" | "key" | "expected">): boolean {
+  if (answer.markers) options.paging.markers = true;
+  const fresh = options.list.check(options.paging, answer.items.map(options.key), answer.marker);
+  options.paging.read(options.list, fresh ? answer.items.length : 0);
+  if (!fresh) return false;
+  const read = seen + answer.items.length;
+  options.list.mayBeWhole = answer.items.length > pageSize || (options.expected !== undefined && read >= options.expected);
+  return true;
 }
 
-function nextCursor(at: Cursor, answer: PageAnswer<unknown>, pageSize: number, seen: number, expected = Number.POSITIVE_INFINITY, markers = false): Cursor | undefined {
+function nextCursor(at: Cursor, answer: PageAnswer<unknown>, pageSize: number, seen: number, expected?: number, markers = false): Cursor | undefined {
   if (answer.marker !== undefined) return { marker: answer.marker };
-  // An API that pages with markers ends a list with an answer without one.
+  // An API that pages with markers ends a list with an answer without one, or an empty or null one.
   if (at.marker !== undefined || markers) return undefined;
   if (answer.items.length === 0) return undefined;
-  if (answer.items.length < pageSize && seen >= expected) return undefined;
+  // A short page ends a list, unless its count says more is to come from a server capping pages.
+  if (answer.items.length < pageSize && (expected === undefined || seen >= expected)) return undefined;
   return { page: at.page + 1 };
 }
 
@@ -273,7 +353,11 @@ export async function* callReportRows(
       const read = got.read;
       if (read.done) continue;
       if (got.answer) {
-        accept(got.answer, { paging, list: read.list, key: callKey });
+        if (!accept(got.answer, pageSize, read.total, { paging, list: read.list, key: callKey, expected: read.expected })) {
+          read.done = true;
+          read.list.release();
+          continue;
+        }
         read.total += got.answer.items.length;
         read.nextPage = got.page + 1;
         if (got.answer.items.length) yield got.answer.items.map((call) => callReportRow(call, read.user));
@@ -318,7 +402,8 @@ async function fetchPage<T>(client: HttpClient, path: string, window: CallWindow
     signal: options.signal,
   });
   const marker = typeof body?.nextPageMarker === "string" && body.nextPageMarker ? body.nextPageMarker : undefined;
-  return { items: Array.isArray(body?.items) ? body.items : [], marker };
+  const markers = body !== null && typeof body === "object" && "nextPageMarker" in body;
+  return { items: Array.isArray(body?.items) ? body.items : [], marker, markers };
 }
 
 /** Runs tasks with at most `concurrency` at once and yields their results in the tasks' order. */
@@ -364,7 +449,7 @@ export async function* callEventRows(
     });
     const items = Array.isArray(body?.items) ? body.items : [];
     marker = body?.nextPageMarker || undefined;
-    accept({ items, marker }, { paging, list, key });
+    if (!accept({ items, marker, markers: true }, options.pageSize ?? DEFAULT_PAGE_SIZE, 0, { paging, list, key })) return;
     if (items.length > 0) yield items.map(callEventRow);
   }
 }

@@ -1,6 +1,7 @@
 import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, ConnectionChecks, hostOf } from "../core/check-report";
 import { HttpError } from "../core/http/client";
 import type { StoredTokenView } from "../core/tokens/token-view";
+import { readMe } from "./admin";
 import { GoToApis, gotoApiBase } from "./api";
 
 /** The scopes the package's GoTo nodes need, and what for. */
@@ -49,9 +50,10 @@ export async function checkGoTo(settings: GoToCheckSettings, checks: ConnectionC
         }
         throw err;
       }
-      const accountKey = /"accountKey"\s*:\s*"?(\d+)"?/.exec(text)?.[1];
-      const roles = /"adminRoles"\s*:\s*\[([^\]]*)\]/.exec(text)?.[1]?.split(",").map((r) => r.trim().replace(/^"|"$/g, "")).filter(Boolean) ?? [];
-      const email = /"email"\s*:\s*"([^"]*)"/.exec(text)?.[1] ?? "the user";
+      const me = readMe(text);
+      const accountKey = me.accountKey;
+      const roles = me.adminRoles;
+      const email = me.email ?? "the user";
       if (!accountKey) throw new CheckFailure("GoTo's Admin API did not tell the account key", "fill in the account key in this dialog");
       if (settings.accountKey && settings.accountKey !== accountKey) {
         throw new CheckFailure(`the account key ${settings.accountKey} is not the account of ${email} (${accountKey})`, `set the account key to ${accountKey}, or leave it empty`);

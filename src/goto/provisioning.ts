@@ -165,6 +165,8 @@ export interface ProvisionerOptions {
  */
 export class Provisioner {
   private licensesRead?: Promise<LicenseBook>;
+  /** Creations answered with a key this run did not know: confirmed new, or found existing, after the run. */
+  private readonly unconfirmed: Array<{ request: ProvisionRequest; report: ProvisionReport }> = [];
   private readonly locks = new Map<string, Promise<unknown>>();
   private stopped?: PipelineError;
 
@@ -183,6 +185,7 @@ export class Provisioner {
     };
     const workers = Math.max(1, Math.min(this.options.concurrency ?? DEFAULT_CONCURRENCY, requests.length));
     await Promise.all(Array.from({ length: workers }, worker));
+    await this.confirmCreations(outcomes);
     return outcomes;
   }
 
@@ -216,17 +219,24 @@ export class Provisioner {
         release();
       }
       if ("key" in created) {
-        book.granted(request.licenseKeys, created.key);
-        return report(request, "created", created.key, request.licenseKeys);
-      }
-      // Created by someone else since the search: go on with that user.
-      user = single(await admin.usersByEmail(request.email), request.email);
-      if (!user) {
-        throw new ProvisioningError(`GoTo refused to create ${request.email}, the address being in use (409 ${created.conflict}), and no user of this account has it`, {
-          status: "address in use",
-          code: "GW_GOTO_ADDRESS_IN_USE",
-          httpStatus: 409,
-        });
+        if (!book.knows(created.key)) {
+          book.granted(request.licenseKeys, created.key);
+          const made = report(request, "created", created.key, request.licenseKeys);
+          this.unconfirmed.push({ request, report: made });
+          return made;
+        }
+        // GoTo listed a user the run knew (one the search missed): it gets what it lacks, below.
+        user = { key: created.key, email: request.email };
+      } else {
+        // Created by someone else since the search: go on with that user.
+        user = single(await admin.usersByEmail(request.email), request.email);
+        if (!user) {
+          throw new ProvisioningError(`GoTo refused to create ${request.email}, the address being in use (${/^\d{3}\b/.test(created.conflict) ? "" : "409 "}${created.conflict}), and no user of this account has it`, {
+            status: "address in use",
+            code: "GW_GOTO_ADDRESS_IN_USE",
+            httpStatus: 409,
+          });
+        }
       }
     }
     const missing = book.missing(request.licenseKeys, user.key);
@@ -260,6 +270,55 @@ export class Provisioner {
     const result = await admin.deleteUser(user.key);
     if (this.licensesRead) (await this.licensesRead).forget(user.key);
     return report(request, result === "deleted" ? "deleted" : "absent", result === "deleted" ? user.key : null, []);
+  }
+
+  /**
+   * The creations of this run whose user GoTo's 200 named by a key the run did not know: GoTo's
+   * guide has that answer list "existing (conflicting) users" beside created ones, alike. A user it
+   * created holds the licenses asked for; one that existed need not. One read of the licenses after
+   * the run tells them apart, and an existing user gets what it lacks and is reported `licensed`.
+   */
+  private async confirmCreations(outcomes: Outcome[]): Promise<void> {
+    const pending = this.unconfirmed.splice(0);
+    if (pending.length === 0) return;
+    const book = await this.licenses();
+    const fail = (entry: (typeof pending)[number], err: PipelineError) => {
+      const at = outcomes.findIndex((o) => o?.ok && o.report === entry.report);
+      if (at >= 0) outcomes[at] = failed(err, entry.request);
+    };
+    let licenses: AdminLicense[];
+    try {
+      licenses = await this.options.admin.licenses();
+    } catch (err) {
+      for (const entry of pending) {
+        fail(entry, new PipelineError(`GoTo answered the creation of ${entry.request.email} with user key ${entry.report.userKey}, but its licenses could not be read to tell a new user from one that existed (${asPipelineError(err).message}): run the item again`, {
+          status: "creation unconfirmed",
+          code: "GW_GOTO_CREATION_UNCONFIRMED",
+          cause: err,
+        }));
+      }
+      return;
+    }
+    for (const entry of pending) {
+      const userKey = entry.report.userKey!;
+      const held = licenses.filter((l) => l.userKeys.includes(userKey)).map((l) => l.key);
+      const missing = entry.request.licenseKeys.filter((k) => !held.includes(k));
+      if (missing.length === 0) continue;
+      book.taken(missing, userKey);
+      try {
+        const release = book.reserve(missing, userKey);
+        try {
+          await this.options.admin.assignLicenses(missing, userKey);
+        } finally {
+          release();
+        }
+        book.granted(missing, userKey);
+        entry.report.result = "licensed";
+        entry.report.licenseKeys = missing;
+      } catch (err) {
+        fail(entry, asPipelineError(err));
+      }
+    }
   }
 
   private licenses(): Promise<LicenseBook> {
@@ -343,6 +402,11 @@ class LicenseBook {
 
   missing(keys: string[], userKey: string): string[] {
     return keys.filter((k) => !this.byKey.get(k)!.holders.has(userKey));
+  }
+
+  /** The user holds, or was given in this run, a license of the account. */
+  knows(userKey: string): boolean {
+    return [...this.byKey.values()].some((e) => e.holders.has(userKey));
   }
 
   heldBy(userKey: string): string[] {

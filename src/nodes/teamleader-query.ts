@@ -9,6 +9,7 @@ import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 import type { TeamleaderConnectionProvider } from "../teamleader/connection";
 import { parseResources } from "../teamleader/resources";
 import type { SyncMode } from "../teamleader/sync";
+import { PROJECTS_MODULES, ProjectsModule, SYNC_RESOURCES } from "../teamleader/types";
 
 interface TeamleaderQueryDef {
   connection: string;
@@ -18,13 +19,17 @@ interface TeamleaderQueryDef {
   resources?: string;
   syncMode?: SyncMode;
   tablePrefix?: string;
+  projectsModule?: ProjectsModule;
 }
+
+/** Version 2 reads "projects" as the Projects module the account uses, where version 1 read the legacy one only. */
+const MIGRATIONS = [{ version: 2, up: (c: Record<string, unknown>) => ({ ...c, projectsModule: c.projectsModule ?? "detect" }) }];
 
 export = function register(RED: NodeAPI) {
   function TeamleaderQueryNode(this: Node, def: TeamleaderQueryDef & NodeDef) {
     RED.nodes.createNode(this, def);
     const node = this;
-    const config = migrateConfig(def, []);
+    const config = migrateConfig(def, MIGRATIONS);
     const status = new StatusReporter(node);
     const life = new Lifecycle(node);
     life.onClose(() => status.clear());
@@ -53,13 +58,15 @@ export = function register(RED: NodeAPI) {
       }
 
       const resources = parseResources(payload.resources ?? config.resources);
-      if ("unknown" in resources) throw new InputError(`unknown Teamleader resources: ${resources.unknown.join(", ")} (use companies, contacts, departments, events, invoices, projects, users)`);
+      if ("unknown" in resources) throw new InputError(`unknown Teamleader resources: ${resources.unknown.join(", ")} (use ${SYNC_RESOURCES.join(", ")})`);
+      const projectsModule = payload.projectsModule ?? config.projectsModule ?? "detect";
+      if (!PROJECTS_MODULES.includes(projectsModule as ProjectsModule)) throw new InputError(`msg.payload.projectsModule must be one of ${PROJECTS_MODULES.join(", ")}, not "${String(projectsModule)}"`);
       const asked = payload.mode ?? (payload.full === true ? "full" : payload.full === false ? "delta" : config.syncMode);
       if (asked !== undefined && asked !== "delta" && asked !== "full") throw new InputError(`msg.payload.mode must be "delta" or "full", not "${String(asked)}"`);
       const mode: SyncMode = asked ?? "delta";
       status.busy(`${mode} sync`);
       const sync = await connection.sync(config.tablePrefix || undefined);
-      const summary = await sync.run({ resources, mode, signal: life.signal, onProgress: (p) => status.busy(`${p.resource} ${formatCount(p.fetched)}`) });
+      const summary = await sync.run({ resources, mode, projectsModule: projectsModule as ProjectsModule, signal: life.signal, onProgress: (p) => status.busy(`${p.resource} ${formatCount(p.fetched)}`) });
       const entries = Object.values(summary.resources);
       const busy = entries.filter((r) => r.status === "already running").length;
       const rows = entries.reduce((n, r) => n + r.fetched, 0);
@@ -68,6 +75,11 @@ export = function register(RED: NodeAPI) {
         node.warn(`Teamleader sync: ${Object.entries(summary.resources).filter(([, r]) => r.status === "already running").map(([name]) => name).join(", ")} already running; skipped`);
       } else {
         status.ok(`synced ${formatCount(rows)} · ${summary.seconds} s`);
+      }
+      const unresolved = Object.entries(summary.resources).filter(([, r]) => (r.unresolved ?? 0) > 0);
+      if (unresolved.length) {
+        status.warn(`${unresolved.reduce((n, [, r]) => n + r.unresolved!, 0)} lookups unresolved`);
+        node.warn(`Teamleader sync: ${unresolved.map(([name, r]) => `${r.unresolved} ${name} not seen in the sweep could not be looked up (${r.unresolvedReason}); left as they are, looked up again next sweep`).join("; ")}`);
       }
       msg.payload = summary;
       send(msg);

@@ -80,6 +80,19 @@ export class AdminSandbox {
   readonly welcomeMails: string[] = [];
   /** Addresses held by users of other GoTo accounts: creating one here is a 409 too. */
   readonly elsewhere = new Set<string>();
+  /**
+   * How a creation answers an address in use: 409 unless `allOrNothing=false` (the older
+   * reference), or 200 listing the conflicting users beside the created ones, this account's with
+   * their key and untouched (no license given), another account's without a key (GoTo's guide:
+   * "Existing (conflicting) users are returned in the response payload as well").
+   */
+  createConflicts: "409" | "listed" = "409";
+  /**
+   * How `GET /me` is written: its documented fields alone, or (`nested`) after an object of the
+   * user's former account holding an `accountKey`, `email` and `adminRoles` of its own, with the
+   * top-level key a JSON number: only a reader that takes the top-level fields gets them right.
+   */
+  meShape: "plain" | "nested" = "plain";
   /** Every creation is refused with this (an error GoTo may give that nothing here expects), until unset. */
   refuseCreate?: { status: number; errorCode: string; message: string };
   private limit: number | null = 10;
@@ -104,8 +117,18 @@ export class AdminSandbox {
     // For people trying the demo: what the account holds now, and a way back to the start.
     server.route("GET", "/_sandbox/goto/admin", () => ({ json: this.summary() }));
     server.route("POST", "/_sandbox/goto/admin", (req) => {
-      const body = (req.body ?? {}) as { rateLimit?: number | null; reset?: boolean; refuseCreate?: AdminSandbox["refuseCreate"] | null };
+      const body = (req.body ?? {}) as {
+        rateLimit?: number | null;
+        reset?: boolean;
+        refuseCreate?: AdminSandbox["refuseCreate"] | null;
+        createConflicts?: AdminSandbox["createConflicts"];
+        meShape?: AdminSandbox["meShape"];
+      };
+      if (body.createConflicts !== undefined && !["409", "listed"].includes(body.createConflicts)) return { status: 400, json: { message: "createConflicts is 409 or listed" } };
+      if (body.meShape !== undefined && !["plain", "nested"].includes(body.meShape)) return { status: 400, json: { message: "meShape is plain or nested" } };
       if (body.reset) this.reset();
+      if (body.createConflicts !== undefined) this.createConflicts = body.createConflicts;
+      if (body.meShape !== undefined) this.meShape = body.meShape;
       if (body.refuseCreate !== undefined) this.refuseCreate = body.refuseCreate ?? undefined;
       if (body.rateLimit !== undefined) this.rateLimit = body.rateLimit;
       return { status: 204 };
@@ -138,6 +161,8 @@ export class AdminSandbox {
     this.nextKey = 1;
     this.welcomeMails.length = 0;
     this.refuseCreate = undefined;
+    this.createConflicts = "409";
+    this.meShape = "plain";
     this.elsewhere.clear();
     this.licenses = [
       license(SANDBOX_LICENSES.connectStandard, "GoTo Connect Phone System Standard", ["JIVE"], 250),
@@ -227,16 +252,22 @@ export class AdminSandbox {
 
   private me(clientId: string): SandboxReply {
     const admin = !this.nonAdmins.has(clientId);
-    return {
-      json: {
-        key: admin ? ADMIN_KEY : "1000000000000000002",
-        accountKey: this.accountKey,
-        email: admin ? "admin@example.com" : "member@example.com",
-        orgAdmin: false,
-        adminRoles: admin ? ["SUPER_USER"] : [],
-        products: ["JIVE", "G2M"],
-      },
+    const me = {
+      key: admin ? ADMIN_KEY : "1000000000000000002",
+      accountKey: this.accountKey,
+      email: admin ? "admin@example.com" : "member@example.com",
+      orgAdmin: false,
+      adminRoles: admin ? ["SUPER_USER"] : [],
+      products: ["JIVE", "G2M"],
     };
+    if (this.meShape === "plain") return { json: me };
+    // A former account first, its fields named as the user's own; the user's key a JSON number.
+    return bigJson({
+      previousAccount: { accountKey: big("7288486601101390000"), email: "former.admin@example.org", adminRoles: ["MANAGE_USERS"] },
+      ...me,
+      key: big(me.key),
+      accountKey: big(this.accountKey),
+    });
   }
 
   private listUsers(req: SandboxRequest): SandboxReply {
@@ -294,7 +325,7 @@ export class AdminSandbox {
     const unknown = keys.filter((k) => !this.license(k));
     if (unknown.length) return refuse(400, "INVALID_LICENSE", `Unknown license key(s): ${unknown.join(", ")}`);
     const conflicts = users.filter((u) => this.usersWithEmail(String(u.email)).length > 0 || this.elsewhere.has(String(u.email).toLowerCase()));
-    const allOrNothing = req.query.get("allOrNothing") !== "false";
+    const allOrNothing = this.createConflicts === "409" && req.query.get("allOrNothing") !== "false";
     if (conflicts.length && allOrNothing) {
       this.server.count("goto admin 409");
       return refuse(409, "CONFLICT", `Email already in use: ${conflicts.map((u) => String(u.email)).join(", ")}`);
@@ -310,6 +341,7 @@ export class AdminSandbox {
         // "Emails already in use will not have a corresponding user key in the response" (§4.3): another account's.
         const mine = this.usersWithEmail(String(u.email))[0];
         if (mine) answer.push({ key: big(mine.key), email: String(u.email) });
+        else if (this.createConflicts === "listed") answer.push({ email: String(u.email) });
         continue;
       }
       const user = this.addUser({ email: String(u.email), firstName: String(u.firstName), lastName: String(u.lastName) });

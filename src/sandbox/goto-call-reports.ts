@@ -72,9 +72,13 @@ const DAY_MS = 86_400_000;
 /**
  * How the Call Reports lists page: by `page` (what third-party code shows), by markers as GoTo's
  * newer report APIs do (`nextPageMarker` in the answer, `pageMarker` asked back; `page` ignored),
- * or not at all (`page` ignored and no marker: every request gets the first page).
+ * by markers whose last page carries an empty (`marker-empty`) or null (`marker-null`)
+ * `nextPageMarker` rather than none, or not at all: `page` ignored and no marker, every request
+ * gets the first page (`ignore-page`), or the whole list whatever was asked, as the original
+ * export, which sent no paging parameters, was answered (`unpaged`).
  */
-export type CallReportsPaging = "page" | "marker" | "ignore-page";
+export type CallReportsPaging = "page" | "marker" | "marker-empty" | "marker-null" | "ignore-page" | "unpaged";
+const PAGINGS: CallReportsPaging[] = ["page", "marker", "marker-empty", "marker-null", "ignore-page", "unpaged"];
 
 export interface CallReportsSandboxOptions {
   users?: number;
@@ -116,7 +120,7 @@ export class CallReportsSandbox {
       const body = (req.body ?? {}) as { rateLimit?: number | null; defaultVolume?: number; volumes?: Record<string, number>; paging?: CallReportsPaging };
       if (body.rateLimit !== undefined) this.rateLimit = body.rateLimit;
       if (body.paging !== undefined) {
-        if (!["page", "marker", "ignore-page"].includes(body.paging)) return { status: 400, json: { message: "paging is page, marker or ignore-page" } };
+        if (!PAGINGS.includes(body.paging)) return { status: 400, json: { message: `paging is one of ${PAGINGS.join(", ")}` } };
         this.paging = body.paging;
       }
       if (body.defaultVolume !== undefined) this.defaultVolume = body.defaultVolume;
@@ -211,7 +215,9 @@ export class CallReportsSandbox {
     if (!user) return { status: 404, json: { errorCode: "NOT_FOUND", message: "User not found" } };
     const calls = this.callsByUser(window.start, window.end).get(user.userId) ?? [];
     this.server.count("goto call-reports call pages");
-    return { json: this.pageOf(calls.map(({ id: _id, userId: _u, ...call }) => call), paging) };
+    // The page first, then its calls as the API writes them: a user of 200,000 calls is not copied for each page.
+    const page = this.pageOf(calls, paging);
+    return { json: { ...page, items: page.items.map(({ id: _id, userId: _u, ...call }) => call) } };
   }
 
   private reportSummaries(req: SandboxRequest): SandboxReply {
@@ -255,16 +261,23 @@ export class CallReportsSandbox {
   }
 
   /** One page of a list, as the paging mode has it. */
-  private pageOf<T>(all: T[], paging: { page: number; size: number; offset?: number }): { items: T[]; nextPageMarker?: string } {
-    const offset = this.paging === "marker" ? (paging.offset ?? 0) : this.paging === "ignore-page" ? 0 : paging.page * paging.size;
+  private pageOf<T>(all: T[], paging: { page: number; size: number; offset?: number }): { items: T[]; nextPageMarker?: string | null } {
+    if (this.paging === "unpaged") return { items: all };
+    const byMarker = this.paging.startsWith("marker");
+    const offset = byMarker ? (paging.offset ?? 0) : this.paging === "ignore-page" ? 0 : paging.page * paging.size;
     const items = all.slice(offset, offset + paging.size);
-    if (this.paging !== "marker" || offset + paging.size >= all.length) return { items };
+    if (!byMarker) return { items };
+    if (offset + paging.size >= all.length) {
+      if (this.paging === "marker-empty") return { items, nextPageMarker: "" };
+      if (this.paging === "marker-null") return { items, nextPageMarker: null };
+      return { items };
+    }
     return { items, nextPageMarker: Buffer.from(`offset:${offset + paging.size}`).toString("base64url") };
   }
 
   private pagingOf(req: SandboxRequest): { page: number; size: number; offset?: number } {
     const marker = req.query.get("pageMarker");
-    if (marker !== null && this.paging === "marker") {
+    if (marker !== null && this.paging.startsWith("marker")) {
       const offset = Number(Buffer.from(marker, "base64url").toString("utf8").replace(/^offset:/, ""));
       if (!Number.isInteger(offset) || offset < 0) throw new Refusal(400, "Invalid pageMarker");
       const asked = Number(req.query.get("pageSize") ?? 100);

@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
  * the fields a sync cares about. Extra fields Teamleader sends are not all here.
  */
 
-export const TEAMLEADER_RESOURCES = ["companies", "contacts", "departments", "events", "invoices", "projects", "users"] as const;
+export const TEAMLEADER_RESOURCES = ["companies", "contacts", "departments", "events", "invoices", "projects", "users", "projects_v2", "deals", "quotations", "time_tracking", "tasks", "products"] as const;
 export type TeamleaderResourceName = (typeof TEAMLEADER_RESOURCES)[number];
 
 export type Volumes = Partial<Record<TeamleaderResourceName, number>>;
@@ -23,11 +23,20 @@ export const DEFAULT_VOLUMES: Record<TeamleaderResourceName, number> = {
   invoices: 1500,
   projects: 200,
   users: 25,
+  // A legacy-projects account by default: the current module holds nothing.
+  projects_v2: 0,
+  deals: 300,
+  quotations: 150,
+  time_tracking: 1200,
+  tasks: 400,
+  products: 80,
 };
 
 type Json = Record<string, unknown>;
 
 export interface ResourceBehaviour {
+  /** The path before `.list` and `.info` when it is not the resource's name. */
+  endpoint?: string;
   /** `filter.updated_since` is accepted (companies, contacts, invoices, legacy projects). */
   updatedSince: boolean;
   /** List items carry `updated_at`. */
@@ -50,6 +59,27 @@ export const BEHAVIOUR: Record<TeamleaderResourceName, ResourceBehaviour> = {
   invoices: { updatedSince: true, hasUpdatedAt: true, paged: true, sortFields: ["invoice_number", "invoice_date"], defaultSort: { field: "invoice_number", order: "asc" }, customFieldsOnList: false, noun: "Invoice" },
   projects: { updatedSince: true, hasUpdatedAt: false, paged: true, sortFields: ["due_on", "title", "created_at"], defaultSort: { field: "due_on", order: "asc" }, customFieldsOnList: false, noun: "Project" },
   users: { updatedSince: false, hasUpdatedAt: false, paged: true, sortFields: ["first_name", "last_name", "email", "function"], defaultSort: { field: "first_name", order: "asc" }, customFieldsOnList: false, noun: "User" },
+  // teamleadercrm/api src/12-nextgen-projects/projects.apib: ids, no updated_since; `includes=legacy_project,custom_fields`.
+  projects_v2: {
+    endpoint: "projects-v2/projects",
+    updatedSince: false,
+    hasUpdatedAt: false,
+    paged: true,
+    sortFields: ["amount_billed", "amount_paid", "amount_unbilled", "cost", "end_date", "external_budget_spent", "external_budget", "internal_budget", "margin", "price", "project_key", "start_date", "status", "time_budget", "time_estimated", "time_tracked", "title"],
+    defaultSort: { field: "project_key", order: "desc" },
+    customFieldsOnList: true,
+    noun: "Project",
+  },
+  // src/03-deals/deals.apib: ids, updated_since, sort created_at or weighted_value (created_at desc by default).
+  deals: { updatedSince: true, hasUpdatedAt: true, paged: true, sortFields: ["created_at", "weighted_value"], defaultSort: { field: "created_at", order: "desc" }, customFieldsOnList: true, noun: "Deal" },
+  // src/03-deals/quotations.apib: ids and page only. The order without a sort is not documented: by creation here.
+  quotations: { updatedSince: false, hasUpdatedAt: true, paged: true, sortFields: [], defaultSort: { field: "created_at", order: "asc" }, customFieldsOnList: false, noun: "Quotation" },
+  // src/09-time-tracking/time-tracking.apib: ids, started_/ended_ filters, sort starts_on (asc by default).
+  time_tracking: { endpoint: "timeTracking", updatedSince: false, hasUpdatedAt: false, paged: true, sortFields: ["starts_on"], defaultSort: { field: "starts_on", order: "asc" }, customFieldsOnList: false, noun: "Time tracking" },
+  // src/08-tasks/tasks.apib: ids, page, sort due_on (asc by default).
+  tasks: { updatedSince: false, hasUpdatedAt: false, paged: true, sortFields: ["due_on"], defaultSort: { field: "due_on", order: "asc" }, customFieldsOnList: false, noun: "Task" },
+  // src/06-products/products.apib: ids, term, updated_since; no page and no sort are documented, so all of it comes every time.
+  products: { updatedSince: true, hasUpdatedAt: true, paged: false, sortFields: [], defaultSort: { field: "added_at", order: "asc" }, customFieldsOnList: false, noun: "Product" },
 };
 
 /** Generated history ends here; changes made while the sandbox runs carry the real time. */
@@ -301,9 +331,14 @@ export class TeamleaderData {
     const s = this.get(resource);
     if (field === "updated_at") return (i) => this.updatedAt(s, i);
     if (field === "added_at" || field === "created_at") return (i) => s.addedAt.get(i) ?? this.baseAdded(i);
+    // Sorted on starts_on, listed as started_on (time tracking, as documented).
+    const listed = field === "name" && resource === "contacts" ? "last_name" : field === "starts_on" ? "started_on" : field;
     return (i) => {
-      const value = this.record(resource, i, false)[field === "name" && resource === "contacts" ? "last_name" : field];
-      return typeof value === "number" ? value : String(value ?? "").toLocaleLowerCase("en");
+      const value = this.record(resource, i, false)[listed];
+      if (typeof value === "number") return value;
+      // Money and durations sort by their amount or value.
+      if (value && typeof value === "object") return Number((value as Json).amount ?? (value as Json).value ?? 0);
+      return String(value ?? "").toLocaleLowerCase("en");
     };
   }
 
@@ -456,6 +491,130 @@ export class TeamleaderData {
           due_on: iso(Date.parse(added) + Math.floor(r() * 200) * 86_400_000).slice(0, 10),
           source: null,
           created_at: added,
+        };
+      case "projects_v2": {
+        const price = Math.round(r() * 5_000_000) / 100;
+        const record: Json = {
+          id,
+          project_key: i + 1,
+          title: pick(r, ["Nieuwe website", "Migration ERP, phase 2", 'Project "Phoenix"', "Refonte de l'intranet", "Umstellung auf E-Rechnung"]),
+          description: r() < 0.5 ? "Scope agreed with the customer." : null,
+          status: r() < 0.7 ? "open" : "closed",
+          billing_method: pick(r, ["time_and_materials", "fixed_price", "non_billable"]),
+          time_budget: r() < 0.5 ? { value: 3600 * Math.floor(1 + r() * 200), unit: "seconds" } : null,
+          time_tracked: { value: 60 * Math.floor(r() * 20_000), unit: "seconds" },
+          amount_billed: { amount: Math.round(price * r() * 100) / 100, currency: "EUR" },
+          price: { amount: price, currency: "EUR" },
+          start_date: added.slice(0, 10),
+          end_date: r() < 0.6 ? iso(Date.parse(added) + Math.floor(r() * 300) * 86_400_000).slice(0, 10) : null,
+          company_entity: department(),
+          owners: [user()],
+          color: pick(r, ["#00B2B2", "#992600", "#ED9E00", "#0071F2"]),
+          assignees: [{ assignee: user(), assign_type: "manual" }],
+          customers: [company()],
+          deals: [],
+          quotations: [],
+        };
+        if (customFields) record.custom_fields = custom();
+        return record;
+      }
+      case "deals": {
+        const value = Math.round(r() * 2_000_000) / 100;
+        const probability = pick(r, [0.1, 0.25, 0.5, 0.75, 0.9]);
+        const status = pick(r, ["new", "open", "open", "won", "lost"]);
+        const record: Json = {
+          id,
+          title: pick(r, ["Onderhoudscontract 2025", "Website, phase 2", 'Offre "Premium"', "Lizenzverlängerung"]),
+          summary: r() < 0.5 ? "Follow up after the demo" : null,
+          reference: `2024/${i + 1}`,
+          status,
+          lead: { customer: company(), contact_person: null },
+          department: department(),
+          estimated_value: { amount: value, currency: "EUR" },
+          estimated_closing_date: iso(Date.parse(added) + Math.floor(r() * 120) * 86_400_000).slice(0, 10),
+          estimated_probability: probability,
+          weighted_value: { amount: Math.round(value * probability * 100) / 100, currency: "EUR" },
+          purchase_order_number: null,
+          current_phase: { type: "dealPhase", id: "521a331d-60d1-4920-bde3-ccd01d09f9f1" },
+          responsible_user: user(),
+          closed_at: status === "won" || status === "lost" ? updated : null,
+          source: null,
+          lost_reason: status === "lost" ? { reason: null, remark: "Too expensive" } : null,
+          created_at: added,
+          updated_at: updated,
+          web_url: `https://focus.teamleader.eu/sale_detail.php?id=${id}`,
+          currency_exchange_rate: { from: "EUR", to: "EUR", rate: 1 },
+          pipeline: { type: "dealPipeline", id: "4e81f3c4-7dca-44cb-b126-6158bec392a2" },
+        };
+        if (customFields) record.custom_fields = custom();
+        return record;
+      }
+      case "quotations": {
+        const amount = Math.round(r() * 1_000_000) / 100;
+        return {
+          id,
+          deal: { type: "deal", id: this.id("deals", Math.floor(r() * Math.max(1, this.get("deals").initial))) },
+          currency_exchange_rate: { from: "EUR", to: "EUR", rate: 1 },
+          total: {
+            tax_exclusive: { amount, currency: "EUR" },
+            tax_inclusive: { amount: Math.round(amount * 121) / 100, currency: "EUR" },
+            taxes: [{ rate: 0.21, taxable: { amount, currency: "EUR" }, tax: { amount: Math.round(amount * 21) / 100, currency: "EUR" } }],
+            purchase_price: null,
+          },
+          created_at: added,
+          updated_at: updated,
+          status: pick(r, ["open", "accepted", "expired", "rejected", "closed"]),
+          name: pick(r, ["Webdevelopment", "Onderhoud", "Maintenance annuelle"]),
+        };
+      }
+      case "time_tracking": {
+        const start = secondsOf(HISTORY_END - Math.floor(r() * 365 * 24 * 3600 * 1000));
+        const duration = 60 * Math.floor(5 + r() * 480);
+        return {
+          id,
+          user: user(),
+          work_type: { type: "workType", id: "8a146eda-c9af-4b11-b63a-ddac47bb254d" },
+          started_on: iso(start).slice(0, 10),
+          started_at: iso(start),
+          ended_at: iso(start + duration * 1000),
+          duration,
+          description: pick(r, ["Analyse", "Vergadering met klant", "Développement", "Fehlersuche"]),
+          subject: r() < 0.6 ? company() : null,
+          invoiceable: r() < 0.7,
+          billing_info: null,
+        };
+      }
+      case "tasks": {
+        const done = r() < 0.4;
+        return {
+          id,
+          title: pick(r, ["Review code changes", "Offerte opvolgen", "Relancer le client", "Rechnung prüfen"]),
+          description: r() < 0.5 ? "See the notes of the last meeting" : "",
+          completed: done,
+          completed_at: done ? updated : null,
+          due_on: iso(Date.parse(added) + Math.floor(r() * 60) * 86_400_000).slice(0, 10),
+          added_at: added,
+          estimated_duration: { unit: "min", value: 15 * Math.floor(1 + r() * 16) },
+          work_type: null,
+          assignee: user(),
+          customer: r() < 0.6 ? company() : null,
+          milestone: null,
+          deal: null,
+          project: null,
+          ticket: null,
+          priority: pick(r, ["A", "B", "C", "D"]),
+        };
+      }
+      case "products":
+        return {
+          id,
+          name: pick(r, ["Koffiebonen, 1 kg", "Consultance (uur)", 'Licence "Pro"', "Wartungspaket"]),
+          description: r() < 0.5 ? "**Bestseller** since 2021" : null,
+          code: `PRD-${String(i + 1).padStart(5, "0")}`,
+          unit: { type: "unitOfMeasure", id: "f79d3e04-b8dc-0637-8f18-ca7c8fc63b71" },
+          added_at: added,
+          updated_at: updated,
+          configuration: null,
         };
       case "users": {
         const first = pick(r, FIRST_NAMES);

@@ -29,7 +29,9 @@ const DEFAULT_PAGE_SIZE = 20;
  * is revoked, and presenting it again gets the error teamleader2db's README records.
  *
  * The API serves the list and info calls of companies, contacts, departments, events, invoices,
- * projects and users from generated records (`data`), with `updated_since`, sort, paging (none for
+ * legacy projects, users, the current Projects module (projects-v2/projects), deals, quotations,
+ * time tracking (timeTracking), tasks and products from generated records (`data`), and
+ * accounts.projects-v2-status, with `updated_since`, sort, paging (none for
  * departments), `includes=custom_fields`, a sliding-window rate limit with the X-RateLimit-*
  * headers, a 401 for an expired access token and Teamleader's error bodies.
  */
@@ -45,6 +47,22 @@ export class TeamleaderSandbox {
    */
   vanish?: { afterPage: number; count: number };
   readonly vanished = new Map<TeamleaderResourceName, string[]>();
+  /**
+   * The next `times` API requests are refused with 429 whatever the quota, each stating a reset
+   * `resetInMs` ahead of its answer (no `X-RateLimit-Reset` when null), and a `Retry-After` of
+   * `retryAfterS` seconds when set: a server whose window frees a place moments later, or one
+   * that states no wait at all.
+   */
+  throttle?: { times: number; resetInMs: number | null; retryAfterS?: number };
+  /** The refusals of `throttle`: when each was answered, and the reset it stated (epoch ms). */
+  readonly throttled: Array<{ at: number; resetAt?: number }> = [];
+  /** What `accounts.projects-v2-status` says the account uses; both modules keep serving their own records. */
+  projectsVersion: "legacy" | "projects-v2" = "legacy";
+  /**
+   * How `.info` answers an id that is gone: 404 with Teamleader's error body, or (unverified, seen
+   * for the legacy projects module) 400, which says nothing about whether the record exists.
+   */
+  goneInfoStatus: 404 | 400 = 404;
   /** Arrival times (epoch ms) of API requests, for measuring a client's request rate. */
   readonly requestTimes: number[] = [];
   private readonly windows = new Map<string, number[]>();
@@ -86,11 +104,14 @@ export class TeamleaderSandbox {
       })),
     );
     for (const resource of TEAMLEADER_RESOURCES) {
-      server.route("POST", `/teamleader/api/${resource}.list`, (req) =>
+      const path = BEHAVIOUR[resource].endpoint ?? resource;
+      server.route("POST", `/teamleader/api/${path}.list`, (req) =>
         this.api(req, (clientId) => (this.deniedResources.get(clientId)?.has(resource) ? teamleaderError(403, "Forbidden", { type: "insufficient_scope" }) : this.list(resource, req))),
       );
-      server.route("POST", `/teamleader/api/${resource}.info`, (req) => this.api(req, () => this.info(resource, req)));
+      server.route("POST", `/teamleader/api/${path}.info`, (req) => this.api(req, () => this.info(resource, req)));
     }
+    // src/99-other/accounts.apib: which Projects module the account uses.
+    server.route("POST", "/teamleader/api/accounts.projects-v2-status", (req) => this.api(req, () => ({ json: { data: { status: this.projectsVersion } } })));
 
     server.persistent("teamleader-data", { snapshot: () => this.data.snapshot(), restore: (d) => this.data.restore(d) });
     // Control routes for tests and benchmarks in other processes.
@@ -105,7 +126,28 @@ export class TeamleaderSandbox {
       return { json: { changed: this.data.change(resource, body.change ?? 0), added: this.data.add(resource, body.add ?? 0), removed: this.data.remove(resource, body.remove ?? 0) } };
     });
     server.route("POST", "/_sandbox/teamleader/settings", (req) => {
-      const body = (req.body ?? {}) as { rateLimit?: boolean; requests?: number; windowMs?: number; latencyMs?: number; resetQuota?: boolean };
+      const body = (req.body ?? {}) as {
+        rateLimit?: boolean;
+        requests?: number;
+        windowMs?: number;
+        latencyMs?: number;
+        resetQuota?: boolean;
+        throttle?: TeamleaderSandbox["throttle"] | null;
+        projectsVersion?: TeamleaderSandbox["projectsVersion"];
+        goneInfoStatus?: TeamleaderSandbox["goneInfoStatus"];
+      };
+      if (body.projectsVersion !== undefined) {
+        if (body.projectsVersion !== "legacy" && body.projectsVersion !== "projects-v2") return { status: 400, json: { message: "projectsVersion is legacy or projects-v2" } };
+        this.projectsVersion = body.projectsVersion;
+      }
+      if (body.goneInfoStatus !== undefined) {
+        if (body.goneInfoStatus !== 404 && body.goneInfoStatus !== 400) return { status: 400, json: { message: "goneInfoStatus is 404 or 400" } };
+        this.goneInfoStatus = body.goneInfoStatus;
+      }
+      if (body.throttle !== undefined) {
+        this.throttle = body.throttle ?? undefined;
+        this.throttled.length = 0;
+      }
       if (body.rateLimit !== undefined) this.rateLimit.enabled = body.rateLimit;
       if (body.requests !== undefined) this.rateLimit.requests = body.requests;
       if (body.windowMs !== undefined) this.rateLimit.windowMs = body.windowMs;
@@ -117,6 +159,7 @@ export class TeamleaderSandbox {
       return { status: 204 };
     });
     server.route("GET", "/_sandbox/teamleader/request-times", () => ({ json: this.requestTimes }));
+    server.route("GET", "/_sandbox/teamleader/throttled", () => ({ json: this.throttled }));
     server.route("GET", "/_sandbox/teamleader/ids/:resource", (req) => ({ json: this.data.liveIds(req.params.resource as TeamleaderResourceName) }));
   }
 
@@ -160,6 +203,7 @@ export class TeamleaderSandbox {
     if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
     return this.authorized(req, (clientId) => {
       this.server.count("teamleader api requests");
+      if (this.throttle && this.throttle.times > 0) return this.throttleOnce(this.throttle);
       const quota = this.takeQuota(clientId);
       if (!quota.allowed) {
         this.server.count("teamleader api 429");
@@ -171,6 +215,19 @@ export class TeamleaderSandbox {
       const reply = answer(clientId);
       return { ...reply, headers: { ...reply.headers, ...quota.headers } };
     });
+  }
+
+  /** One refusal of `throttle`, with the reset (and Retry-After) it was set to state. */
+  private throttleOnce(throttle: NonNullable<TeamleaderSandbox["throttle"]>): SandboxReply {
+    throttle.times--;
+    const now = Date.now();
+    const resetAt = throttle.resetInMs === null ? undefined : now + throttle.resetInMs;
+    this.throttled.push({ at: now, resetAt });
+    this.server.count("teamleader api 429");
+    const headers: Record<string, string> = { "X-RateLimit-Limit": String(this.rateLimit.requests), "X-RateLimit-Remaining": "0" };
+    if (resetAt !== undefined) headers["X-RateLimit-Reset"] = new Date(resetAt).toISOString().replace("Z", "+0000");
+    if (throttle.retryAfterS !== undefined) headers["Retry-After"] = String(throttle.retryAfterS);
+    return { ...teamleaderError(429, "Too many requests, please slow down.", { type: "rate_limited" }), headers };
   }
 
   /**
@@ -217,6 +274,7 @@ export class TeamleaderSandbox {
     }
     if (body.sort !== undefined) {
       const first = Array.isArray(body.sort) ? body.sort[0] : undefined;
+      if (behaviour.sortFields.length === 0) return validation(`${resource}.list has no sort`);
       if (!first || !behaviour.sortFields.includes(first.field)) return validation(`sort.field must be one of ${behaviour.sortFields.join(", ")}`);
       query.sort = { field: first.field, order: first.order === "desc" ? "desc" : "asc" };
     }
@@ -247,7 +305,10 @@ export class TeamleaderSandbox {
     const record = this.data.info(resource, id);
     this.server.count(`teamleader ${resource}.info`);
     // Unverified body for an unknown id: the documented shape with a plain title.
-    if (!record) return teamleaderError(404, `${BEHAVIOUR[resource].noun} not found`);
+    if (!record) {
+      if (this.goneInfoStatus === 400) return validation(`The ${BEHAVIOUR[resource].noun.toLowerCase()} could not be found or is not accessible`);
+      return teamleaderError(404, `${BEHAVIOUR[resource].noun} not found`);
+    }
     return { json: { data: record } };
   }
 }

@@ -13,6 +13,13 @@ export const MAX_PAGE_SIZE = 100;
 /** 200 requests per minute per integration, in a sliding window (teamleader.md §1.5). */
 export const TEAMLEADER_RATE_LIMIT = { requests: 200, windowMs: 60_000 };
 
+/**
+ * How long one request keeps waiting out 429s from the first: three of Teamleader's sliding
+ * windows. Each wait is the reset the server states; refused for longer, another client of the
+ * integration is taking the budget, and the error says so.
+ */
+export const RATE_LIMIT_PATIENCE_MS = 3 * TEAMLEADER_RATE_LIMIT.windowMs;
+
 /** One page of a list call: its number (1-based), its records, and the server's clock when it answered. */
 export interface Page<T = TeamleaderRecord> {
   number: number;
@@ -33,11 +40,13 @@ export class PageError extends PipelineError {
   }
 }
 
-const ENDPOINT = /^[A-Za-z][A-Za-z0-9-]*(\/[A-Za-z][A-Za-z0-9-]*)?\.[A-Za-z]+$/;
+// `<resource>.<action>`, with a module before it (`projects-v2/projects.list`) and dashes in the
+// action (`accounts.projects-v2-status`).
+const ENDPOINT = /^[A-Za-z][A-Za-z0-9-]*(\/[A-Za-z][A-Za-z0-9-]*)?\.[A-Za-z][A-Za-z0-9-]*$/;
 
 /** Reads and other calls that change nothing, which may be sent again after a network failure. */
 function isRead(endpoint: string): boolean {
-  return /\.(list|info|me|download)$/.test(endpoint);
+  return /\.(list|info|me|download|projects-v2-status)$/.test(endpoint);
 }
 
 export interface TeamleaderApiOptions {
@@ -57,8 +66,8 @@ export interface TeamleaderApiOptions {
 
 /**
  * Teamleader Focus's RPC API: `POST <host>/<resource>.<action>` with a JSON body, through the
- * core HTTP client (bearer token with one refresh on a 401, limiter, 429s waited out until
- * `X-RateLimit-Reset`, retries for reads) and with Teamleader's errors read into one line.
+ * core HTTP client (bearer token with one refresh on a 401, limiter, each 429 waited out until the
+ * `Retry-After` or `X-RateLimit-Reset` it states, retries for reads) and with Teamleader's errors read into one line.
  */
 export class TeamleaderApi {
   readonly http: HttpClient;
@@ -70,6 +79,7 @@ export class TeamleaderApi {
       auth: options.auth,
       limiter: options.limiter,
       readQuotaHeaders: true,
+      maxRateLimitWaitMs: RATE_LIMIT_PATIENCE_MS,
       describeError: describeTeamleaderError,
       log: options.log,
       timeoutMs: options.timeoutMs ?? 60_000,
@@ -107,7 +117,7 @@ export class TeamleaderApi {
    * paging (departments.list does), which would otherwise loop forever. `paged: false` makes one
    * call without a page, for endpoints that have none.
    */
-  async *pages<T extends { id?: unknown } = TeamleaderRecord>(endpoint: string, request: ListRequest = {}, options: { paged?: boolean; signal?: AbortSignal } = {}): AsyncGenerator<Page<T>> {
+  async *pages<T extends { id?: unknown } = TeamleaderRecord>(endpoint: string, request: ListRequest = {}, options: { paged?: boolean | "unsure"; signal?: AbortSignal } = {}): AsyncGenerator<Page<T>> {
     checkEndpoint(endpoint);
     if (options.paged === false) {
       const { page: _ignored, ...unpaged } = request;
@@ -121,6 +131,16 @@ export class TeamleaderApi {
     for (let number = first; ; number++) {
       options.signal?.throwIfAborted();
       const { records, serverTime } = await this.listPage<T>(endpoint, { ...request, page: { size, number } }, number, options.signal);
+      if (options.paged === "unsure") {
+        // An endpoint documented without paging: a first answer longer than the page is all of
+        // it, and a page repeating the last one means it answers everything every time.
+        const fingerprint = records.length ? records.map((r) => String(r.id)).join(",") : undefined;
+        if (fingerprint !== undefined && fingerprint === previous) return;
+        previous = fingerprint;
+        if (records.length || number === first) yield { number, records, serverTime };
+        if (records.length !== size) return;
+        continue;
+      }
       if (records.length > size) {
         throw new PageError(`${endpoint} page ${number}: Teamleader sent ${records.length} records for a page of ${size}, so the endpoint does not page; stopping`, endpoint, number, { status: "paging error" });
       }
@@ -133,6 +153,20 @@ export class TeamleaderApi {
       if (records.length || number === first) yield { number, records, serverTime };
       if (records.length < size) return;
     }
+  }
+
+  /**
+   * Which Projects module the account uses, from `accounts.projects-v2-status` (documented since
+   * August 2024): `projects-v2` or `legacy`.
+   */
+  async projectsVersion(signal?: AbortSignal): Promise<"projects-v2" | "legacy"> {
+    const { body } = await this.call<{ data?: { status?: unknown } }>("accounts.projects-v2-status", {}, signal);
+    const status = body?.data?.status;
+    if (status === "projects-v2" || status === "legacy") return status;
+    throw new PipelineError(`Teamleader's accounts.projects-v2-status answered "${String(status).slice(0, 40)}", not projects-v2 or legacy: choose the Projects module in the teamleader-query node`, {
+      status: "projects module unknown",
+      code: "GW_TEAMLEADER_PROJECTS_MODULE",
+    });
   }
 
   /** Every record of a list call, all pages read (departments.list in one call, as it has no paging). */

@@ -1,8 +1,8 @@
 import { PipelineError, errorMessage } from "../core/errors";
 import { MAX_PAGE_SIZE, Page, PageError, TeamleaderApi } from "./api";
-import { RESOURCES, ResourceSpec } from "./resources";
+import { RESOURCES, ResourceSpec, withProjectsModule } from "./resources";
 import { BatchWriteError, BatchWriter, SyncTables } from "./tables";
-import { ListRequest, SyncResource, TeamleaderRecord } from "./types";
+import { ListRequest, ProjectsModule, SyncResource, TeamleaderRecord } from "./types";
 
 export type SyncMode = "delta" | "full";
 
@@ -25,6 +25,13 @@ export interface ResourceSummary {
   updated: number;
   /** Records marked deleted: a full sweep no longer saw them. */
   deleted: number;
+  /**
+   * Records a full sweep no longer saw whose lookup could not tell whether they are gone (an
+   * answer other than the record or 404): left as they are, to be looked up again next sweep.
+   */
+  unresolved?: number;
+  /** What the first such lookup got, for the user to act on. */
+  unresolvedReason?: string;
   pages: number;
   seconds: number;
   /** For "already running": where the running sync said it runs. */
@@ -40,6 +47,8 @@ export interface SyncSummary {
 export interface SyncRequest {
   resources: readonly SyncResource[];
   mode: SyncMode;
+  /** What "projects" means: the module the account uses by default (see `ProjectsModule`). */
+  projectsModule?: ProjectsModule;
   signal?: AbortSignal;
   onProgress?(progress: SyncProgress): void;
 }
@@ -100,8 +109,9 @@ export class TeamleaderSync {
     const started = Date.now();
     await this.tables.ensure();
     const resources: SyncSummary["resources"] = {};
-    for (const [index, resource] of request.resources.entries()) {
-      resources[resource] = await this.syncResource(resource, request.mode, { ...request, position: index + 1, of: request.resources.length });
+    const names = await this.withProjectsModule(request);
+    for (const [index, resource] of names.entries()) {
+      resources[resource] = await this.syncResource(resource, request.mode, { ...request, position: index + 1, of: names.length });
     }
     return { mode: request.mode, seconds: seconds(started), resources };
   }
@@ -166,14 +176,19 @@ export class TeamleaderSync {
       }
       page = undefined;
 
-      if (mode === "full") counts.deleted = await this.sweepDeleted(resource, spec, sweepStart, writer, request.signal);
+      let unresolved: { unresolved: number; unresolvedReason?: string } | undefined;
+      if (mode === "full") {
+        const swept = await this.sweepDeleted(resource, spec, sweepStart, writer, request.signal);
+        counts.deleted = swept.deleted;
+        if (swept.unresolved > 0) unresolved = { unresolved: swept.unresolved, unresolvedReason: swept.reason };
+      }
       counts.inserted = writer.counts.inserted;
       counts.updated = writer.counts.updated;
 
       // Everything changed before the run began has now been seen: the server's clock says when
       // that was; without it, the newest change seen is the safe mark (teamleader.md §5).
       const cursor = spec.updatedSince ? (serverStart ?? maxUpdated ?? null) : null;
-      const summary: ResourceSummary = { status: "synced", mode, ...counts, seconds: seconds(started) };
+      const summary: ResourceSummary = { status: "synced", mode, ...counts, ...unresolved, seconds: seconds(started) };
       await this.tables.completed(resource, mode, cursor === null ? null : new Date(cursor), summary);
       return summary;
     } catch (err) {
@@ -185,6 +200,21 @@ export class TeamleaderSync {
     } finally {
       await lock.release();
     }
+  }
+
+  /** The resources to run, "projects" read as the Projects module chosen, or the one the account says it uses. */
+  private async withProjectsModule(request: SyncRequest): Promise<SyncResource[]> {
+    const module = request.projectsModule ?? "detect";
+    if (!request.resources.includes("projects")) return [...request.resources];
+    if (module !== "detect") return withProjectsModule(request.resources, { legacy: module !== "new", v2: module !== "legacy" });
+    let version: "projects-v2" | "legacy";
+    try {
+      version = await this.api.projectsVersion(request.signal);
+    } catch (err) {
+      if (err instanceof PipelineError && err.code === "GW_TEAMLEADER_PROJECTS_MODULE") throw new SyncError(`the projects sync stopped: ${err.message}`, "projects", undefined, err);
+      throw new SyncError(`the projects sync stopped: Teamleader did not say which Projects module the account uses (${errorMessage(err)}); choose legacy, new or both in the teamleader-query node`, "projects", undefined, err);
+    }
+    return withProjectsModule(request.resources, { legacy: version === "legacy", v2: version === "projects-v2" });
   }
 
   private listRequest(spec: ResourceSpec, mode: SyncMode, cursor: Date | null): ListRequest {
@@ -205,20 +235,34 @@ export class TeamleaderSync {
    * offset paging skips a record when another one before it disappears mid-sweep. Where the list
    * has an ids filter they are asked for 100 at a time; elsewhere (legacy projects) one by one
    * through `.info`, where only Teamleader's 404 counts as gone. Found ones are written; the rest
-   * are marked. Every lookup goes through the integration's limiter like any other request.
+   * are marked. A lookup that cannot tell (any other answer, such as a 400 for an id the legacy
+   * module no longer knows, or a failure) leaves its records as they are and is reported in the
+   * summary: it never fails the sweep. Every lookup goes through the integration's limiter.
    */
-  private async sweepDeleted(resource: SyncResource, spec: ResourceSpec, sweepStart: string, writer: BatchWriter, signal?: AbortSignal): Promise<number> {
+  private async sweepDeleted(resource: SyncResource, spec: ResourceSpec, sweepStart: string, writer: BatchWriter, signal?: AbortSignal): Promise<{ deleted: number; unresolved: number; reason?: string }> {
     const unseen = await this.tables.unseenSince(resource, sweepStart);
-    if (unseen.length === 0) return 0;
+    if (unseen.length === 0) return { deleted: 0, unresolved: 0 };
     const found = new Set<string>();
+    const unresolved = new Set<string>();
+    let reason: string | undefined;
+    const cannotTell = (ids: readonly string[], err: unknown) => {
+      if (signal?.aborted) throw err;
+      for (const id of ids) unresolved.add(id);
+      reason ??= errorMessage(err instanceof PageError && err.cause !== undefined ? err.cause : err);
+    };
     if (spec.idsFilter) {
       for (let i = 0; i < unseen.length; i += IDS_PER_LOOKUP) {
         const ids = unseen.slice(i, i + IDS_PER_LOOKUP);
         const body: ListRequest = { filter: { ids }, ...(spec.paged ? { page: { size: IDS_PER_LOOKUP, number: 1 } } : {}), ...(spec.customFields ? { includes: "custom_fields" } : {}) };
-        for await (const page of this.api.pages<TeamleaderRecord>(spec.endpoint, body, { paged: spec.paged, signal })) {
-          const wanted = page.records.filter((r) => ids.includes(String(r.id)));
-          for (const r of wanted) found.add(String(r.id));
-          await writer.add(wanted, page.number);
+        try {
+          for await (const page of this.api.pages<TeamleaderRecord>(spec.endpoint, body, { paged: spec.paged, signal })) {
+            const wanted = page.records.filter((r) => ids.includes(String(r.id)));
+            for (const r of wanted) found.add(String(r.id));
+            await writer.add(wanted, page.number);
+          }
+        } catch (err) {
+          if (err instanceof BatchWriteError) throw err;
+          cannotTell(ids.filter((id) => !found.has(id)), err);
         }
       }
     } else {
@@ -227,7 +271,13 @@ export class TeamleaderSync {
       const lookUp = async (): Promise<void> => {
         while (next < unseen.length) {
           const id = unseen[next++]!;
-          const record = await this.api.info<TeamleaderRecord>(info, id, signal);
+          let record: TeamleaderRecord | undefined;
+          try {
+            record = await this.api.info<TeamleaderRecord>(info, id, signal);
+          } catch (err) {
+            cannotTell([id], err);
+            continue;
+          }
           if (record) {
             found.add(id);
             await writer.add([record]);
@@ -237,7 +287,8 @@ export class TeamleaderSync {
       await Promise.all(Array.from({ length: Math.min(INFO_LOOKUPS_AT_ONCE, unseen.length) }, lookUp));
     }
     await writer.flush();
-    return this.tables.markDeleted(resource, unseen.filter((id) => !found.has(id)), sweepStart);
+    const gone = unseen.filter((id) => !found.has(id) && !unresolved.has(id));
+    return { deleted: await this.tables.markDeleted(resource, gone, sweepStart), unresolved: unresolved.size, reason };
   }
 
   private explain(err: unknown, resource: SyncResource, page: number | undefined, signal?: AbortSignal): PipelineError {

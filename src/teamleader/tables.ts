@@ -37,20 +37,23 @@ const runningHere = new Set<string>();
 
 /** The tables a sync writes, for one table prefix: one per resource, and the cursors in `<prefix>sync_state`. */
 export function syncMigrations(prefix: string): Migration[] {
-  const resourceTables = SYNC_RESOURCES.map(
-    (resource) => `CREATE TABLE IF NOT EXISTS ${prefix}${resource} (
+  const resourceTables = (resources: readonly SyncResource[]) =>
+    resources
+      .map(
+        (resource) => `CREATE TABLE IF NOT EXISTS ${prefix}${resource} (
       id text PRIMARY KEY,
       record jsonb NOT NULL,
       updated_at timestamptz,
       synced_at timestamptz NOT NULL,
       deleted_at timestamptz
     );`,
-  ).join("\n");
+      )
+      .join("\n");
   return [
     {
       id: 1,
       description: "a table per Teamleader resource and the sync cursors",
-      sql: `${resourceTables}
+      sql: `${resourceTables(FIRST_RELEASE_RESOURCES)}
       CREATE TABLE IF NOT EXISTS ${prefix}sync_state (
         resource text PRIMARY KEY,
         cursor timestamptz,
@@ -63,8 +66,16 @@ export function syncMigrations(prefix: string): Migration[] {
         running_on text
       );`,
     },
+    {
+      id: 2,
+      description: "tables for the current Projects module, deals, quotations, time tracking, tasks and products",
+      sql: resourceTables(SYNC_RESOURCES.filter((r) => !FIRST_RELEASE_RESOURCES.includes(r))),
+    },
   ];
 }
+
+/** The resources of the first migration, as it was: a migration never changes once released. */
+const FIRST_RELEASE_RESOURCES: readonly SyncResource[] = ["companies", "contacts", "departments", "events", "invoices", "projects", "users"];
 
 /**
  * The database side of a Teamleader sync: the tables, batched upserts that tell inserted from

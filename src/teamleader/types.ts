@@ -1,8 +1,23 @@
 // Teamleader Focus API shapes as the documentation describes them (teamleadercrm/api src/**,
 // teamleader.md §1). Only what this package reads is typed; records are kept whole as JSON.
 
-export const SYNC_RESOURCES = ["companies", "contacts", "departments", "events", "invoices", "projects", "users"] as const;
+/**
+ * Every resource a sync can write, a table each. `projects` is the legacy Projects module
+ * (`projects.list`), `projects_v2` the current one (`projects-v2/projects.list`); a user who asks
+ * for "projects" gets the module the account uses (see `ProjectsModule`).
+ */
+export const SYNC_RESOURCES = ["companies", "contacts", "departments", "events", "invoices", "projects", "users", "projects_v2", "deals", "quotations", "time_tracking", "tasks", "products"] as const;
 export type SyncResource = (typeof SYNC_RESOURCES)[number];
+
+/** What a sync runs when no resources are named: the first release's set, projects as the module in use. */
+export const DEFAULT_SYNC_RESOURCES: readonly SyncResource[] = ["companies", "contacts", "departments", "events", "invoices", "projects", "users"];
+
+/**
+ * Which Projects module "projects" means: the legacy one, the current one (projects-v2), both
+ * (an account moving from one to the other), or the one `accounts.projects-v2-status` names.
+ */
+export type ProjectsModule = "detect" | "legacy" | "new" | "both";
+export const PROJECTS_MODULES: readonly ProjectsModule[] = ["detect", "legacy", "new", "both"];
 
 /** A record of any list endpoint: an id, and whatever else the endpoint sends. */
 export interface TeamleaderRecord {

@@ -37,6 +37,12 @@ describe("GoTo call reports", () => {
     return rows;
   }
 
+  function countBy<T>(items: T[], key: (item: T) => string): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const item of items) counts.set(key(item), (counts.get(key(item)) ?? 0) + 1);
+    return counts;
+  }
+
   const key = (r: { startTime: string | null; callerNumber?: string; caller?: { number: string } }) => `${r.startTime}|${r.callerNumber ?? r.caller?.number}`;
 
   it("reads every page of users and of each user's calls", async () => {
@@ -49,8 +55,9 @@ describe("GoTo call reports", () => {
     assert.ok(sandbox.server.counter("goto call-reports call pages") > sandbox.goto.calls.users.length, "busy users' calls took several pages");
   });
 
-  it("keeps reading when the server gives shorter pages than asked, up to the calls the summary counts", async () => {
-    sandbox.goto.calls.maxPageSize = 5;
+  it("keeps reading a user's calls when the server gives shorter pages than asked, up to the calls the summary counts", async () => {
+    // Every user fits on the capped page of users; each user's calls take several capped pages.
+    sandbox.goto.calls.maxPageSize = sandbox.goto.calls.users.length;
     const rows = await collect(apis.api("call-reports"), 50);
     assert.equal(rows.length, sandbox.goto.calls.callsBetween(day.start, day.end).length);
   });
@@ -139,6 +146,48 @@ describe("GoTo call reports", () => {
       assert.ok(sandbox.server.counter("goto call-reports requests") < 10, "it stopped at once");
     });
 
+    it("writes the whole day from a server that ignores `page`, each list ending on a page shorter than asked", async () => {
+      sandbox.goto.calls.paging = "ignore-page";
+      sandbox.server.resetStats();
+      const rows = await readDay({ pageSize: 250 });
+      const expected = sandbox.goto.calls.callsBetween(day.start, day.end);
+      assert.equal(rows.length, expected.length);
+      assert.equal(new Set(rows.map(rowKey)).size, rows.length, "no call twice");
+      assert.equal(sandbox.server.counter("goto call-reports user pages"), 1, "the short list of users was read once");
+    });
+
+    it("writes the whole day from a server that ignores every paging parameter and answers each list whole", async () => {
+      sandbox.goto.calls.paging = "unpaged";
+      const rows = await readDay({ pageSize: 7 });
+      assert.equal(rows.length, sandbox.goto.calls.callsBetween(day.start, day.end).length);
+      assert.equal(new Set(rows.map(rowKey)).size, rows.length, "no call twice");
+    });
+
+    it("takes a repeated page after a user's counted calls all came as the end of the list", async () => {
+      sandbox.goto.calls.paging = "ignore-page";
+      const busiest = Math.max(...[...countBy(sandbox.goto.calls.callsBetween(day.start, day.end), (c) => c.userId).values()]);
+      const rows = await readDay({ pageSize: busiest });
+      assert.equal(rows.length, sandbox.goto.calls.callsBetween(day.start, day.end).length);
+    });
+
+    for (const paging of ["marker-empty", "marker-null"] as const) {
+      it(`ends a list at ${paging === "marker-empty" ? "an empty" : "a null"} nextPageMarker, on a single page and after several`, async () => {
+        sandbox.goto.calls.paging = paging;
+        const expected = sandbox.goto.calls.callsBetween(day.start, day.end).length;
+        for (const pageSize of [1000, 7]) {
+          const rows = await readDay({ pageSize });
+          assert.equal(rows.length, expected, `pages of ${pageSize}`);
+          assert.equal(new Set(rows.map(rowKey)).size, rows.length, "no call twice");
+        }
+      });
+    }
+
+    it("still stops a day when a page repeats before a user's counted calls came", async () => {
+      sandbox.goto.calls.paging = "ignore-page";
+      sandbox.goto.calls.maxPageSize = 5;
+      await assert.rejects(readDay({ pageSize: 50 }), (err: unknown) => err instanceof PagingError && /repeated records already read on page 2 of the calls of /.test(err.message));
+    });
+
     it("stops the day that passes the page bound, naming day and page", async () => {
       const err = await readDay({ pageSize: 7, maxPages: 20 }).then(
         () => assert.fail("the day should fail"),
@@ -170,6 +219,19 @@ describe("GoTo call reports", () => {
     const rows = [];
     for await (const batch of callLogsForDay(apis.api("call-events-report"), day, { source: "call-events", accountKey: await apis.accountKey(), pageSize: 50, batchSize: 1000 })) rows.push(...batch.rows);
     assert.equal(rows.length, sandbox.goto.calls.callsBetween(day.start, day.end).length);
+  });
+
+  it("takes the account key from /me's own field, written as a 19-digit number after an object with a key of its own", async () => {
+    sandbox.goto.admin.meShape = "nested";
+    const tokens = manager({ provider: "goto", sandboxUrl: sandbox.url, store: fileStore(), ...GOTO_DEMO_CLIENT });
+    await tokens.seed(sandbox.goto.oauth.issueRefreshToken(GOTO_DEMO_CLIENT.clientId));
+    const found = new GoToApis({ auth: tokens, apiHost: `${sandbox.url}/goto/api` });
+    try {
+      assert.equal(await found.accountKey(), sandbox.goto.accountKey);
+    } finally {
+      sandbox.goto.admin.meShape = "plain";
+      await found.close();
+    }
   });
 
   it("finds the account key through the Admin API once, and keeps it as text", async () => {

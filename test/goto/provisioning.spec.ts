@@ -99,8 +99,9 @@ describe("GoTo provisioning", () => {
       assert.match(r.userKey!, /^\d{19}$/);
       assert.deepEqual(sandbox.goto.admin.licensesOf(user!.key), [L.connectStandard, L.connectPremium]);
       assert.deepEqual(sandbox.goto.admin.welcomeMails, ["fien.peeters@example.com"]);
-      // The licenses, the search, the creation: three requests for a new user.
-      assert.equal(sandbox.server.counter("goto admin requests"), 3);
+      // The licenses, the search, the creation, and the licenses again to tell a new user from one
+      // GoTo's answer lists as existing: four requests for a new user (the last one per batch).
+      assert.equal(sandbox.server.counter("goto admin requests"), 4);
     });
 
     it("sends no welcome mail when told not to", async () => {
@@ -194,6 +195,48 @@ describe("GoTo provisioning", () => {
       assert.equal(r.result, "licensed");
       assert.equal(sandbox.server.counter("goto admin 409"), 1);
       assert.equal(sandbox.goto.admin.usersWithEmail("raced@example.com").length, 1);
+    });
+
+    describe("a creation GoTo answers with 200, listing users that existed beside those it created", () => {
+      beforeEach(() => (sandbox.goto.admin.createConflicts = "listed"));
+
+      it("counts a user the answer lists, one the search missed, as existing, and gives it the licenses it lacks", async () => {
+        const missed = sandbox.goto.admin.addUser({ email: "missed@example.com" });
+        sandbox.goto.admin.license(L.connectStandard)!.userKeys.push(missed.key);
+        sandbox.server.inject({ method: "GET", path: /\/users$/, status: 200, json: { results: [], fromIndex: 0, toIndex: 0, total: 0 } });
+        const r = report(await one(provision("missed@example.com", [L.connectStandard, L.meetingPro])));
+        assert.deepEqual(r, { action: "provision", email: "missed@example.com", result: "licensed", userKey: missed.key, licenseKeys: [L.meetingPro] });
+        assert.deepEqual(sandbox.goto.admin.licensesOf(missed.key), [L.connectStandard, L.meetingPro]);
+        assert.equal(sandbox.goto.admin.usersWithEmail("missed@example.com").length, 1);
+        assert.equal(sandbox.server.counter("goto admin users created"), 0);
+      });
+
+      it("still reports a user it made as created, holding its licenses", async () => {
+        const r = report(await one(provision("made@example.com", [L.meetingPro])));
+        const [made] = sandbox.goto.admin.usersWithEmail("made@example.com");
+        assert.deepEqual(r, { action: "provision", email: "made@example.com", result: "created", userKey: made!.key, licenseKeys: [L.meetingPro] });
+        assert.deepEqual(sandbox.goto.admin.licensesOf(made!.key), [L.meetingPro]);
+      });
+
+      it("tells a batch's new users from an existing one without licenses, reading the licenses once more after the batch", async () => {
+        const missed = sandbox.goto.admin.addUser({ email: "missed2@example.com" });
+        sandbox.server.inject({ method: "GET", path: /\/users$/, status: 200, json: { results: [], fromIndex: 0, toIndex: 0, total: 0 } });
+        const emails = ["missed2@example.com", ...Array.from({ length: 7 }, (_, i) => `batch${i}@example.com`)];
+        // One at a time, so the search that misses is the first address's.
+        const outcomes = await provisioner({ concurrency: 1 }).run(emails.map((e) => provision(e, [L.meetingPro])));
+        assert.deepEqual(outcomes.map((o) => report(o).result), ["licensed", ...emails.slice(1).map(() => "created")]);
+        assert.deepEqual(sandbox.goto.admin.licensesOf(missed.key), [L.meetingPro]);
+        // The licenses, 7 searches (the injected one is not counted), 8 creations, the licenses again, one assignment.
+        assert.equal(sandbox.server.counter("goto admin requests"), 18);
+      });
+
+      it("says so when the answer lists the address without a user key and no user of this account has it", async () => {
+        sandbox.goto.admin.elsewhere.add("taken@example.com");
+        const err = error(await one(provision("taken@example.com", [L.meetingPro])));
+        assert.equal(err.code, "GW_GOTO_ADDRESS_IN_USE");
+        assert.match(err.message, /^GoTo refused to create taken@example.com, the address being in use \(200, taken@example.com listed without a user key/);
+        assert.equal(sandbox.server.counter("goto admin users created"), 0);
+      });
     });
 
     it("says so when the address is in use but by no user of this account", async () => {
@@ -322,7 +365,8 @@ describe("GoTo provisioning", () => {
           Array.from({ length: 12 }, (_, i) => provision(`paced${i}@example.com`, [L.meetingPro])),
         );
         assert.ok(outcomes.every((o) => o.ok && o.report.result === "created"));
-        assert.equal(sandbox.server.counter("goto admin requests"), 25);
+        // The licenses, 12 searches, 12 creations, and the licenses once more to confirm them.
+        assert.equal(sandbox.server.counter("goto admin requests"), 26);
         assert.equal(sandbox.server.counter("goto admin 429"), 0);
       } finally {
         await limited.close();

@@ -229,9 +229,21 @@ describe("call logs pipeline: goto-call-logs → blob-csv-writer", function () {
       }
     });
 
-    it("stops a day when GoTo ignores `page`: one error at Catch naming day and page, a red status, nothing committed", async () => {
+    it("writes the whole day when GoTo ignores `page` and every list ends on a page shorter than asked", async () => {
       sandbox.goto.calls.paging = "ignore-page";
-      sandbox.goto.calls.setVolume("2026-03-12", 300);
+      sandbox.goto.calls.setVolume("2026-03-20", 300);
+      await load({}, { batchSize: 50 });
+      const [msg] = await run({ from: "2026-03-20" });
+      const expected = startTimes("2026-03-19T23:00:00Z", "2026-03-20T23:00:00Z");
+      const rows = await rowsOf(msg.payload.name);
+      assert.deepEqual(rows.map((r) => r.startTime).sort(), expected);
+      assert.equal(new Set(rows.map((r) => JSON.stringify(r))).size, rows.length, "no call twice");
+    });
+
+    it("stops a day when GoTo ignores `page` in the middle of a list: one error at Catch naming day and page, a red status, nothing committed", async () => {
+      sandbox.goto.calls.paging = "ignore-page";
+      // The busiest user has more calls than a page holds.
+      sandbox.goto.calls.setVolume("2026-03-12", 2000);
       await load({ blockSize: "0.002" }, { batchSize: 40 });
       const statuses = statusesOf("calls");
       const writerStatuses = statusesOf("writer");
@@ -253,7 +265,7 @@ describe("call logs pipeline: goto-call-logs → blob-csv-writer", function () {
     it("leaves no temporary file and no open handle in a folder when a day fails half-way", async () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), "gw-calls-"));
       sandbox.goto.calls.paging = "ignore-page";
-      sandbox.goto.calls.setVolume("2026-03-13", 400);
+      sandbox.goto.calls.setVolume("2026-03-13", 2000);
       await load({ target: "folder", folder: dir, blockSize: "0.001" }, { batchSize: 20 });
       const writerStatuses = statusesOf("writer");
       helper.getNode("calls").receive({ payload: { from: "2026-03-13" } });

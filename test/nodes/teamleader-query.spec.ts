@@ -9,7 +9,7 @@ import { sandboxClient } from "../support/teamleader";
 import pg from "pg";
 
 const helper = nodeRed();
-const VOLUMES = { companies: 230, contacts: 40, departments: 3, events: 20, invoices: 60, projects: 15, users: 8 };
+const VOLUMES = { companies: 230, contacts: 40, departments: 3, events: 20, invoices: 60, projects: 15, users: 8, projects_v2: 12, deals: 30, quotations: 10, time_tracking: 20, tasks: 10, products: 10 };
 
 describe("teamleader-query node", function () {
   this.timeout(60_000);
@@ -102,6 +102,23 @@ describe("teamleader-query node", function () {
     assert.ok(delta.payload.resources.companies.fetched < 230);
   });
 
+  it("reads 'projects' of a node saved before the Projects setting as the module the account uses, and one named as chosen", async () => {
+    sandbox.teamleader.projectsVersion = "projects-v2";
+    try {
+      const { node, outputs, tablePrefix } = await load({ syncMode: "full", resources: "projects,deals", version: 1 });
+      node.receive({ payload: {} });
+      const msg = await eventually(() => outputs[0], 20_000, "the summary");
+      assert.deepEqual(Object.keys(msg.payload.resources), ["projects_v2", "deals"]);
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${tablePrefix}projects_v2`);
+      assert.equal(rows[0].n, sandbox.teamleader.data.live("projects_v2"));
+      node.receive({ payload: { projectsModule: "legacy" } });
+      const legacy = await eventually(() => outputs[1], 20_000, "the second summary");
+      assert.deepEqual(Object.keys(legacy.payload.resources), ["projects", "deals"]);
+    } finally {
+      sandbox.teamleader.projectsVersion = "legacy";
+    }
+  });
+
   it("answers a second trigger while a sync runs with 'already running'", async () => {
     sandbox.teamleader.latencyMs = 60;
     const { node, outputs, statuses } = await load({ resources: "companies" });
@@ -127,11 +144,13 @@ describe("teamleader-query node", function () {
 
   it("refuses unknown resources and modes as invalid input", async () => {
     const { node, caught } = await load({});
-    node.receive({ payload: { resources: ["companies", "deals"] } });
+    node.receive({ payload: { resources: ["companies", "opportunities"] } });
     node.receive({ payload: { mode: "sometimes" } });
-    await eventually(() => caught.length === 2, 10_000, "two refusals");
-    assert.match(caught[0].error.message, /unknown Teamleader resources: deals/);
+    node.receive({ payload: { projectsModule: "newest" } });
+    await eventually(() => caught.length === 3, 10_000, "three refusals");
+    assert.match(caught[0].error.message, /unknown Teamleader resources: opportunities/);
     assert.match(caught[1].error.message, /msg.payload.mode must be "delta" or "full"/);
+    assert.match(caught[2].error.message, /msg.payload.projectsModule must be one of detect, legacy, new, both/);
   });
 
   it("keeps the tokens sealed in the database under the integration's key", async () => {

@@ -7,7 +7,7 @@ import { SyncError, TeamleaderSync } from "../../src/teamleader/sync";
 import { SYNC_RESOURCES } from "../../src/teamleader/types";
 import { DatabaseKind, openDatabase, sandboxTokens } from "../support/teamleader";
 
-const VOLUMES = { companies: 250, contacts: 120, departments: 3, events: 30, invoices: 150, projects: 40, users: 12 };
+const VOLUMES = { companies: 250, contacts: 120, departments: 3, events: 30, invoices: 150, projects: 40, users: 12, projects_v2: 45, deals: 130, quotations: 60, time_tracking: 210, tasks: 70, products: 140 };
 
 for (const kind of ["server", "embedded"] as DatabaseKind[]) {
   describe(`Teamleader sync into PostgreSQL (${kind === "server" ? "PostgreSQL server" : "embedded PostgreSQL"})`, function () {

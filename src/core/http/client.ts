@@ -65,7 +65,7 @@ export interface HttpClientOptions {
   signal?: AbortSignal;
   /** Retries after a network error or a 5xx, for idempotent requests. */
   maxRetries?: number;
-  /** How long one request may keep waiting out 429s, in all, before it fails naming the limit. */
+  /** How long one request may keep waiting out 429s, from the first one, before it fails naming the limit. */
   maxRateLimitWaitMs?: number;
   /** And at most this many 429s (no bound by default: the time bounds it). */
   maxRateLimitWaits?: number;
@@ -171,7 +171,8 @@ export class HttpClient {
     let token: string | undefined;
     let retries = 0;
     let rateLimitWaits = 0;
-    let rateLimitWaitedMs = 0;
+    /** When the first 429 came: waits are bounded by the time since, not by their count. */
+    let rateLimitedSince: number | undefined;
     let refreshedAfter401 = false;
     let freshToken = false;
 
@@ -211,18 +212,18 @@ export class HttpClient {
         continue;
       }
       if (res.status === 429) {
-        // A reset only milliseconds ahead is common: never wait less than the backoff.
-        const server = serverRetryDelay(res.headers, this.clock.now());
-        const wait = Math.max(server ?? 0, backoffDelay(rateLimitWaits, this.random(), this.opts.backoff ?? DEFAULT_BACKOFF));
-        if (rateLimitWaits < this.opts.maxRateLimitWaits && wait <= this.opts.maxServerDelayMs && rateLimitWaitedMs + wait <= this.opts.maxRateLimitWaitMs) {
+        // The server's Retry-After or reset is followed as given; our backoff only when it gives none.
+        const now = this.clock.now();
+        rateLimitedSince ??= now;
+        const wait = serverRetryDelay(res.headers, now) ?? backoffDelay(rateLimitWaits, this.random(), this.opts.backoff ?? DEFAULT_BACKOFF);
+        if (rateLimitWaits < this.opts.maxRateLimitWaits && wait <= this.opts.maxServerDelayMs && now + wait - rateLimitedSince <= this.opts.maxRateLimitWaitMs) {
           rateLimitWaits++;
-          rateLimitWaitedMs += wait;
           this.opts.limiter?.pauseUntil(this.clock.now() + wait);
           this.opts.log?.(`${method} ${describeUrl(url)} rate limited: waiting ${wait} ms`);
           await this.clock.sleep(wait, req.signal);
           continue;
         }
-        throw this.rateLimitError(method, url, res, rateLimitWaits, rateLimitWaitedMs);
+        throw this.rateLimitError(method, url, res, rateLimitWaits, now - rateLimitedSince);
       }
       if (isRetryableStatus(res.status) && idempotent && retries < this.opts.maxRetries) {
         const wait = serverRetryDelay(res.headers, this.clock.now()) ?? backoffDelay(retries, this.random(), this.opts.backoff);
