@@ -75,10 +75,9 @@ describe("goto-credentials connection test", () => {
   });
 
   it("reads the account key, address and roles of /me from its own fields, not from an object inside it", async () => {
-    await helper.load(gotoCredentials, []);
     sandbox.goto.admin.meShape = "nested";
     try {
-      const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: client() });
+      const report = await testConnection("goto-credentials", { id: "g1", config: config(), credentials: await deployed() });
       expectLine(report, "account key and admin rights", "passed", new RegExp(`^account ${sandbox.goto.accountKey}, admin@example.com is SUPER_USER\\s*$`));
     } finally {
       sandbox.goto.admin.meShape = "plain";
