@@ -116,6 +116,23 @@ describe("connection test causes and fixes", function () {
     assert.doesNotMatch(JSON.stringify(report), /socket|is not a function|settings/);
   });
 
+  it("every config type with empty fields names the missing field and its fix, and nothing else", async () => {
+    await load();
+    const expected: Record<string, [string, string, string]> = {
+      "goto-credentials": ["client id and secret", "the client id or the client secret is empty", "fill in both from the OAuth client (integration) of the provider"],
+      "teamleader-connection": ["client id and secret", "the client id or the client secret is empty", "fill in both from the OAuth client (integration) of the provider"],
+      "graph-app": ["app settings", "the Entra ID app has no tenant id: set it in the graph-app node", "fill in the tenant id, the client id, and the secret or certificate"],
+      "azure-storage-account": ["account settings", "the azure-storage-account node has no account name", "fill in the account name and key, the connection string or the SAS URL"],
+      "smtp-connection": ["connect with STARTTLS", "no host is set", "fill in the SMTP server's host"],
+      "postgres-database": ["settings", "the postgres-database node needs a database name or a connection string", "correct the setting named here, then test again"],
+    };
+    for (const [type, [check, detail, fix]] of Object.entries(expected)) {
+      const report = await testConnection(type, { id: `${type}-empty`, config: { mode: "server" }, credentials: {} });
+      const failed = onlyFailure(report.checks, type);
+      assert.deepEqual({ check: failed.check, detail: failed.detail, fix: failed.fix }, { check, detail, fix }, type);
+    }
+  });
+
   it("says in words which field moved when a stored secret is not used", async () => {
     await helper.load([gotoCredentials], [{ id: "g1", type: "goto-credentials", authHost: "https://authentication.logmeininc.com", apiHost: "https://api.getgo.com", store: "file" }], { g1: { clientId: "goto-client", clientSecret: "s3cr3t-for-tests", refreshToken: "r3fr3sh-for-tests" } });
     const report = await testConnection("goto-credentials", { id: "g1", config: { authHost: `http://${NOWHERE}:8080`, apiHost: "https://api.getgo.com", store: "file" }, credentials: { clientId: "goto-client" } });
