@@ -175,6 +175,7 @@ async function entryFor(key: string, options: EmbeddedOptions): Promise<Entry> {
 const faults = new Map<string, string>();
 
 function logFault(key: string, err: unknown, log?: { warn(message: string): void }): void {
+  if (!log) return; // a connection test shows the fault itself: the next start with a log still writes it
   const message = errorMessage(err).replace(/\s*\n\s*/g, " ");
   if (faults.get(key) === message) return;
   faults.set(key, message);
