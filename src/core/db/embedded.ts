@@ -281,6 +281,8 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
   await makeHome(dir, account);
   if (account) {
     dir = await clusterHome(dir, account, options.log);
+    const copy = binaries.source === "bundled" && !(await reaches(binaries.binDir, account, "postgres")) ? await reachableCopy(binaries.binDir, account, options.log) : undefined;
+    if (copy) binaries = { ...binaries, binDir: copy };
     if (!(await reaches(binaries.binDir, account, "postgres"))) {
       const system = binaries.source === "bundled" ? systemBinDir() : undefined;
       if (!system || !(await reaches(system, account, "postgres"))) throw unreachable(binaries.binDir, account);
@@ -686,6 +688,41 @@ async function clusterHome(dir: string, account: Account, log?: { warn(message: 
   await fs.writeFile(path.join(dir, "cluster-location"), `${elsewhere}\n`, { mode: 0o600 });
   log?.warn(`the embedded database runs as the system user "${account.name}", which cannot enter the home directory around ${dir}; its data is kept in ${elsewhere} instead`);
   return elsewhere;
+}
+
+/**
+ * As root, the bundled programs installed where the server's user cannot go (a user directory
+ * under /root): a root-owned copy under FALLBACK_HOMES, one per package version, made once.
+ * Undefined when even that cannot be run.
+ */
+async function reachableCopy(binDir: string, account: Account, log?: { warn(message: string): void }): Promise<string | undefined> {
+  const native = path.dirname(binDir);
+  let version: string;
+  try {
+    version = String(JSON.parse(await fs.readFile(path.join(native, "..", "package.json"), "utf8")).version).replace(/[^\w.-]/g, "");
+  } catch {
+    version = createHash("sha256").update(native).digest("hex").slice(0, 16);
+  }
+  const target = path.join(FALLBACK_HOMES, `postgres-${version}`);
+  try {
+    if (!(await exists(path.join(target, "bin", "postgres")))) {
+      await fs.mkdir(FALLBACK_HOMES, { recursive: true, mode: 0o711 });
+      await fs.chmod(FALLBACK_HOMES, 0o711);
+      // Copied aside, then renamed: a start killed half-way leaves no half copy in use.
+      const pending = `${target}.${process.pid}.partial`;
+      await fs.rm(pending, { recursive: true, force: true });
+      await fs.cp(native, pending, { recursive: true, verbatimSymlinks: true });
+      await fs.chmod(pending, 0o755);
+      await fs.rename(pending, target).catch(() => fs.rm(pending, { recursive: true, force: true }));
+    }
+  } catch (err) {
+    log?.warn(`the embedded database's programs could not be copied to ${target}: ${errorMessage(err)}`);
+    return undefined;
+  }
+  const copy = path.join(target, "bin");
+  if (!(await reaches(copy, account, "postgres"))) return undefined;
+  log?.warn(`the system user "${account.name}", which runs the embedded database, cannot reach its programs in ${binDir}; it runs a copy in ${copy}`);
+  return copy;
 }
 
 /**
