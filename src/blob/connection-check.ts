@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { ContainerClient, RestError } from "@azure/storage-blob";
-import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, ConnectionChecks, hostOf, isNetworkFailure } from "../core/check-report";
+import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, ConnectionChecks, hostOf, isNetworkFailure, unresolvedHost, untrustedCertificate } from "../core/check-report";
 import { AzureStorageAccount, StorageAccountSettings } from "./azure";
 
 /** Probe blobs live under this prefix only, so a test never touches a pipeline's files. */
@@ -98,8 +98,8 @@ function errorCode(err: RestError): string {
 }
 
 function explain(err: unknown, what: string): Error {
-  // The network's failures read alike, whatever listens there: the test reports them as one.
-  if (!(err instanceof RestError) || isNetworkFailure(err)) return err as Error;
+  // The network's failures read alike, and a certificate or DNS failure is named: the test does both.
+  if (!(err instanceof RestError) || isNetworkFailure(err) || untrustedCertificate(err) || unresolvedHost(err) !== undefined) return err as Error;
   const code = errorCode(err);
   if (err.statusCode === 403 && (code === "AuthenticationFailed" || code === "AuthorizationFailure" || code === "")) {
     return new CheckFailure(`Azure Storage refused the credential to ${what} (403${code ? ` ${code}` : ""}): the key, connection string or SAS is wrong or expired`, "copy the access key, connection string or SAS URL again from the storage account in the Azure portal");

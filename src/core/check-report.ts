@@ -77,6 +77,57 @@ export function isNetworkFailure(err: unknown): boolean {
   return network;
 }
 
+/** The errors `err` wraps, itself first (causes, reasons, aggregated errors), a dozen at most. */
+function chain(err: unknown): Array<Record<string, unknown>> {
+  const seen = new Set<unknown>();
+  const pending: unknown[] = [err];
+  const out: Array<Record<string, unknown>> = [];
+  while (pending.length && out.length < 12) {
+    const e = pending.shift();
+    if (!e || typeof e !== "object" || seen.has(e)) continue;
+    seen.add(e);
+    const r = e as Record<string, unknown>;
+    out.push(r);
+    pending.push(r.cause, r.reason, r.originalError, ...(r.errors instanceof Array ? r.errors : []));
+  }
+  return out;
+}
+
+/** The host name a DNS look-up did not find, when that is why `err` happened ("" when the name is unknown). */
+export function unresolvedHost(err: unknown): string | undefined {
+  for (const e of chain(err)) {
+    const code = String(e.code ?? e.errno ?? "");
+    const message = String(e.message ?? "");
+    const dns = /^(ENOTFOUND|EAI_AGAIN|EAI_FAIL|EAI_NONAME)$/.test(code) ? code : /getaddrinfo (ENOTFOUND|EAI_AGAIN|EAI_FAIL)|queryA(?:AAA)? (ENOTFOUND|EAI_AGAIN|ESERVFAIL|ENODATA)/.exec(message)?.[0];
+    if (dns) return typeof e.hostname === "string" ? e.hostname : (/(?:getaddrinfo|queryA(?:AAA)?) \S+ (\S+)/.exec(message)?.[1] ?? "");
+  }
+  return undefined;
+}
+
+// What TLS itself says of a certificate it refused (a service's own words about certificates are not this).
+const TLS_CERTIFICATE_MESSAGES = /self[- ]signed certificate|certificate has expired|certificate is not yet valid|unable to verify the first certificate|unable to get local issuer certificate|does not match certificate's altnames|certificate verify failed/i;
+
+/** Why a certificate was not trusted, in words, when that is why `err` happened. */
+export function untrustedCertificate(err: unknown): string | undefined {
+  for (const e of chain(err)) {
+    const code = String(e.code ?? "");
+    const message = String(e.message ?? "");
+    if (!CERTIFICATE_CODES.test(code) && !TLS_CERTIFICATE_MESSAGES.test(message)) continue;
+    if (/SELF_SIGNED/.test(code) || /self[- ]signed/i.test(message)) return "self-signed certificate";
+    if (/EXPIRED/.test(code) || /expired/i.test(message)) return "the certificate has expired";
+    if (/NOT_YET_VALID/.test(code)) return "the certificate is not valid yet";
+    if (/ALTNAME/.test(code) || /altnames|Hostname\/IP does not match/i.test(message)) return "it was issued for another host name";
+    return "its issuer is not one Node-RED trusts";
+  }
+  return undefined;
+}
+
+/** What to do about a certificate Node-RED does not trust. */
+export const CERTIFICATE_FIX = "check that the host is the service's; if it is, let Node-RED trust the certificate's issuer (NODE_EXTRA_CA_CERTS=<its CA file> in Node-RED's environment)";
+
+/** What to do about a host name that does not resolve. */
+export const DNS_FIX = "check the spelling of the host name, and that the machine running Node-RED can resolve it (its DNS settings)";
+
 /** The `host:port` of a URL as a user reads it (the URL itself when it is none). */
 export function hostOf(url: string): string {
   try {
@@ -143,12 +194,22 @@ export class ConnectionChecks {
       this.pass(check, detail ? detail(value) : typeof value === "string" ? value : undefined);
       return value;
     } catch (err) {
+      const unresolved = err instanceof CheckFailure ? undefined : unresolvedHost(err);
+      const certificate = err instanceof CheckFailure ? undefined : untrustedCertificate(err);
       if (err instanceof CheckSkipped) this.skip(check, err.message);
+      else if (unresolved !== undefined) this.fail(check, `the host name ${unresolved || this.reachingName()} does not resolve`, DNS_FIX);
+      else if (certificate) this.fail(check, `the certificate of ${this.reaching?.host ?? "the service"} is not trusted (${certificate})`, certificate.includes("another host name") ? "use the host name the certificate was issued for" : CERTIFICATE_FIX);
       else if (this.reaching && !(err instanceof CheckFailure) && (this.signal.aborted || isNetworkFailure(err))) this.unreachable(check);
       else if (this.signal.aborted && !(err instanceof CheckFailure)) this.fail(check, "no answer in the time a test may take (it answers within 15 s)", `check that the host is right and reachable from Node-RED; if it is, ${fix}`);
       else this.fail(check, errorMessage(err), err instanceof CheckFailure ? err.fix : fix);
       return undefined;
     }
+  }
+
+  /** The host name of the service under test, without its port. */
+  private reachingName(): string {
+    const host = this.reaching?.host ?? "";
+    return host.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1") || "of the service";
   }
 
   /** The one line for a service the network did not let us talk to, however it failed. */

@@ -60,8 +60,13 @@ export async function checkSmtp(settings: SmtpSettings, checks: ConnectionChecks
       return `${settings.sender} accepted`;
     });
   } finally {
-    connection.quit();
-    connection.close();
+    // A connection never opened (no host) has no socket to say goodbye on.
+    try {
+      connection.quit();
+      connection.close();
+    } catch {
+      // nothing to close
+    }
   }
 }
 

@@ -3,7 +3,11 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import pg from "pg";
 import postgresDatabase from "../../src/nodes/postgres-database";
-import { nodeRed } from "../support/node-red";
+import { spawn } from "node:child_process";
+import { rmSync } from "node:fs";
+import path from "node:path";
+import { stopAllEmbedded } from "../../src/core/db/embedded";
+import { eventually, nodeRed } from "../support/node-red";
 import { TestDatabase, createTestDatabase, serverConnection } from "../support/pg";
 import { expectLine, testConnection } from "./report";
 
@@ -89,12 +93,53 @@ describe("postgres-database connection test", () => {
       const flow = [{ id: "db1", type: "postgres-database", ...server() }];
       await helper.load(postgresDatabase, flow, { db1: { user: role, password } });
       const report = await testConnection("postgres-database", { id: "db1", config: server({ port }), credentials: { user: role, password: "__PWRD__" } });
-      expectLine(report, "stored secrets", "skipped", /port differ/);
+      expectLine(report, "stored secrets", "skipped", /not used: the port differs from the deployed node/);
       expectLine(report, "connect", "failed");
       assert.ok(!Buffer.concat(received).toString("latin1").includes(password), "the stored password reached the other host");
     } finally {
       trap.close();
     }
+  });
+
+  describe("embedded server faults", function () {
+    this.timeout(120_000);
+    const userDir = () => (helper as unknown as { _settings: { userDir: string } })._settings.userDir;
+    const dir = () => path.join(userDir(), "gluework", "postgres");
+    const holder = path.join(__dirname, "..", "fixtures", "embedded-holder.js");
+
+    it("names another Node-RED holding the directory, with its pid, and says to stop it", async () => {
+      await helper.load(postgresDatabase, []);
+      await stopAllEmbedded(); // this process lets go of the directory: the other one takes it
+      const child = spawn(process.execPath, [holder, dir(), "0"], { stdio: ["ignore", "pipe", "inherit"] });
+      child.on("error", () => undefined);
+      try {
+        let out = "";
+        child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+        await eventually(() => out.includes("\n"), 60_000, "the other Node-RED to hold the database");
+        assert.equal(JSON.parse(out.split("\n")[0]!).ready, true, out);
+        const report = await testConnection("postgres-database", { id: "db1", config: { mode: "embedded" }, credentials: {} });
+        const l = expectLine(report, "start the embedded server", "failed");
+        assert.equal(l.detail, `the embedded database in ${dir()} is in use by another Node-RED process (pid ${child.pid})`);
+        assert.equal(l.fix, "stop the other Node-RED, or give each its own user directory; Node-RED instances that share data need a PostgreSQL server (set its URL in the postgres-database node)");
+        expectLine(report, "connect", "skipped");
+      } finally {
+        child.kill("SIGTERM");
+        await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once("exit", r)));
+      }
+    });
+
+    it("names a lost data folder and says how to restore it or start empty", async () => {
+      await helper.load(postgresDatabase, []);
+      const first = await testConnection("postgres-database", { id: "db1", config: { mode: "embedded" }, credentials: {} });
+      expectLine(first, "connect", "passed");
+      await stopAllEmbedded();
+      rmSync(path.join(dir(), "data"), { recursive: true, force: true });
+      const report = await testConnection("postgres-database", { id: "db1", config: { mode: "embedded" }, credentials: {} });
+      const l = expectLine(report, "start the embedded server", "failed");
+      assert.equal(l.detail, `the embedded database's data folder ${path.join(dir(), "data")} is gone (deleted or moved while Node-RED used it), so its tables are lost`);
+      assert.equal(l.fix, `restore the folder from a backup and deploy again, or delete ${path.join(dir(), "cluster")} to start with an empty database`);
+      assert.doesNotMatch(l.fix!, /disk space|memory/);
+    });
   });
 
   it("starts the embedded server and reports its path and memory", async function () {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -297,15 +297,47 @@ describe("database", () => {
       it("refuses a second Node-RED process on the same directory with a message that says what to do", async () => {
         const dir = freshDir();
         const { child } = await hold(dir);
+        const warnings: string[] = [];
+        const logged = () => Database.open({ kind: "embedded", dataDir: dir, keepAliveMs: 0 }, { warn: (m) => warnings.push(m) });
         try {
-          await assert.rejects(open(dir), (err: Error & { code?: string; status?: string }) => {
+          await assert.rejects(logged(), (err: Error & { code?: string; status?: string }) => {
             assert.equal(err.code, "GW_DB_EMBEDDED_IN_USE");
             assert.equal(err.status, "database in use elsewhere");
-            assert.match(err.message, /in use by another Node-RED process \(pid \d+\); several Node-RED instances need a PostgreSQL server/);
+            assert.match(err.message, new RegExp(`in use by another Node-RED process \\(pid ${child.pid}\\); stop the other Node-RED, or give each its own user directory`));
             return true;
           });
+          // A flow that tries again logs the same fault once, on one line.
+          await assert.rejects(logged());
+          assert.equal(warnings.length, 1, warnings.join("\n"));
+          assert.match(warnings[0]!, new RegExp(`^the embedded database could not start: the embedded database in .* is in use by another Node-RED process \\(pid ${child.pid}\\); stop the other Node-RED`));
+          assert.doesNotMatch(warnings[0]!, /\n|    at /);
         } finally {
           child.kill("SIGTERM");
+        }
+      });
+
+      it("sets a new password on a cluster whose password file was deleted, keeps its rows, and says so in the log", async () => {
+        const dir = freshDir();
+        const first = await open(dir);
+        try {
+          await first.query("CREATE TABLE kept (n integer)");
+          await first.query("INSERT INTO kept VALUES (1), (2)");
+        } finally {
+          await first.close();
+        }
+        const before = readFileSync(path.join(dir, "password"), "utf8");
+        rmSync(path.join(dir, "password"));
+        const warnings: string[] = [];
+        const db = await Database.open({ kind: "embedded", dataDir: dir, keepAliveMs: 0 }, { warn: (m) => warnings.push(m) });
+        try {
+          assert.equal((await db.query("SELECT count(*)::int AS n FROM kept")).rows[0].n, 2);
+          const after = readFileSync(path.join(dir, "password"), "utf8");
+          assert.notEqual(after, before);
+          assert.equal(statSync(path.join(dir, "password")).mode & 0o777, 0o600);
+          assert.equal(warnings.filter((w) => /password file .* was missing: a new password was set on its cluster and written there; the data is kept/.test(w)).length, 1, warnings.join("\n"));
+          assert.ok(warnings.every((w) => !w.includes(after.trim())), "the new password is not logged");
+        } finally {
+          await db.close();
         }
       });
 

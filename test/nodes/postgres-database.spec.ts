@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -7,7 +7,7 @@ import pg from "pg";
 import connectionBoard from "../../src/nodes/connection-board";
 import postgresDatabase from "../../src/nodes/postgres-database";
 import type { Database } from "../../src/core/db/database";
-import { alive, embeddedServerInfo } from "../../src/core/db/embedded";
+import { alive, embeddedServerInfo, stopAllEmbedded } from "../../src/core/db/embedded";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { eventually, nodeRed } from "../support/node-red";
 import { startNodeRed } from "../support/node-red-process";
@@ -111,6 +111,41 @@ describe("postgres-database config node", () => {
         await helper.unload();
         (helper as any).settings({ userDir: original });
         execFileSync("umount", [mount]);
+      }
+    });
+
+    it("writes the fault that keeps it from starting to the Node-RED log, once, on one line", async function () {
+      this.timeout(120_000);
+      await stopAllEmbedded(); // the other Node-RED below takes this user directory's database
+      const dir = path.join(String((helper as any)._settings.userDir), "gluework", "postgres");
+      const holder = spawn(process.execPath, [path.join(__dirname, "..", "fixtures", "embedded-holder.js"), dir, "0"], { stdio: ["ignore", "pipe", "inherit"] });
+      holder.on("error", () => undefined);
+      try {
+        let out = "";
+        holder.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+        await eventually(() => out.includes("\n"), 60_000, "the other Node-RED to hold the database");
+        const flow = [
+          { id: "tab", type: "tab" },
+          { id: "db", type: "postgres-database", mode: "embedded" },
+          { id: "board", type: "connection-board", z: "tab", x: 100, y: 100, database: "db", board: "held", policy: "exclusive", connections: "a;b", users: "Burt", wires: [[], [], []] },
+          { id: "catch", type: "catch", z: "tab", x: 100, y: 200, scope: null, uncaught: false, wires: [["caught"]] },
+          { id: "caught", type: "helper", z: "tab", x: 300, y: 200, wires: [] },
+        ];
+        await helper.load([postgresDatabase, connectionBoard], flow);
+        const caught: any[] = [];
+        helper.getNode("caught").on("input", (m: any) => caught.push(m));
+        await eventually(() => caught.length > 0, 30_000, "the Catch message");
+        const lines = () => helper.log().args.map((a: any[]) => a[0]).filter((e: any) => e.type === "postgres-database" && /could not start/.test(String(e.msg)));
+        await eventually(() => lines().length > 0, 10_000, "the line in the Node-RED log");
+        const [line] = lines();
+        assert.equal(line.level, helper.log().WARN);
+        assert.equal(line.msg, `the embedded database could not start: the embedded database in ${dir} is in use by another Node-RED process (pid ${holder.pid}); stop the other Node-RED, or give each its own user directory; Node-RED instances that share data need a PostgreSQL server (set its URL in the postgres-database node)`);
+        // A second flow asking again does not repeat it.
+        await assert.rejects((helper.getNode("db") as any).database());
+        assert.equal(lines().length, 1);
+      } finally {
+        holder.kill("SIGTERM");
+        await new Promise((r) => (holder.exitCode !== null ? r(undefined) : holder.once("exit", r)));
       }
     });
 

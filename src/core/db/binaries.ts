@@ -1,12 +1,15 @@
 import { accessSync, constants, existsSync, lstatSync, readFileSync, readdirSync, statSync, chmodSync, symlinkSync, openSync, readSync, closeSync } from "node:fs";
 import path from "node:path";
 import { PipelineError } from "../errors";
+import { EmbeddedFault } from "./fault";
 
 /** Where the embedded server's programs come from. */
 export interface PostgresBinaries {
   /** The directory holding `postgres` and `initdb`. */
   binDir: string;
   source: "bundled" | "system" | "given";
+  /** Why the bundled binaries were passed over for the system's, to say so in the log. */
+  fallback?: string;
 }
 
 /** The two ways out when this machine has no PostgreSQL the embedded server can run. */
@@ -27,15 +30,12 @@ export function findBinaries(given?: string): PostgresBinaries {
   const bundled = bundledBinaries();
   if (bundled.binDir) return { binDir: bundled.binDir, source: "bundled" };
   const system = systemBinDir();
-  if (system) return { binDir: system, source: "system" };
+  if (system) return { binDir: system, source: "system", fallback: bundled.reason };
   throw noBinaries(`${bundled.reason}, and no system PostgreSQL was found`);
 }
 
 function noBinaries(reason: string): PipelineError {
-  return new PipelineError(`the embedded database cannot run here: ${reason}. Either ${REMEDIES}`, {
-    code: "GW_DB_NO_BINARIES",
-    status: "no PostgreSQL for this system",
-  });
+  return new EmbeddedFault(`the embedded database cannot run here: ${reason}`, REMEDIES, "GW_DB_NO_BINARIES", "no PostgreSQL for this system");
 }
 
 function bundledBinaries(): { binDir?: string; reason: string } {
@@ -49,8 +49,24 @@ function bundledBinaries(): { binDir?: string; reason: string } {
   const native = path.resolve(path.dirname(entry), "..", "native");
   const binDir = path.join(native, "bin");
   repairPackage(native);
-  const problem = cannotRun(binDir);
+  const problem = cannotRun(binDir) ?? missingLinks(native);
   return problem ? { reason: problem } : { binDir, reason: "" };
+}
+
+/**
+ * The shared-library links the package's install script makes: when npm skipped it
+ * (`--ignore-scripts`) and this user may not write there, the programs fail to load.
+ */
+function missingLinks(native: string): string | undefined {
+  let links: { target: string }[];
+  try {
+    links = JSON.parse(readFileSync(path.join(native, "pg-symlinks.json"), "utf8")) as { target: string }[];
+  } catch {
+    return undefined;
+  }
+  const missing = links.filter(({ target }) => !existsSync(path.join(path.dirname(native), target)));
+  if (!missing.length) return undefined;
+  return `the bundled PostgreSQL in ${native} lacks ${missing.length} shared-library link${missing.length === 1 ? "" : "s"} (such as ${path.basename(missing[0]!.target)}) that its install script makes: it was installed with --ignore-scripts, and this user may not add them`;
 }
 
 /** Why the programs in `binDir` cannot run here, checked without running them; undefined when they can. */

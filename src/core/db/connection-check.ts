@@ -3,7 +3,7 @@ import pg from "pg";
 import type { Socket } from "node:net";
 import { CHECK_RESPONSE_MAX_BYTES, CheckFailure, CheckSkipped, ConnectionChecks, hostOf } from "../check-report";
 import { DatabaseConfig } from "./database";
-import { acquireEmbedded, embeddedServerInfo } from "./embedded";
+import { EmbeddedFault, acquireEmbedded, embeddedServerInfo } from "./embedded";
 
 /** What the embedded server is: where its data lives and what memory it holds. */
 export interface EmbeddedServerReport {
@@ -60,7 +60,11 @@ export async function checkDatabase(config: DatabaseConfig, checks: ConnectionCh
   let release: (() => Promise<void>) | undefined;
   if (config.kind === "embedded") {
     const starting = embeddedServer(config.dataDir);
-    const info = await checks.run("start the embedded server", "look at the Node-RED log for why it could not start; free disk space and memory, then test again", () => starting,
+    // Each fault of the embedded server names its own cause and fix.
+    const started = starting.catch((err: unknown) => {
+      throw err instanceof EmbeddedFault ? new CheckFailure(err.reason, err.fix) : err;
+    });
+    const info = await checks.run("start the embedded server", "look at the Node-RED log for why it could not start; free disk space and memory, then test again", () => started,
       (i) => `running, data in ${i.path}${i.memoryBytes ? `, ${Math.round(i.memoryBytes / 1024 / 1024)} MB of memory` : ""}`,
     );
     if (!info) {

@@ -1,5 +1,5 @@
 import { ChildProcess, execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { promises as fs, readFileSync, readdirSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -8,6 +8,7 @@ import pg from "pg";
 import lockfile from "proper-lockfile";
 import { PipelineError, errorMessage } from "../errors";
 import { PostgresBinaries, REMEDIES, findBinaries, systemBinDir } from "./binaries";
+import { EmbeddedFault } from "./fault";
 import { Account, claimCluster, ownsCluster, serverAccount } from "./os-account";
 
 /**
@@ -63,6 +64,8 @@ export interface EmbeddedServerInfo {
 }
 
 interface Server {
+  /** The directory that holds the cluster: the one asked for, or the fallback for root (see `clusterHome`). */
+  home: string;
   port: number;
   pid: number;
   password: string;
@@ -163,10 +166,14 @@ async function entryFor(key: string, options: EmbeddedOptions): Promise<Entry> {
     entries.set(key, created);
     created.ready.then(
       (server) => {
+        faults.delete(key);
         created.server = server;
         supervise(key, created, options.log);
       },
-      () => entries.get(key) === created && entries.delete(key),
+      (err) => {
+        if (entries.get(key) === created) entries.delete(key);
+        logFault(key, err, options.log);
+      },
     );
   }
   if (entry.stopTimer) {
@@ -174,6 +181,17 @@ async function entryFor(key: string, options: EmbeddedOptions): Promise<Entry> {
     entry.stopTimer = undefined;
   }
   return entry;
+}
+
+/** The last fault logged per directory: a flow retrying every few seconds logs it once. */
+const faults = new Map<string, string>();
+
+function logFault(key: string, err: unknown, log?: { warn(message: string): void }): void {
+  if (!log) return; // a connection test shows the fault itself: the next start with a log still writes it
+  const message = errorMessage(err).replace(/\s*\n\s*/g, " ");
+  if (faults.get(key) === message) return;
+  faults.set(key, message);
+  log?.warn(`the embedded database could not start: ${message}`);
 }
 
 /** Stops every embedded server this process runs (for tests and shutdown). */
@@ -188,7 +206,7 @@ export function embeddedServerInfo(dir?: string): EmbeddedServerInfo[] {
   for (const [key, entry] of entries) {
     const server = entry.server;
     if (!server || entry.stopping || (wanted && wanted !== key)) continue;
-    out.push({ dataDir: path.join(key, "data"), port: server.port, ...serverMemory(server.pid), binDir: server.binaries.binDir, binaries: server.binaries.source, runsAs: server.runsAs });
+    out.push({ dataDir: path.join(server.home, "data"), port: server.port, ...serverMemory(server.pid), binDir: server.binaries.binDir, binaries: server.binaries.source, runsAs: server.runsAs });
   }
   return out;
 }
@@ -233,7 +251,7 @@ function stopEntry(key: string, entry: Entry): Promise<void> {
     try {
       const server = await entry.ready;
       await stopServer(server);
-      await fs.rm(path.join(key, "owner.json"), { force: true });
+      await fs.rm(path.join(server.home, "owner.json"), { force: true });
     } catch {
       // it never started: nothing to stop
     } finally {
@@ -249,43 +267,41 @@ function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.once("exit", () => {
-    for (const [key, entry] of entries) {
+    for (const entry of entries.values()) {
       if (!entry.server) continue;
       try {
         process.kill(entry.server.pid, "SIGINT");
       } catch {
         // already gone
       }
-      rmSync(path.join(key, "owner.json"), { force: true });
+      rmSync(path.join(entry.server.home, "owner.json"), { force: true });
     }
   });
 }
 
-function embeddedError(message: string, code: string, status: string, cause?: unknown): PipelineError {
-  return new PipelineError(message, { code, status, cause });
+function embeddedError(reason: string, fix: string, code: string, status: string, cause?: unknown): PipelineError {
+  return new EmbeddedFault(reason, fix, code, status, cause);
 }
 
 async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
   if (process.platform === "win32") {
-    throw embeddedError("the embedded database runs on Linux and macOS only; on Windows, set a PostgreSQL server URL in the postgres-database node", "GW_DB_NO_BINARIES", "no PostgreSQL for this system");
+    throw embeddedError("the embedded database runs on Linux and macOS only", "on Windows, set a PostgreSQL server URL in the postgres-database node", "GW_DB_NO_BINARIES", "no PostgreSQL for this system");
   }
   let binaries = findBinaries(options.binDir);
   const account = await serverAccount();
   installExitHook();
-  // 0711 as root: the server's user may pass through to data/, but sees nothing else here.
-  await fs.mkdir(path.dirname(dir), { recursive: true });
-  await fs.mkdir(dir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== "EEXIST") throw err;
-  });
-  await fs.chmod(dir, account ? 0o711 : 0o700);
+  await makeHome(dir, account);
   if (account) {
-    await letThrough(dir, account, options.log);
+    dir = await clusterHome(dir, account, options.log);
+    const copy = binaries.source === "bundled" && !(await reaches(binaries.binDir, account, "postgres")) ? await reachableCopy(binaries.binDir, account, options.log) : undefined;
+    if (copy) binaries = { ...binaries, binDir: copy };
     if (!(await reaches(binaries.binDir, account, "postgres"))) {
       const system = binaries.source === "bundled" ? systemBinDir() : undefined;
       if (!system || !(await reaches(system, account, "postgres"))) throw unreachable(binaries.binDir, account);
-      binaries = { binDir: system, source: "system" };
+      binaries = { binDir: system, source: "system", fallback: `the system user "${account.name}" cannot reach ${binaries.binDir}` };
     }
   }
+  if (binaries.fallback) options.log?.warn(`the embedded database runs the system's PostgreSQL in ${binaries.binDir}, since ${binaries.fallback}`);
   let unlock: () => Promise<void>;
   try {
     unlock = await lockfile.lock(dir, { stale: 20_000, update: 5_000, retries: { retries: 30, minTimeout: 200, maxTimeout: 1000 }, onCompromised: () => undefined });
@@ -305,7 +321,7 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
     if (account) await claimCluster(dataDir, account, options.log);
     if (adopted) {
       await writeOwner(dir);
-      return { ...adopted, password: password!, binaries, runsAs: account?.name ?? currentUser() };
+      return { ...adopted, home: dir, password: password!, binaries, runsAs: account?.name ?? currentUser() };
     }
     const initialised = await exists(path.join(dataDir, "PG_VERSION"));
     const marker = path.join(dir, "cluster");
@@ -313,22 +329,26 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
       // Never an empty cluster in place of a lost one without being asked: flows would go on
       // writing into it as if nothing had happened.
       throw embeddedError(
-        `the embedded database's data folder ${dataDir} is gone (deleted or moved while Node-RED used it), so its tables are lost; restore the folder from a backup and deploy again, or delete ${marker} to start with an empty database`,
+        `the embedded database's data folder ${dataDir} is gone (deleted or moved while Node-RED used it), so its tables are lost`,
+        `restore the folder from a backup and deploy again, or delete ${marker} to start with an empty database`,
         "GW_DB_EMBEDDED_DATA_GONE",
         "database data folder missing",
       );
     }
-    if (initialised && !password) {
-      throw embeddedError(
-        `the embedded database's password file ${passwordFile} is missing, so nothing can connect to its cluster; put it back, or delete ${dataDir} to start with an empty database`,
-        "GW_DB_EMBEDDED_PASSWORD",
-        "database password missing",
-      );
-    }
     const secret = initialised && password ? password : randomBytes(24).toString("base64url");
+    if (initialised && !password) await newPassword(binaries.binDir, dataDir, passwordFile, secret, account, options.log);
     if (!initialised) {
       await writePassword(passwordFile, secret);
-      await initdb(binaries.binDir, dataDir, secret, account);
+      try {
+        await initdb(binaries.binDir, dataDir, secret, account);
+      } catch (err) {
+        // Bundled programs that cannot load their libraries: the system's PostgreSQL, if there is one.
+        const system = binaries.source === "bundled" && /error while loading shared libraries|cannot open shared object/i.test(errorMessage(err)) ? systemBinDir() : undefined;
+        if (!system || (account && !(await reaches(system, account, "postgres")))) throw err;
+        binaries = { binDir: system, source: "system", fallback: `the bundled one cannot load its libraries (${errorMessage(err).slice(0, 200)})` };
+        options.log?.warn(`the embedded database runs the system's PostgreSQL in ${system}, since ${binaries.fallback}`);
+        await initdb(binaries.binDir, dataDir, secret, account);
+      }
     }
     // Marks that this directory holds a cluster, so that losing data/ is noticed (see above).
     if (!(await exists(marker))) await fs.writeFile(marker, `${new Date().toISOString()}\n`, { mode: 0o600 });
@@ -356,7 +376,7 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
         }
       }
     };
-    return { ...server, password: secret, binaries, runsAs: account?.name ?? currentUser(), relaunch };
+    return { ...server, home: dir, password: secret, binaries, runsAs: account?.name ?? currentUser(), relaunch };
   } finally {
     await unlock().catch(() => undefined);
   }
@@ -364,7 +384,8 @@ async function start(dir: string, options: EmbeddedOptions): Promise<Server> {
 
 function inUse(dir: string, detail: string): PipelineError {
   return embeddedError(
-    `the embedded database in ${dir} is in use by another Node-RED process (${detail}); several Node-RED instances need a PostgreSQL server (set its URL in the postgres-database node)`,
+    `the embedded database in ${dir} is in use by another Node-RED process (${detail})`,
+    "stop the other Node-RED, or give each its own user directory; Node-RED instances that share data need a PostgreSQL server (set its URL in the postgres-database node)",
     "GW_DB_EMBEDDED_IN_USE",
     "database in use elsewhere",
   );
@@ -425,6 +446,25 @@ async function adopt(dir: string, dataDir: string, password: string | undefined)
   // A server we cannot use: stop it so ours can start.
   await stopPid(pid);
   return undefined;
+}
+
+/**
+ * A cluster whose password file was deleted: its `postgres` role gets `secret` in single-user
+ * mode (no server runs now, and no connection is needed), then the file is written again.
+ * The flows' tables are kept.
+ */
+async function newPassword(binDir: string, dataDir: string, passwordFile: string, secret: string, account: Account | undefined, log?: { warn(message: string): void }): Promise<void> {
+  const { code, output } = await run(path.join(binDir, "postgres"), ["--single", "-D", dataDir, "-c", "password_encryption=scram-sha-256", "postgres"], account, `ALTER ROLE ${USER} PASSWORD '${secret}';\n`);
+  if (code !== 0 || /ERROR|FATAL/.test(output)) {
+    throw embeddedError(
+      `the embedded database's password file ${passwordFile} is missing, and a new password could not be set (${lastLines(output.split(secret).join("…"))})`,
+      `put the file back (one line: the password), or stop Node-RED and delete both ${dataDir} and ${path.join(path.dirname(dataDir), "cluster")} to start with an empty database`,
+      "GW_DB_EMBEDDED_PASSWORD",
+      "database password missing",
+    );
+  }
+  await writePassword(passwordFile, secret);
+  log?.warn(`the embedded database's password file ${passwordFile} was missing: a new password was set on its cluster and written there; the data is kept`);
 }
 
 async function initdb(binDir: string, dataDir: string, password: string, account: Account | undefined): Promise<void> {
@@ -537,15 +577,15 @@ async function postmasterPid(dataDir: string): Promise<number> {
 /** A start-up failure as a person can act on it: a port in use, a full disk, or what PostgreSQL said. */
 function startError(detail: string, output: string, port?: number): PipelineError {
   if (/Address already in use|could not bind/i.test(output)) {
-    return embeddedError(`the embedded database could not listen on 127.0.0.1:${port}: the port is in use by another program`, "GW_DB_PORT_IN_USE", `database port ${port} in use`);
+    return embeddedError(`the embedded database could not listen on 127.0.0.1:${port}: the port is in use by another program`, "choose another port for it, or leave the port empty so that it takes a free one", "GW_DB_PORT_IN_USE", `database port ${port} in use`);
   }
   if (/No space left on device|could not write|ENOSPC/i.test(output + detail)) {
-    return embeddedError(`the embedded database did not start: the disk is full (${lastLines(output || detail)}); free some space in the Node-RED user directory`, "GW_DB_DISK_FULL", "disk full");
+    return embeddedError(`the embedded database did not start: the disk is full (${lastLines(output || detail)})`, "free some space in the Node-RED user directory", "GW_DB_DISK_FULL", "disk full");
   }
   if (/lock file "postmaster.pid" already exists/.test(output)) {
-    return embeddedError(`the embedded database is run by another process: ${lastLines(output)}; several Node-RED instances need a PostgreSQL server`, "GW_DB_EMBEDDED_IN_USE", "database in use elsewhere");
+    return embeddedError(`the embedded database is run by another process: ${lastLines(output)}`, "stop the other Node-RED, or give each its own user directory; Node-RED instances that share data need a PostgreSQL server", "GW_DB_EMBEDDED_IN_USE", "database in use elsewhere");
   }
-  return embeddedError(`the embedded database did not start: ${detail}`, "GW_DB_EMBEDDED", "database error");
+  return embeddedError(`the embedded database did not start: ${detail}`, "free disk space and memory, then deploy again; if it still fails, set a PostgreSQL server URL in the postgres-database node", "GW_DB_EMBEDDED", "database error");
 }
 
 function lastLines(text: string): string {
@@ -633,29 +673,94 @@ async function writeOwner(dir: string): Promise<void> {
   await fs.writeFile(path.join(dir, "owner.json"), JSON.stringify({ pid: process.pid, started: startTime(process.pid) }), { mode: 0o600 });
 }
 
+// 0711 as root: the server's user may pass through to data/, but sees nothing else there.
+async function makeHome(dir: string, account: Account | undefined): Promise<void> {
+  await fs.mkdir(path.dirname(dir), { recursive: true });
+  await fs.mkdir(dir, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "EEXIST") throw err;
+  });
+  await fs.chmod(dir, account ? 0o711 : 0o700);
+}
+
+/** Where root keeps clusters its server's user cannot reach in the user directory: root's own, never listed. */
+export const FALLBACK_HOMES = "/var/lib/gluework";
+
+/**
+ * As root, the directory the cluster lives in: `dir` when the server's user can reach it, else
+ * (a user directory inside a home such as /root, which stays shut) one of its own under
+ * FALLBACK_HOMES, named by a hash of `dir`, said once in the log at each start.
+ */
+async function clusterHome(dir: string, account: Account, log?: { warn(message: string): void }): Promise<string> {
+  if (await letThrough(dir, account, log)) return dir;
+  const elsewhere = path.join(FALLBACK_HOMES, createHash("sha256").update(path.resolve(dir)).digest("hex").slice(0, 16));
+  await fs.mkdir(FALLBACK_HOMES, { recursive: true, mode: 0o711 });
+  await fs.chmod(FALLBACK_HOMES, 0o711);
+  await makeHome(elsewhere, account);
+  if (!(await letThrough(elsewhere, account, log))) throw unreachable(dir, account);
+  await fs.writeFile(path.join(dir, "cluster-location"), `${elsewhere}\n`, { mode: 0o600 });
+  log?.warn(`the embedded database runs as the system user "${account.name}", which cannot enter the home directory around ${dir}; its data is kept in ${elsewhere} instead`);
+  return elsewhere;
+}
+
+/**
+ * As root, the bundled programs installed where the server's user cannot go (a user directory
+ * under /root): a root-owned copy under FALLBACK_HOMES, one per package version, made once.
+ * Undefined when even that cannot be run.
+ */
+async function reachableCopy(binDir: string, account: Account, log?: { warn(message: string): void }): Promise<string | undefined> {
+  const native = path.dirname(binDir);
+  let version: string;
+  try {
+    version = String(JSON.parse(await fs.readFile(path.join(native, "..", "package.json"), "utf8")).version).replace(/[^\w.-]/g, "");
+  } catch {
+    version = createHash("sha256").update(native).digest("hex").slice(0, 16);
+  }
+  const target = path.join(FALLBACK_HOMES, `postgres-${version}`);
+  try {
+    if (!(await exists(path.join(target, "bin", "postgres")))) {
+      await fs.mkdir(FALLBACK_HOMES, { recursive: true, mode: 0o711 });
+      await fs.chmod(FALLBACK_HOMES, 0o711);
+      // Copied aside, then renamed: a start killed half-way leaves no half copy in use.
+      const pending = `${target}.${process.pid}.partial`;
+      await fs.rm(pending, { recursive: true, force: true });
+      await fs.cp(native, pending, { recursive: true, verbatimSymlinks: true });
+      await fs.chmod(pending, 0o755);
+      await fs.rename(pending, target).catch(() => fs.rm(pending, { recursive: true, force: true }));
+    }
+  } catch (err) {
+    log?.warn(`the embedded database's programs could not be copied to ${target}: ${errorMessage(err)}`);
+    return undefined;
+  }
+  const copy = path.join(target, "bin");
+  if (!(await reaches(copy, account, "postgres"))) return undefined;
+  log?.warn(`the system user "${account.name}", which runs the embedded database, cannot reach its programs in ${binDir}; it runs a copy in ${copy}`);
+  return copy;
+}
+
 /**
  * As root, the server's user must reach the cluster. Directories on the way that shut it out get
- * the execute bit for others (pass through, not list), except home directories such as /root:
- * there the error names the remedies.
+ * the execute bit for others (pass through, not list), except home directories such as /root,
+ * which are left shut: false then.
  */
-async function letThrough(dir: string, account: Account, log?: { warn(message: string): void }): Promise<void> {
-  if (await reaches(dir, account)) return;
+async function letThrough(dir: string, account: Account, log?: { warn(message: string): void }): Promise<boolean> {
+  if (await reaches(dir, account)) return true;
   const homes = new Set([path.resolve(os.homedir()), "/root"]);
   const changed: string[] = [];
   for (let at = path.dirname(dir); at !== path.dirname(at); at = path.dirname(at)) {
     const stat = await fs.stat(at);
     if (stat.mode & 0o001) continue;
-    if (homes.has(at) || path.dirname(at) === "/home") throw unreachable(dir, account);
+    if (homes.has(at) || path.dirname(at) === "/home") return false;
     await fs.chmod(at, stat.mode | 0o001);
     changed.push(at);
   }
   if (changed.length) log?.warn(`let the system user "${account.name}", which runs the embedded database, pass through ${changed.join(", ")} (execute bit for others, no listing)`);
-  if (!(await reaches(dir, account))) throw unreachable(dir, account);
+  return reaches(dir, account);
 }
 
 function unreachable(dir: string, account: Account): PipelineError {
   return embeddedError(
-    `PostgreSQL refuses to run as root, so the embedded database runs as the system user "${account.name}", which cannot reach ${dir} (a home directory such as /root shuts it out); use a Node-RED user directory outside it, run Node-RED as another user, or set a PostgreSQL server URL`,
+    `PostgreSQL refuses to run as root, so the embedded database runs as the system user "${account.name}", which cannot reach ${dir}`,
+    "use a Node-RED user directory the system user can pass through, run Node-RED as another user, or set a PostgreSQL server URL in the postgres-database node",
     "GW_DB_EMBEDDED_USER",
     "database directory unreachable",
   );
@@ -764,4 +869,4 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
 }
 
-export { REMEDIES };
+export { EmbeddedFault, REMEDIES };

@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { promises as fs } from "node:fs";
 import path from "node:path";
-import { PipelineError } from "../errors";
+import { EmbeddedFault } from "./fault";
 
 /** A system user: the embedded server's processes and files belong to it. */
 export interface Account {
@@ -34,18 +34,22 @@ export async function serverAccount(): Promise<Account | undefined> {
     }
     found = await lookup(SERVER_ACCOUNT);
     if (!found) {
-      throw new PipelineError(
-        `PostgreSQL refuses to run as root, and the system user "${SERVER_ACCOUNT}" to run the embedded database as could not be created (${lastLine(made.output)}); create it (useradd --system --user-group --no-create-home --shell /usr/sbin/nologin ${SERVER_ACCOUNT}), run Node-RED as another user, or set a PostgreSQL server URL`,
-        { code: "GW_DB_EMBEDDED_USER", status: "database user missing" },
+      throw new EmbeddedFault(
+        `PostgreSQL refuses to run as root, and the system user "${SERVER_ACCOUNT}" to run the embedded database as could not be created (${lastLine(made.output)})`,
+        `create it (useradd --system --user-group --no-create-home --shell /usr/sbin/nologin ${SERVER_ACCOUNT}), run Node-RED as another user, or set a PostgreSQL server URL`,
+        "GW_DB_EMBEDDED_USER",
+        "database user missing",
       );
     }
   }
   for (const name of FOREIGN_ACCOUNTS) {
     const other = await lookup(name);
     if (found.uid === 0 || found.uid === other?.uid) {
-      throw new PipelineError(
-        `the system user "${SERVER_ACCOUNT}" has the user id ${found.uid}, which ${found.uid === 0 ? "is root's" : `the system's own PostgreSQL user "${name}" has`}; the embedded database needs an account of its own: give "${SERVER_ACCOUNT}" its own user id`,
-        { code: "GW_DB_EMBEDDED_USER", status: "database user shared" },
+      throw new EmbeddedFault(
+        `the system user "${SERVER_ACCOUNT}" has the user id ${found.uid}, which ${found.uid === 0 ? "is root's" : `the system's own PostgreSQL user "${name}" has`}; the embedded database needs an account of its own`,
+        `give "${SERVER_ACCOUNT}" its own user id`,
+        "GW_DB_EMBEDDED_USER",
+        "database user shared",
       );
     }
   }

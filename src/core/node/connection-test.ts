@@ -175,11 +175,17 @@ function fromDialog(RED: NodeAPI, tester: ConnectionTester, body: { id?: unknown
       notes.push({
         check: "stored secrets",
         outcome: "skipped",
-        detail: `not used: ${moved.join(", ")} differ from the deployed node's, and a stored secret goes only where the deployed node points`,
+        detail: `not used: ${fieldNames(moved)} ${moved.length === 1 ? "differs" : "differ"} from the deployed node's, and a stored secret goes only where the deployed node points`,
       });
     }
   }
   return { input: { id, config: { ...config, id, type: tester.type }, credentials, options, RED, trusted }, notes };
+}
+
+/** Field names as a person reads them: `authHost`, `apiHost` → "the auth host and the API host". */
+function fieldNames(fields: string[]): string {
+  const words = fields.map((f) => `the ${f.replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase().replace(/\b(api|url|uri|id|smtp)\b/g, (w) => w.toUpperCase())}`);
+  return words.length > 1 ? `${words.slice(0, -1).join(", ")} and ${words[words.length - 1]}` : words[0] ?? "";
 }
 
 function deployedDef(RED: NodeAPI, id: string): NodeDef | undefined {
