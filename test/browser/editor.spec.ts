@@ -532,6 +532,17 @@ describe("the package in the Node-RED editor", function () {
       assert.deepEqual(cut, [], "dropdown options cut off");
       await deployInEditor();
       await openEditor();
+      // Deployed and set up: no config node is flagged, though the editor has not loaded its credentials.
+      const flagged = await page.evaluate(() => {
+        const out: string[] = [];
+        (window as any).RED.nodes.eachConfig((n: any) => {
+          if (!String(n.id).startsWith("rt-")) return;
+          (window as any).RED.editor.validateNode(n);
+          for (const e of n.validationErrors ?? []) if (/^missing /.test(e)) out.push(`${n.type}: ${e}`);
+        });
+        return out;
+      });
+      assert.deepEqual(flagged, [], "configured config nodes flagged after a reload");
 
       const lost: string[] = [];
       for (const [id, { type, fields }] of typed) {
