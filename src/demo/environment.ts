@@ -61,7 +61,7 @@ export async function demoFlows(flowsDir: string, env: DemoEnvironment, profiles
   const seen = new Set<string>();
   const result: FlowNode[] = [];
   for (const shipped of nodes) {
-    const node = onThisNodeRed(shipped, env.nodeRedUrl);
+    const node = { ...onThisNodeRed(shipped, env.nodeRedUrl), ...DEMO_ONLY[shipped.id] };
     // Flows may share a config node (one database for several pipelines): keep it once.
     if (seen.has(node.id)) continue;
     seen.add(node.id);
@@ -75,6 +75,14 @@ export async function demoFlows(flowsDir: string, env: DemoEnvironment, profiles
   }
   return result;
 }
+
+/**
+ * Flow nodes the demo sets otherwise than the examples: the demo is configured, so its Teamleader
+ * sync runs once at deploy; an imported example, not configured yet, waits for its schedule.
+ */
+const DEMO_ONLY: Record<string, Record<string, unknown>> = {
+  "tl-every-15": { once: true },
+};
 
 /** The examples' own address: Node-RED's default, which `npm start` may move (NODE_RED_PORT, HOST). */
 const DEFAULT_NODE_RED_URL = "http://127.0.0.1:1880";

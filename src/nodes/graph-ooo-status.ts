@@ -3,7 +3,7 @@ import { DatabaseProvider, configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { ConfigMigration, carriedList, migrateConfig } from "../core/node/migrate";
-import { StatusReporter, formatCount } from "../core/node/status";
+import { StatusReporter, formatCount, isSetupGap } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef, NodeMessage, SendFunction } from "../core/node/types";
 import type { GraphApp } from "../graph/app";
 import { UserLookupError } from "../graph/client";
@@ -72,7 +72,7 @@ export = function register(RED: NodeAPI) {
     const report = (err: unknown, what: string) => {
       const error = asPipelineError(err);
       status.error(error.status);
-      node.error(error, { topic: what, payload: { error: error.message } });
+      if (!isSetupGap(error)) node.error(error, { topic: what, payload: { error: error.message } });
     };
 
     const scheduleWakeup = (m: OutOfOfficeMonitor) => {
@@ -124,7 +124,7 @@ export = function register(RED: NodeAPI) {
     function pollOnTimer(starting = false): Promise<void> {
       return poll(true, starting).then(
         (result) => {
-          if (result.failure) node.error(result.failure, { topic: "poll", payload: cycleSummary(result) });
+          if (result.failure && !isSetupGap(result.failure)) node.error(result.failure, { topic: "poll", payload: cycleSummary(result) });
         },
         (err) => report(err, "poll"),
       );

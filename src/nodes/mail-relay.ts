@@ -4,7 +4,7 @@ import { DatabaseProvider, configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
-import { StatusReporter, formatCount } from "../core/node/status";
+import { StatusReporter, formatCount, isSetupGap } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
 import { composeMail } from "../mail/compose";
 import { Outbox } from "../mail/outbox";
@@ -72,7 +72,8 @@ export = function register(RED: NodeAPI) {
     }
     void relay().catch((err) => {
       // A redeploy closes the node while its outbox opens: nothing went wrong then.
-      if (!life.isClosed) node.warn(`the outbox could not be opened (${errorMessage(err)}); trying again in 10 s`);
+      // A relay not configured yet says so in its status; it tries again every 10 s.
+      if (!life.isClosed && !isSetupGap(err)) node.warn(`the outbox could not be opened (${errorMessage(err)}); trying again in 10 s`);
     });
     life.interval(() => {
       if (!opening) void relay().catch(() => undefined);

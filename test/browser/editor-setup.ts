@@ -1,5 +1,5 @@
 import { ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -24,6 +24,8 @@ export function nodeRedDir(): string {
  */
 export async function installPackedPackage(): Promise<{ userDir: string; tarball: string }> {
   const work = mkdtempSync(path.join(os.tmpdir(), "gw-editor-"));
+  // Open to pass through, as a home directory is: under root the embedded server runs as its own user.
+  chmodSync(work, 0o755);
   const { stdout } = await run("npm", ["pack", "--ignore-scripts", "--pack-destination", work], { cwd: repoRoot });
   const tarball = path.join(work, stdout.trim().split("\n").at(-1)!);
   const userDir = path.join(work, "user");

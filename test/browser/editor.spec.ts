@@ -135,6 +135,13 @@ describe("the package in the Node-RED editor", function () {
       assert.ok(p.label && !/ - /.test(p.label), `${p.type} has a palette label (${p.label})`);
     }
     assert.equal(palette.find((p) => p.type === "connection-board")!.label, "connection board");
+    // One category, ordered by service: each service's nodes side by side.
+    const order = await page.evaluate((category) => {
+      const section = [...document.querySelectorAll(".red-ui-palette-category")].find((c: any) => c.querySelector(".red-ui-palette-header")?.textContent?.trim().toLowerCase() === category);
+      return [...(section?.querySelectorAll(".red-ui-palette-node") ?? [])].map((n: any) => n.getAttribute("data-palette-type"));
+    }, CATEGORY);
+    const services = order.map((t: string) => t.split("-")[0]);
+    assert.deepEqual(services.filter((s: string, i: number) => i > 0 && s !== services[i - 1] && services.slice(0, i).includes(s)), [], `palette order ${order.join(", ")}`);
     assert.equal(new Set(palette.map((p) => p.icon)).size, palette.length, `one icon per node: ${palette.map((p) => `${p.type}=${p.icon}`).join(", ")}`);
     await page.evaluate((category) => {
       const header = document.querySelector(`#red-ui-palette-header-${category.replace(/ /g, "_")}`) ?? [...document.querySelectorAll(".red-ui-palette-header")].find((h) => h.textContent?.trim().toLowerCase() === category);
@@ -219,13 +226,64 @@ describe("the package in the Node-RED editor", function () {
       assert.ok(state.tabs >= 6);
     });
 
-    it("deploys with no error and no missing type in the runtime log", async () => {
+    it("flags, before the first deploy, every config node whose required settings are empty", async () => {
+      const configs = await page.evaluate(() => {
+        const RED = (window as any).RED;
+        const out: Array<{ type: string; name: string; valid: boolean; errors: string[] }> = [];
+        RED.nodes.eachConfig((n: any) => {
+          if (String(n.type).startsWith("ui-")) return;
+          RED.editor.validateNode(n);
+          out.push({ type: n.type, name: n.name ?? "", valid: n.valid, errors: n.validationErrors ?? [] });
+        });
+        return out;
+      });
+      // The embedded database needs nothing; every other config node of the examples is empty.
+      const empty = configs.filter((c) => c.type !== "postgres-database");
+      assert.ok(empty.length >= 10, `${empty.length} config nodes checked`);
+      assert.deepEqual(empty.filter((c) => c.valid).map((c) => `${c.type} "${c.name}"`), [], "config nodes not flagged");
+      for (const c of empty) assert.ok(c.errors.some((e) => /^missing [a-z]/.test(e)), `${c.type} says what is missing: ${c.errors}`);
+      assert.deepEqual(configs.filter((c) => c.type === "postgres-database" && !c.valid).map((c) => c.name), []);
+      // What the pane and the log show from the first deploy on, for the next test.
+      await page.evaluate(() => {
+        const w = window as any;
+        w.gwDebug = [];
+        w.RED.comms.subscribe("debug", (_topic: string, m: any) => w.gwDebug.push(m));
+      });
       logFrom = red.log().length;
-      await deployInEditor();
-      await new Promise((r) => setTimeout(r, 3000));
+      // Deploy's dialog lists them (five by name, then "N more"); the user deploys anyway.
+      await page.locator("#red-ui-header-button-deploy").click();
+      const dialog = page.locator(".red-ui-deploy-dialog-confirm-list");
+      await dialog.waitFor({ state: "visible", timeout: 10_000 });
+      const listed = await dialog.locator("li").allTextContents();
+      assert.ok(listed.length >= 6 && /more/.test(listed.at(-1)!), listed.join(" | "));
+      await page.locator("#red-ui-deploy-dialog-confirm-deploy-deploy").click();
+    });
+
+    it("deploys with no error in the debug pane or the runtime log, only statuses that say what to set", async () => {
+      await page.waitForFunction(() => !(window as any).RED.nodes.dirty(), undefined, { timeout: 30_000 });
+      // Every node using an empty config node settles on a status (checked in the next test), and
+      // each timer that would fail has run once: the mail outbox retries every 10 s, Graph polls at deploy.
+      const start = Date.now();
+      await page.waitForFunction(() => {
+        let settled = true;
+        (window as any).RED.nodes.eachNode((n: any) => {
+          if (["graph-ooo-status", "mail-relay", "teamleader-query"].includes(n.type) && !/^missing /.test(n.status?.text ?? "")) settled = false;
+        });
+        return settled;
+      }, undefined, { timeout: 30_000 });
+      while (Date.now() - start < 12_000) await new Promise((r) => setTimeout(r, 500));
       const log = red.log().slice(logFrom);
       assert.doesNotMatch(log, /missing (node )?types?|Waiting for missing types/i, log);
-      assert.deepEqual(log.split("\n").filter((l) => /\[error\]/.test(l)), [], log);
+      // An error or warning of a node, or what a Catch node passed on to its debug node.
+      const shipped = [...shippedExamples().values()].flat();
+      const caught = new Set(shipped.filter((n) => n.type === "catch").flatMap((n) => (n.wires as string[][]).flat()));
+      const shown = (await page.evaluate(() => (window as any).gwDebug)) as Array<{ level?: number; name?: string; msg?: string; id?: string }>;
+      const errors = shown.filter((m) => m.level === 20 || m.level === 30 || caught.has(m.id ?? ""));
+      assert.deepEqual(
+        { log: log.split("\n").filter((l) => /\[error\]/.test(l)), pane: errors.map((m) => `${m.level ?? "debug"} ${m.name ?? m.id}: ${String(m.msg).slice(0, 200)}`) },
+        { log: [], pane: [] },
+        "errors in the runtime log and the debug pane",
+      );
     });
 
     it("shows, on every node whose config node has empty credentials, a status that names what is missing", async () => {
@@ -291,6 +349,33 @@ describe("the package in the Node-RED editor", function () {
       }
       assert.deepEqual(cut, []);
     });
+  });
+
+  it("gives every node's help an Example with a code block, and no inline code wider than the sidebar at its default width", async () => {
+    const problems: string[] = [];
+    for (const type of ALL_TYPES) {
+      await page.evaluate((type) => {
+        for (const old of document.querySelectorAll(".gw-help")) old.setAttribute("data-shown", "before");
+        (window as any).RED.sidebar.help.show(type);
+      }, type);
+      await page.waitForFunction(() => [...document.querySelectorAll(".gw-help:not([data-shown])")].some((h: any) => h.offsetParent !== null), undefined, { timeout: 10_000 });
+      const seen = await page.evaluate(() => {
+        const help = [...document.querySelectorAll(".gw-help:not([data-shown])")].find((h: any) => h.offsetParent !== null)!;
+        const room = help.getBoundingClientRect().right;
+        const headings = [...help.querySelectorAll("h3")].map((h: any) => h.textContent.trim());
+        const example = [...help.querySelectorAll("h3")].find((h: any) => h.textContent.trim() === "Example");
+        let block = false;
+        for (let el = example?.nextElementSibling; el && el.tagName !== "H3"; el = el.nextElementSibling) if (el.tagName === "PRE" && el.textContent.trim()) block = true;
+        const wide = [...help.querySelectorAll("code")]
+          .filter((c: any) => !c.closest("pre") && [...c.getClientRects()].some((r: any) => r.right > room + 1))
+          .map((c: any) => c.textContent);
+        return { headings, block, wide, sidebar: Math.round(help.getBoundingClientRect().width) };
+      });
+      if (!seen.headings.includes("Example")) problems.push(`${type}: no Example`);
+      else if (!seen.block) problems.push(`${type}: no code block under Example`);
+      for (const w of seen.wide) problems.push(`${type}: inline code cut at ${seen.sidebar} px: ${w}`);
+    }
+    assert.deepEqual(problems, []);
   });
 
   describe("every node's dialog", () => {
@@ -447,6 +532,17 @@ describe("the package in the Node-RED editor", function () {
       assert.deepEqual(cut, [], "dropdown options cut off");
       await deployInEditor();
       await openEditor();
+      // Deployed and set up: no config node is flagged, though the editor has not loaded its credentials.
+      const flagged = await page.evaluate(() => {
+        const out: string[] = [];
+        (window as any).RED.nodes.eachConfig((n: any) => {
+          if (!String(n.id).startsWith("rt-")) return;
+          (window as any).RED.editor.validateNode(n);
+          for (const e of n.validationErrors ?? []) if (/^missing /.test(e)) out.push(`${n.type}: ${e}`);
+        });
+        return out;
+      });
+      assert.deepEqual(flagged, [], "configured config nodes flagged after a reload");
 
       const lost: string[] = [];
       for (const [id, { type, fields }] of typed) {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { DemoEnvironment } from "../../src/demo/environment";
 import { demoFlows } from "../../src/demo/environment";
@@ -23,6 +24,13 @@ describe("the flows npm start deploys", () => {
     const goto = flows.filter((n) => n.type === "goto-credentials");
     assert.ok(goto.length >= 2, "both GoTo examples have a connection");
     for (const n of goto) assert.equal(n.redirectUri, "http://127.0.0.1:18999/gluework/oauth/callback");
+  });
+
+  it("run the demo's first Teamleader sync at deploy, while the imported example waits for its schedule", async () => {
+    const shipped = readFileSync(path.join(FLOWS, "teamleader-sync.json"), "utf8");
+    assert.equal((JSON.parse(shipped) as Array<{ id: string; once?: boolean }>).find((n) => n.id === "tl-every-15")?.once, false);
+    const flows = await demoFlows(FLOWS, env, new Map());
+    assert.equal(flows.find((n) => n.id === "tl-every-15")?.once, true);
   });
 
   it("leave the flows as shipped when Node-RED runs on its default address", async () => {

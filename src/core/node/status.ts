@@ -67,6 +67,14 @@ export function showSetupProblem(status: Pick<StatusReporter, "error">, check: (
   }
 }
 
+/**
+ * A setup gap ("missing client id"): a node not configured yet, which timers and deploy-time work
+ * show in the status alone, so a freshly imported example fills no debug pane with errors.
+ */
+export function isSetupGap(err: unknown): boolean {
+  return err instanceof ConfigError && err.status.startsWith("missing ");
+}
+
 function shorten(text: string): string {
   return text.length > 40 ? `${text.slice(0, 39)}…` : text;
 }
