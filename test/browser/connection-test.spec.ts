@@ -89,12 +89,14 @@ describe("Test connection button in every config node's dialog", function () {
     return Object.fromEntries(lines as Array<[string, string]>);
   }
 
-  it("goto-credentials: every check passes with the deployed secrets", async () => {
-    assert.deepEqual(await press("goto-credentials", "goto"), { "token store": "passed", "token from the refresh token": "passed", scopes: "passed", "account key and admin rights": "passed" });
+  // A test spends no refresh token: a node deployed a moment ago, which has made no call yet and
+  // so holds no access token, has its client checked and the token checks left for later.
+  it("goto-credentials: checks the client of a node just deployed, and spends none of its tokens", async () => {
+    assert.deepEqual(await press("goto-credentials", "goto"), { "client id and secret": "passed", "token store": "passed", "token from the refresh token": "skipped", scopes: "skipped", "account key and admin rights": "skipped" });
   });
 
-  it("teamleader-connection: every check passes", async () => {
-    assert.deepEqual(await press("teamleader-connection", "tl"), { "token store": "passed", "token through the shared chain": "passed", "users.me": "passed", scopes: "passed" });
+  it("teamleader-connection: checks the client of a node just deployed, and spends none of its tokens", async () => {
+    assert.deepEqual(await press("teamleader-connection", "tl"), { "client id and secret": "passed", "token store": "passed", "token through the shared chain": "skipped", "users.me": "skipped", scopes: "skipped" });
   });
 
   it("graph-app: the missing MailboxSettings.Read fails, with the fix", async () => {
