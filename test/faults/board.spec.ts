@@ -107,11 +107,17 @@ describe("faults: support board", function () {
       act("connect", row, "Bart");
       act("release", row, "Burt");
     });
+    // Actions refused during the fault are sent again, as a person clicks again: at most one a
+    // second, which is what the board takes from one browser once a burst is spent.
+    let lastTry = 0;
     await rig.until(async () => {
       const stored = await occupantsStored(row);
+      if (stored.join() === "Bart") return true;
+      if (Date.now() - lastTry < 1500) return undefined;
+      lastTry = Date.now();
       if (!stored.includes("Bart")) act("connect", row, "Bart");
       if (stored.includes("Burt")) act("release", row, "Burt");
-      return stored.join() === "Bart" || undefined;
+      return undefined;
     }, 30_000, "the database to hold Bart alone after the fault");
     released.set(`${row.main}|${row.sub}|Burt`, (released.get(`${row.main}|${row.sub}|Burt`) ?? 0) + 1);
     await rig.until(() => occupantsShown(row)?.join() === "Bart" || undefined, 30_000, "every dashboard to show Bart alone");
@@ -119,8 +125,15 @@ describe("faults: support board", function () {
     rig.note(healed, { lost: 0, duplicated: 0 });
     assert.ok(Date.now() - healed < 30_000, `recovered ${(Date.now() - healed) / 1000} s after the fault ended`);
     // The row is left empty for the next test.
-    act("release", row, "Bart");
-    await rig.until(async () => (await occupantsStored(row)).length === 0 || undefined, 30_000, "Bart's release");
+    lastTry = 0;
+    await rig.until(async () => {
+      if ((await occupantsStored(row)).length === 0) return true;
+      if (Date.now() - lastTry >= 1500) {
+        lastTry = Date.now();
+        act("release", row, "Bart");
+      }
+      return undefined;
+    }, 30_000, "Bart's release");
     released.set(`${row.main}|${row.sub}|Bart`, (released.get(`${row.main}|${row.sub}|Bart`) ?? 0) + 1);
     await rig.until(async () => sameCounts(await auditCounts(), released) || undefined, 30_000, `the audit to hold each release once: expected ${JSON.stringify([...released])}`);
   }
