@@ -3,6 +3,7 @@ import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { request } from "undici";
+import WebSocket from "ws";
 import { freePort } from "../../src/sandbox/azurite";
 
 export type DeploymentType = "full" | "flows" | "nodes";
@@ -62,13 +63,21 @@ export async function untilAnswering(child: ChildProcess, url: string, timeoutMs
 export function controls(child: ChildProcess, url: string): Pick<NodeRedProcess, "deploy" | "stop"> {
   return {
     async deploy(flows, type = "full") {
-      const res = await request(`${url}/flows`, {
-        method: "POST",
-        headers: { "content-type": "application/json", "node-red-deployment-type": type },
-        body: JSON.stringify(flows),
-      });
-      const text = await res.body.text();
-      if (res.statusCode >= 300) throw new Error(`deploy refused (${res.statusCode}): ${text}`);
+      // Node-RED answers a deploy before it starts the new nodes: until then, a message to a
+      // redeployed node from one left running (an http in) is dropped. Wait for the start.
+      const started = deployStarted(url);
+      try {
+        const res = await request(`${url}/flows`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "node-red-deployment-type": type, "node-red-api-version": "v2" },
+          body: JSON.stringify({ flows }),
+        });
+        const text = await res.body.text();
+        if (res.statusCode >= 300) throw new Error(`deploy refused (${res.statusCode}): ${text}`);
+        await started.until((JSON.parse(text) as { rev: string }).rev);
+      } finally {
+        started.close();
+      }
     },
     stop() {
       if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -81,5 +90,40 @@ export function controls(child: ChildProcess, url: string): Pick<NodeRedProcess,
         child.kill("SIGINT");
       });
     },
+  };
+}
+
+/** The revisions Node-RED reports started (its `runtime-deploy` notification, sent once a deploy's nodes have started). */
+function deployStarted(url: string): { until(revision: string, timeoutMs?: number): Promise<void>; close(): void } {
+  const seen = new Set<string>();
+  const waiters: Array<() => void> = [];
+  const socket = new WebSocket(`${url.replace(/^http/, "ws")}/comms`);
+  socket.on("error", () => undefined); // a failed socket shows as a deadline below
+  socket.on("open", () => socket.send(JSON.stringify({ subscribe: "notification/runtime-deploy" })));
+  socket.on("message", (data) => {
+    try {
+      const messages = JSON.parse(String(data)) as Array<{ topic?: string; data?: { revision?: string } }>;
+      for (const m of [messages].flat()) if (m.topic === "notification/runtime-deploy" && m.data?.revision) seen.add(m.data.revision);
+    } catch {
+      // not a notification
+    }
+    for (const wake of waiters.splice(0)) wake();
+  });
+  return {
+    async until(revision, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!seen.has(revision)) {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new Error(`Node-RED did not start the deployed flows (revision ${revision}) within ${timeoutMs / 1000} s`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    },
+    close: () => socket.terminate(),
   };
 }
