@@ -67,6 +67,8 @@ export function controls(child: ChildProcess, url: string): Pick<NodeRedProcess,
       // redeployed node from one left running (an http in) is dropped. Wait for the start.
       const started = deployStarted(url);
       try {
+        // The same flows again have the same revision: only a notification after the last one counts.
+        await started.subscribed();
         const res = await request(`${url}/flows`, {
           method: "POST",
           headers: { "content-type": "application/json", "node-red-deployment-type": type, "node-red-api-version": "v2" },
@@ -93,9 +95,12 @@ export function controls(child: ChildProcess, url: string): Pick<NodeRedProcess,
   };
 }
 
-/** The revisions Node-RED reports started (its `runtime-deploy` notification, sent once a deploy's nodes have started). */
-function deployStarted(url: string): { until(revision: string, timeoutMs?: number): Promise<void>; close(): void } {
-  const seen = new Set<string>();
+/**
+ * The revisions Node-RED reports started (its `runtime-deploy` notification, sent once a deploy's
+ * nodes have started). The last one before is retained and sent on subscribing: it is skipped.
+ */
+function deployStarted(url: string): { subscribed(timeoutMs?: number): Promise<void>; until(revision: string, timeoutMs?: number): Promise<void>; close(): void } {
+  const notices: string[] = [];
   const waiters: Array<() => void> = [];
   const socket = new WebSocket(`${url.replace(/^http/, "ws")}/comms`);
   socket.on("error", () => undefined); // a failed socket shows as a deadline below
@@ -103,27 +108,29 @@ function deployStarted(url: string): { until(revision: string, timeoutMs?: numbe
   socket.on("message", (data) => {
     try {
       const messages = JSON.parse(String(data)) as Array<{ topic?: string; data?: { revision?: string } }>;
-      for (const m of [messages].flat()) if (m.topic === "notification/runtime-deploy" && m.data?.revision) seen.add(m.data.revision);
+      for (const m of [messages].flat()) if (m.topic === "notification/runtime-deploy" && m.data?.revision) notices.push(m.data.revision);
     } catch {
       // not a notification
     }
     for (const wake of waiters.splice(0)) wake();
   });
-  return {
-    async until(revision, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!seen.has(revision)) {
-        const left = deadline - Date.now();
-        if (left <= 0) throw new Error(`Node-RED did not start the deployed flows (revision ${revision}) within ${timeoutMs / 1000} s`);
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          waiters.push(() => {
-            clearTimeout(timer);
-            resolve();
-          });
+  const until = async (done: () => boolean, timeoutMs: number, what: string) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!done()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`Node-RED did not report ${what} within ${timeoutMs / 1000} s`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
         });
-      }
-    },
+      });
+    }
+  };
+  return {
+    subscribed: (timeoutMs = 15_000) => until(() => notices.length > 0, timeoutMs, "its last deploy"),
+    until: (revision, timeoutMs = 30_000) => until(() => notices.slice(1).includes(revision), timeoutMs, `the deployed flows (revision ${revision}) started`),
     close: () => socket.terminate(),
   };
 }
