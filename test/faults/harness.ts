@@ -13,7 +13,7 @@ import { Sandbox } from "../../src/sandbox";
 import { AZURITE_ACCOUNT, Azurite } from "../../src/sandbox/azurite";
 import { SmtpSink, mailHeader } from "../../src/sandbox/smtp-sink";
 import { eventually } from "../support/node-red";
-import { NodeRedProcess, startNodeRed } from "../support/node-red-process";
+import { DeploymentType, NodeRedProcess, startNodeRed } from "../support/node-red-process";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { FaultMode, FaultProxy } from "./proxy";
 
@@ -230,6 +230,12 @@ export class FaultRig {
     await this.red.deploy([...this.flows, ...monitoringNodes(this.flows, this.completions)]);
     await eventually(() => this.observed().then(() => true), 30_000, "the deployed flows to start");
     return true;
+  }
+
+  /** Deploys the pipelines again with the monitoring nodes, as the editor deploys `kind`; `change` edits the flows first. */
+  async redeploy(kind: DeploymentType, change: (flows: FlowNode[]) => FlowNode[] = (flows) => flows): Promise<void> {
+    this.flows = change(this.flows);
+    await this.red.deploy([...this.flows, ...monitoringNodes(this.flows, this.completions)], kind);
   }
 
   /** Every session of Node-RED's on the test database terminated (`during` runs first); returns when. */
