@@ -470,3 +470,17 @@ export function hold(ms = FAULT_MS): Promise<void> {
 export function describeFault(mode: FaultMode): string {
   return { pass: "works", reset: "resets every connection", stall: "stalls", "black-hole": "swallows every byte", slow: "slows to 4 KiB/s", refuse: "refuses connections" }[mode];
 }
+
+/** The call-log file of `date` in Azurite against the sandbox's calls that day: missing, duplicated (by start and end time), rows. */
+export async function callsInDayFile(rig: FaultRig, date: string): Promise<{ missing: number; duplicated: number; rows: number }> {
+  const [y, m] = date.split("-");
+  const csv = await rig.blob("call-logs", `${y}/${m}/${date}_call_logs.csv`);
+  if (csv === undefined) throw new Error(`no file for ${date}`);
+  const lines = csv.split(/\r?\n/).slice(1).filter((l) => l.length > 0);
+  const start = Date.parse(`${date}T00:00:00Z`);
+  const expected = rig.sandbox.goto.calls.callsBetween(new Date(start), new Date(start + 86_400_000));
+  return compareCounts(
+    expected.map((c) => `${c.startTime}|${c.endTime}`),
+    lines.map((l) => l.split(",").filter((f) => /^"?\d{4}-\d\d-\d\dT/.test(f)).slice(0, 2).join("|").replace(/"/g, "")),
+  );
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BlobServiceClient } from "@azure/storage-blob";
-import { FaultRig, compareCounts } from "../faults/harness";
+import { FaultRig, callsInDayFile } from "../faults/harness";
 import { eventually } from "../support/node-red";
 import { DeploymentType } from "../support/node-red-process";
 
@@ -40,18 +40,7 @@ describe("lifecycle: a call-log backfill interrupted by a deploy, then run again
     return names;
   }
 
-  /** The day's calls missing from its file, and those in it more than once (by start and end time). */
-  async function callsInFile(date: string): Promise<{ missing: number; duplicated: number; rows: number }> {
-    const csv = await rig.blob("call-logs", blobName(date));
-    assert.ok(csv !== undefined, `no file for ${date}`);
-    const lines = csv.split(/\r?\n/).slice(1).filter((l) => l.length > 0);
-    const start = Date.parse(`${date}T00:00:00Z`);
-    const expected = rig.sandbox.goto.calls.callsBetween(new Date(start), new Date(start + 86_400_000));
-    return compareCounts(
-      expected.map((c) => `${c.startTime}|${c.endTime}`),
-      lines.map((l) => l.split(",").filter((f) => /^"?\d{4}-\d\d-\d\dT/.test(f)).slice(0, 2).join("|").replace(/"/g, "")),
-    );
-  }
+  const callsInFile = (date: string) => callsInDayFile(rig, date);
 
   /** Runs the range and waits for a file written for each of its days. */
   async function backfill(dates: string[]): Promise<void> {
