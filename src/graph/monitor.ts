@@ -449,7 +449,11 @@ export class OutOfOfficeMonitor {
     // A change another instance stored first (a cycle of its own that overlapped) is its to report.
     let stored: Set<string>;
     try {
-      stored = await this.opts.store.saveObservations(observed);
+      if (signal?.aborted) {
+        // A closing node can no longer send what it found: left unstored, the next cycle reports it.
+        for (const [user, observation] of before) user.observation = observation;
+        stored = new Set();
+      } else stored = await this.opts.store.saveObservations(observed);
     } catch (err) {
       // Not stored, so not sent: the next cycle finds these changes again and sends them then, once.
       for (const [user, observation] of before) user.observation = observation;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { FaultRig, Neighbour, PROXY_FAULTS, compareCounts, describeFault } from "./harness";
+import { FaultRig, Neighbour, PROXY_FAULTS, callsInDayFile, describeFault } from "./harness";
 
 /** The call logs pipeline (goto-call-logs → blob-csv-writer) with GoTo or Azurite failing mid-run. */
 describe("faults: GoTo call logs → Azure Blob", function () {
@@ -24,19 +24,7 @@ describe("faults: GoTo call logs → Azure Blob", function () {
     return date;
   }
 
-  /** The day's calls missing from its file, and those in it more than once (by start and end time). */
-  async function callsInFile(date: string): Promise<{ missing: number; duplicated: number; rows: number }> {
-    const [y, m] = date.split("-");
-    const csv = await rig.blob("call-logs", `${y}/${m}/${date}_call_logs.csv`);
-    assert.ok(csv !== undefined, `no file for ${date}`);
-    const lines = csv.split(/\r?\n/).slice(1).filter((l) => l.length > 0);
-    const start = Date.parse(`${date}T00:00:00Z`);
-    const expected = rig.sandbox.goto.calls.callsBetween(new Date(start), new Date(start + 86_400_000));
-    return compareCounts(
-      expected.map((c) => `${c.startTime}|${c.endTime}`),
-      lines.map((l) => l.split(",").filter((f) => /^"?\d{4}-\d\d-\d\dT/.test(f)).slice(0, 2).join("|").replace(/"/g, "")),
-    );
-  }
+  const callsInFile = (date: string) => callsInDayFile(rig, date);
 
   /** Runs one day; after the fault the run ends by itself, or fails with a Catch message and the next run writes the day. */
   async function runThrough(neighbour: Neighbour, mode: (typeof PROXY_FAULTS)[number]): Promise<void> {

@@ -13,7 +13,7 @@ import { Sandbox } from "../../src/sandbox";
 import { AZURITE_ACCOUNT, Azurite } from "../../src/sandbox/azurite";
 import { SmtpSink, mailHeader } from "../../src/sandbox/smtp-sink";
 import { eventually } from "../support/node-red";
-import { NodeRedProcess, startNodeRed } from "../support/node-red-process";
+import { DeploymentType, NodeRedProcess, startNodeRed } from "../support/node-red-process";
 import { TestDatabase, createTestDatabase } from "../support/pg";
 import { FaultMode, FaultProxy } from "./proxy";
 
@@ -230,6 +230,12 @@ export class FaultRig {
     await this.red.deploy([...this.flows, ...monitoringNodes(this.flows, this.completions)]);
     await eventually(() => this.observed().then(() => true), 30_000, "the deployed flows to start");
     return true;
+  }
+
+  /** Deploys the pipelines again with the monitoring nodes, as the editor deploys `kind`; `change` edits the flows first. */
+  async redeploy(kind: DeploymentType, change: (flows: FlowNode[]) => FlowNode[] = (flows) => flows): Promise<void> {
+    this.flows = change(this.flows);
+    await this.red.deploy([...this.flows, ...monitoringNodes(this.flows, this.completions)], kind);
   }
 
   /** Every session of Node-RED's on the test database terminated (`during` runs first); returns when. */
@@ -463,4 +469,18 @@ export function hold(ms = FAULT_MS): Promise<void> {
 /** A fault as a test's name says it. */
 export function describeFault(mode: FaultMode): string {
   return { pass: "works", reset: "resets every connection", stall: "stalls", "black-hole": "swallows every byte", slow: "slows to 4 KiB/s", refuse: "refuses connections" }[mode];
+}
+
+/** The call-log file of `date` in Azurite against the sandbox's calls that day: missing, duplicated (by start and end time), rows. */
+export async function callsInDayFile(rig: FaultRig, date: string): Promise<{ missing: number; duplicated: number; rows: number }> {
+  const [y, m] = date.split("-");
+  const csv = await rig.blob("call-logs", `${y}/${m}/${date}_call_logs.csv`);
+  if (csv === undefined) throw new Error(`no file for ${date}`);
+  const lines = csv.split(/\r?\n/).slice(1).filter((l) => l.length > 0);
+  const start = Date.parse(`${date}T00:00:00Z`);
+  const expected = rig.sandbox.goto.calls.callsBetween(new Date(start), new Date(start + 86_400_000));
+  return compareCounts(
+    expected.map((c) => `${c.startTime}|${c.endTime}`),
+    lines.map((l) => l.split(",").filter((f) => /^"?\d{4}-\d\d-\d\dT/.test(f)).slice(0, 2).join("|").replace(/"/g, "")),
+  );
 }

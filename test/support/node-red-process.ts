@@ -3,6 +3,7 @@ import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { request } from "undici";
+import WebSocket from "ws";
 import { freePort } from "../../src/sandbox/azurite";
 
 export type DeploymentType = "full" | "flows" | "nodes";
@@ -62,13 +63,23 @@ export async function untilAnswering(child: ChildProcess, url: string, timeoutMs
 export function controls(child: ChildProcess, url: string): Pick<NodeRedProcess, "deploy" | "stop"> {
   return {
     async deploy(flows, type = "full") {
-      const res = await request(`${url}/flows`, {
-        method: "POST",
-        headers: { "content-type": "application/json", "node-red-deployment-type": type },
-        body: JSON.stringify(flows),
-      });
-      const text = await res.body.text();
-      if (res.statusCode >= 300) throw new Error(`deploy refused (${res.statusCode}): ${text}`);
+      // Node-RED answers a deploy before it starts the new nodes: until then, a message to a
+      // redeployed node from one left running (an http in) is dropped. Wait for the start.
+      const started = deployStarted(url);
+      try {
+        // The same flows again have the same revision: only a notification after the last one counts.
+        await started.subscribed();
+        const res = await request(`${url}/flows`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "node-red-deployment-type": type, "node-red-api-version": "v2" },
+          body: JSON.stringify({ flows }),
+        });
+        const text = await res.body.text();
+        if (res.statusCode >= 300) throw new Error(`deploy refused (${res.statusCode}): ${text}`);
+        await started.until((JSON.parse(text) as { rev: string }).rev);
+      } finally {
+        started.close();
+      }
     },
     stop() {
       if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
@@ -81,5 +92,45 @@ export function controls(child: ChildProcess, url: string): Pick<NodeRedProcess,
         child.kill("SIGINT");
       });
     },
+  };
+}
+
+/**
+ * The revisions Node-RED reports started (its `runtime-deploy` notification, sent once a deploy's
+ * nodes have started). The last one before is retained and sent on subscribing: it is skipped.
+ */
+function deployStarted(url: string): { subscribed(timeoutMs?: number): Promise<void>; until(revision: string, timeoutMs?: number): Promise<void>; close(): void } {
+  const notices: string[] = [];
+  const waiters: Array<() => void> = [];
+  const socket = new WebSocket(`${url.replace(/^http/, "ws")}/comms`);
+  socket.on("error", () => undefined); // a failed socket shows as a deadline below
+  socket.on("open", () => socket.send(JSON.stringify({ subscribe: "notification/runtime-deploy" })));
+  socket.on("message", (data) => {
+    try {
+      const messages = JSON.parse(String(data)) as Array<{ topic?: string; data?: { revision?: string } }>;
+      for (const m of [messages].flat()) if (m.topic === "notification/runtime-deploy" && m.data?.revision) notices.push(m.data.revision);
+    } catch {
+      // not a notification
+    }
+    for (const wake of waiters.splice(0)) wake();
+  });
+  const until = async (done: () => boolean, timeoutMs: number, what: string) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!done()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`Node-RED did not report ${what} within ${timeoutMs / 1000} s`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  };
+  return {
+    subscribed: (timeoutMs = 15_000) => until(() => notices.length > 0, timeoutMs, "its last deploy"),
+    until: (revision, timeoutMs = 30_000) => until(() => notices.slice(1).includes(revision), timeoutMs, `the deployed flows (revision ${revision}) started`),
+    close: () => socket.terminate(),
   };
 }
