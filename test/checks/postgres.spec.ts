@@ -134,11 +134,17 @@ describe("postgres-database connection test", () => {
       expectLine(first, "connect", "passed");
       await stopAllEmbedded();
       rmSync(path.join(dir(), "data"), { recursive: true, force: true });
-      const report = await testConnection("postgres-database", { id: "db1", config: { mode: "embedded" }, credentials: {} });
-      const l = expectLine(report, "start the embedded server", "failed");
-      assert.equal(l.detail, `the embedded database's data folder ${path.join(dir(), "data")} is gone (deleted or moved while Node-RED used it), so its tables are lost`);
-      assert.equal(l.fix, `restore the folder from a backup and deploy again, or delete ${path.join(dir(), "cluster")} to start with an empty database`);
-      assert.doesNotMatch(l.fix!, /disk space|memory/);
+      try {
+        const report = await testConnection("postgres-database", { id: "db1", config: { mode: "embedded" }, credentials: {} });
+        const l = expectLine(report, "start the embedded server", "failed");
+        assert.equal(l.detail, `the embedded database's data folder ${path.join(dir(), "data")} is gone (deleted or moved while Node-RED used it), so its tables are lost`);
+        assert.equal(l.fix, `restore the folder from a backup and deploy again, or delete ${path.join(dir(), "cluster")} to start with an empty database`);
+        assert.doesNotMatch(l.fix!, /disk space|memory/);
+      } finally {
+        // As the fix says: the suites after this one share the directory and start afresh.
+        await stopAllEmbedded();
+        rmSync(path.join(dir(), "cluster"), { force: true });
+      }
     });
   });
 
