@@ -35,8 +35,14 @@ function shippedRoutes(): { flow: Array<Record<string, any>>; routes: Array<{ me
   const byId = new Map(flow.map((n) => [n.id, n]));
   const routes = flow
     .filter((n) => n.type === "http in")
-    .flatMap((n) => n.wires.flat().map((id: string) => byId.get(id)).filter((t: any) => t?.type === "jwt-auth").map((t: any) => ({ method: n.method.toUpperCase(), url: n.url, mode: t.mode })));
+    .flatMap((n) => guards(n).map((t: any) => ({ method: n.method.toUpperCase(), url: n.url, mode: t.mode })));
   return { flow, routes };
+
+  /** The jwt-auth nodes a route reaches, through the change nodes some routes pass first (the request id from Idempotency-Key). */
+  function guards(n: Record<string, any>, depth = 0): Array<Record<string, any>> {
+    const next = (n.wires ?? []).flat().map((id: string) => byId.get(id)).filter(Boolean) as Array<Record<string, any>>;
+    return next.flatMap((t) => (t.type === "jwt-auth" ? [t] : t.type === "change" && depth < 3 ? guards(t, depth + 1) : []));
+  }
 }
 
 describe("security: every request to a JWT-protected route gets a prompt answer", function () {
