@@ -1,3 +1,4 @@
+import { instanceName } from "../core/instance";
 import { InputError } from "../core/errors";
 import { configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
@@ -70,9 +71,16 @@ export = function register(RED: NodeAPI) {
       const entries = Object.values(summary.resources);
       const busy = entries.filter((r) => r.status === "already running").length;
       const rows = entries.reduce((n, r) => n + r.fetched, 0);
-      if (busy > 0) {
+      const skipped = Object.entries(summary.resources).filter(([, r]) => r.status === "already running");
+      // A sync another instance runs is that instance's work: this one stands aside and says who.
+      const elsewhere = skipped.filter(([, r]) => r.runningOn && r.runningOn !== instanceName());
+      const here = skipped.filter(([, r]) => !elsewhere.some(([, e]) => e === r));
+      if (busy > 0 && here.length === 0) {
+        const by = [...new Set(elsewhere.map(([, r]) => r.runningOn!))].join(", ");
+        status.ready(`${busy === entries.length ? "" : `synced ${formatCount(rows)} · ${busy} `}done by ${by}`);
+      } else if (busy > 0) {
         status.warn(busy === entries.length ? "already running" : `${busy} already running`);
-        node.warn(`Teamleader sync: ${Object.entries(summary.resources).filter(([, r]) => r.status === "already running").map(([name]) => name).join(", ")} already running; skipped`);
+        node.warn(`Teamleader sync: ${here.map(([name]) => name).join(", ")} already running; skipped`);
       } else {
         status.ok(`synced ${formatCount(rows)} · ${summary.seconds} s`);
       }
