@@ -83,6 +83,7 @@ async function main(): Promise<void> {
     await waitForNodeRed(adminUrl);
     const flows = await demoFlows(path.join(repoRoot, "flows"), env);
     await deploy(adminUrl, flows);
+    await waitForRoutes(adminUrl, flows);
 
     say(`
   Node-RED editor   ${adminUrl}/
@@ -145,6 +146,41 @@ async function deploy(adminUrl: string, flows: unknown[]): Promise<void> {
   });
   const text = res.text;
   if (res.status >= 300) throw new Error(`Node-RED refused the flows (${res.status}): ${text}`);
+}
+
+/**
+ * Node-RED answers a deploy before it has started the flows: the demo speaks only once every
+ * HTTP route of the flows, and each dashboard page, answers. An OPTIONS request finds a route of
+ * any method (the web server lists the route's methods) without running the flow behind it.
+ */
+async function waitForRoutes(adminUrl: string, flows: Array<Record<string, unknown>>): Promise<void> {
+  const bases = flows.filter((n) => n.type === "ui-base").map((n) => String(n.path ?? "/dashboard"));
+  const checks = [
+    ...flows.filter((n) => n.type === "http in" && typeof n.url === "string").map((n) => ({ method: "OPTIONS" as const, url: String(n.url).replace(/\/:[^/]+/g, "/x") })),
+    ...flows.filter((n) => n.type === "ui-page" && typeof n.path === "string").flatMap((n) => bases.map((b) => ({ method: "GET" as const, url: `${b}${String(n.path)}` }))),
+  ].map((c) => ({ ...c, url: c.url.startsWith("/") ? c.url : `/${c.url}` }));
+  const deadline = Date.now() + 120_000;
+  let waiting = checks;
+  while (waiting.length) {
+    const answers = await Promise.all(
+      waiting.map(async (c) => {
+        try {
+          const res = await request(`${adminUrl}${c.url}`, { method: c.method, headersTimeout: 10_000, bodyTimeout: 10_000 });
+          await res.body.dump();
+          return res.statusCode !== 404;
+        } catch {
+          return false;
+        }
+      }),
+    );
+    waiting = waiting.filter((_, i) => !answers[i]);
+    if (!waiting.length) return;
+    if (Date.now() > deadline) {
+      say(`the flows were deployed, but ${waiting.map((c) => c.url).join(", ")} did not answer within 120 s: see the Node-RED log above`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 function stopChild(child: ChildProcess): Promise<void> {
