@@ -384,7 +384,7 @@ export function databaseError(err: unknown): PipelineError {
       status: "database disk full",
     });
   }
-  const unreachable = code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "ETIMEDOUT" || /timeout|terminated/i.test(e?.message ?? "");
+  const unreachable = isConnectionLost(err) || code === "ENOTFOUND" || code === "ETIMEDOUT" || /timeout/i.test(e?.message ?? "");
   return new PipelineError(redact(`database ${unreachable ? "unreachable" : "error"}: ${e?.message ?? String(err)}`), {
     cause: err,
     code: code ? `GW_DB_${code}` : "GW_DB",
