@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { FlowLibraryStandIn, repoRoot, standInEnv, startFlowLibraryStandIn } from "../support/flow-library";
@@ -72,6 +72,7 @@ describe("the Flow Library's checks, offline", function () {
   });
   after(async () => {
     await standIn?.close();
+    rmSync(work, { recursive: true, force: true });
   });
 
   it("package.json gives each dependency as a caret range, and package-lock.json pins a release in it", () => {

@@ -307,7 +307,7 @@ describe("the README's commands, with the ports moved", function () {
       await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
       if (demo.exitCode === null) process.kill(-demo.pid!, "SIGKILL");
     }
-    if (ctx) await fs.rm(ctx.stateDir, { recursive: true, force: true }).catch(() => undefined);
+    for (const dir of ctx ? [ctx.stateDir, path.dirname(ctx.azArgs)] : []) await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
   });
 
   it("has the commands this test knows: npm start and npm test, and one expectation for every other", () => {
