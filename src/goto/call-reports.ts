@@ -70,7 +70,7 @@ export class DayPaging {
   /** One page of `list` was read, with `items` records on it. */
   read(list: ListRead, items: number): void {
     if (this.pages >= this.maxPages) {
-      throw this.error(`went past ${this.maxPages} pages (page ${list.page + 1} of ${list.what})`, "GW_GOTO_TOO_MANY_PAGES", "too many pages");
+      throw this.error(list.page + 1, list.what, `passed the limit of ${this.maxPages} pages a day`, "GW_GOTO_TOO_MANY_PAGES", "too many pages");
     }
     list.page++;
     this.pages++;
@@ -78,8 +78,9 @@ export class DayPaging {
     this.onProgress?.({ pages: this.pages, calls: this.calls });
   }
 
-  error(what: string, code: string, status: string): PagingError {
-    return new PagingError(`GoTo's call data for ${this.date} ${what}: the day was stopped at its page ${this.pages + 1} and nothing of it was kept; it looks like GoTo is not paging as expected`, {
+  /** The day ends at `page` of the list `what`: the one page the message names. */
+  error(page: number, what: string, problem: string, code: string, status: string): PagingError {
+    return new PagingError(`GoTo's call data for ${this.date}: page ${page} of ${what} ${problem}, so the day was stopped there and nothing of it was kept; it looks like GoTo is not paging as expected`, {
       status,
       code,
     });
@@ -176,9 +177,9 @@ export class ListRead {
     const page = this.page + 1;
     if (this.mayBeWhole && prints.length > 0 && prints.every((print) => this.seen.has(print))) return false;
     for (const print of prints) {
-      if (this.seen.has(print)) throw paging.error(`repeated records already read on page ${page} of ${this.what}`, "GW_GOTO_PAGE_REPEATED", "page repeated");
+      if (this.seen.has(print)) throw paging.error(page, this.what, "repeated records already read", "GW_GOTO_PAGE_REPEATED", "page repeated");
     }
-    if (marker !== undefined && this.markers.has(marker)) throw paging.error(`gave a page marker it had already given on page ${page} of ${this.what}`, "GW_GOTO_PAGE_REPEATED", "page repeated");
+    if (marker !== undefined && this.markers.has(marker)) throw paging.error(page, this.what, "came with a page marker already given", "GW_GOTO_PAGE_REPEATED", "page repeated");
     for (const print of prints) this.seen.add(print);
     if (marker !== undefined) this.markers.add(marker);
     return true;

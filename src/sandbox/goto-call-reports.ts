@@ -123,7 +123,12 @@ export class CallReportsSandbox {
         if (!PAGINGS.includes(body.paging)) return { status: 400, json: { message: `paging is one of ${PAGINGS.join(", ")}` } };
         this.paging = body.paging;
       }
-      if (body.defaultVolume !== undefined) this.defaultVolume = body.defaultVolume;
+      if (body.defaultVolume !== undefined && body.defaultVolume !== this.defaultVolume) {
+        // The days made with the old volume are made again with the new one.
+        this.defaultVolume = body.defaultVolume;
+        this.days.clear();
+        this.lastWindow = undefined;
+      }
       for (const [date, n] of Object.entries(body.volumes ?? {})) this.setVolume(date, n);
       return { status: 204 };
     });

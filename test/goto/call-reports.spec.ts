@@ -142,7 +142,8 @@ describe("GoTo call reports", () => {
       );
       assert.ok(err instanceof PagingError, String(err));
       assert.equal(err.code, "GW_GOTO_PAGE_REPEATED");
-      assert.match(err.message, /^GoTo's call data for 2026-11-18 repeated records already read on page 2 of the (users with calls|calls of .+): the day was stopped at its page \d+ and nothing of it was kept/);
+      assert.match(err.message, /^GoTo's call data for 2026-11-18: page 2 of the (users with calls|calls of .+) repeated records already read, so the day was stopped there and nothing of it was kept/);
+      assert.equal(err.message.match(/\bpages? \d/g)?.length, 1, `one page named: ${err.message}`);
       assert.ok(sandbox.server.counter("goto call-reports requests") < 10, "it stopped at once");
     });
 
@@ -185,7 +186,7 @@ describe("GoTo call reports", () => {
     it("still stops a day when a page repeats before a user's counted calls came", async () => {
       sandbox.goto.calls.paging = "ignore-page";
       sandbox.goto.calls.maxPageSize = 5;
-      await assert.rejects(readDay({ pageSize: 50 }), (err: unknown) => err instanceof PagingError && /repeated records already read on page 2 of the calls of /.test(err.message));
+      await assert.rejects(readDay({ pageSize: 50 }), (err: unknown) => err instanceof PagingError && /: page 2 of the calls of .+ repeated records already read, so the day was stopped there/.test(err.message));
     });
 
     it("stops the day that passes the page bound, naming day and page", async () => {
@@ -195,7 +196,8 @@ describe("GoTo call reports", () => {
       );
       assert.ok(err instanceof PagingError);
       assert.equal(err.code, "GW_GOTO_TOO_MANY_PAGES");
-      assert.match(err.message, /^GoTo's call data for 2026-11-18 went past 20 pages \(page \d+ of the calls of .+\): the day was stopped at its page 21/);
+      assert.match(err.message, /^GoTo's call data for 2026-11-18: page \d+ of the calls of .+ passed the limit of 20 pages a day, so the day was stopped there and nothing of it was kept/);
+      assert.equal(err.message.match(/\bpage \d/g)?.length, 1, `one page named: ${err.message}`);
     });
 
     it("stops at a page marker given twice", async () => {
@@ -203,7 +205,7 @@ describe("GoTo call reports", () => {
       const [a, b] = sandbox.goto.calls.users;
       sandbox.server.inject({ method: "GET", path: /\/user-activity$/, status: 200, json: { items: [{ userId: a!.userId, userName: a!.userName }], nextPageMarker: "again" } });
       sandbox.server.inject({ method: "GET", path: /\/user-activity$/, status: 200, json: { items: [{ userId: b!.userId, userName: b!.userName }], nextPageMarker: "again" } });
-      await assert.rejects(readDay(), /gave a page marker it had already given on page 2 of the users with calls/);
+      await assert.rejects(readDay(), /: page 2 of the users with calls came with a page marker already given, so the day was stopped there/);
     });
 
     it("reports the pages and calls read as it goes", async () => {

@@ -22,8 +22,16 @@ export interface TestDatabase {
 /** A fresh, empty database for one suite, dropped afterwards. */
 export async function createTestDatabase(prefix = "gw_test"): Promise<TestDatabase> {
   const name = `${prefix}_${randomBytes(5).toString("hex")}`;
-  const admin = new pg.Client(serverConnection());
-  await admin.connect();
+  const server = serverConnection();
+  const admin = new pg.Client(server);
+  await admin.connect().catch((err: Error) => {
+    // npm test cannot start a server by itself: say which one it needs and how to get it.
+    throw new Error(
+      `the tests need a PostgreSQL server at ${server.host}:${server.port} (database ${server.database}, user ${server.user}, trust or PGPASSWORD), and it answered: ${err.message}. ` +
+        "Start one (bash .ci/run starts the system's, or apt-get install postgresql), or point PGHOST, PGPORT, PGUSER and PGPASSWORD at yours",
+      { cause: err },
+    );
+  });
   try {
     await admin.query(`CREATE DATABASE ${name}`);
   } finally {
