@@ -4,6 +4,7 @@ import { AuthorizationRequiredError, ConfigError, PipelineError, errorMessage } 
 import { NetworkError, ResponseTooLargeError, TimeoutError, TokenSource, readCapped } from "../core/http/client";
 import { TOKEN_RESPONSE_MAX_BYTES } from "../core/tokens/oauth-grant";
 import { registerSecret } from "../core/redact";
+import type { RunCounts } from "../core/run-counts";
 import { wholePem } from "../core/pem";
 
 export const PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com";
@@ -61,23 +62,24 @@ export class EntraAppTokenSource implements TokenSource {
     this.app = new ConfidentialClientApplication({ ...msalConfiguration(settings), system: { networkClient: this.network } });
   }
 
-  getAccessToken(): Promise<string> {
+  getAccessToken(counts?: RunCounts): Promise<string> {
     if (this.cached && this.now() < this.cached.renewAt) return Promise.resolve(this.cached.token);
-    return this.inflight?.promise ?? this.start(false);
+    return this.inflight?.promise ?? this.start(false, counts);
   }
 
   /** Graph refused a token: ask msal for a new one, bypassing its cache (once for all callers). */
-  invalidate(): Promise<string> {
+  invalidate(_rejected?: string, counts?: RunCounts): Promise<string> {
     this.cached = undefined;
     if (this.inflight?.forced) return this.inflight.promise;
-    return this.start(true);
+    return this.start(true, counts);
   }
 
-  private start(skipCache: boolean): Promise<string> {
+  /** A token request for every caller; it counts in the run of the caller that started it. */
+  private start(skipCache: boolean, counts?: RunCounts): Promise<string> {
     const previous = this.inflight?.promise ?? Promise.resolve("");
     const promise: Promise<string> = previous
       .catch(() => "")
-      .then(() => this.fetch(skipCache))
+      .then(() => this.fetch(skipCache, counts))
       .finally(() => {
         if (this.inflight?.promise === promise) this.inflight = undefined;
       });
@@ -85,11 +87,12 @@ export class EntraAppTokenSource implements TokenSource {
     return promise;
   }
 
-  private async fetch(skipCache: boolean): Promise<string> {
+  private async fetch(skipCache: boolean, counts?: RunCounts): Promise<string> {
     let result;
     this.network.failure = undefined;
     try {
       result = await this.app.acquireTokenByClientCredential({ scopes: [this.scope], skipCache });
+      if (counts && !result?.fromCache) counts.tokenRefreshes++;
     } catch (err) {
       // msal reports every failure of the network client as one code: the client kept the reason.
       const failure = this.network.failure;

@@ -1,5 +1,6 @@
 import { ConfigError, PipelineError } from "../core/errors";
 import { HttpClient, HttpClientOptions, HttpError, TokenSource } from "../core/http/client";
+import type { RunCounts } from "../core/run-counts";
 import { AutomaticRepliesSetting, BatchRequest, BatchResponse, GraphErrorBody, GraphUser } from "./types";
 
 export const PUBLIC_GRAPH_URL = "https://graph.microsoft.com";
@@ -35,6 +36,12 @@ export class GraphClient {
   constructor(options: { baseUrl?: string; auth: TokenSource } & Partial<HttpClientOptions>) {
     const root = (options.baseUrl || PUBLIC_GRAPH_URL).replace(/\/+$/, "");
     this.http = new HttpClient({ name: "Microsoft Graph", ...options, baseUrl: `${root}/v1.0/` });
+  }
+
+  /** This client for one run: the same connections and token, every request counted in `counts`. */
+  withCounts(counts: RunCounts | undefined): GraphClient {
+    if (!counts) return this;
+    return Object.assign(Object.create(this) as GraphClient, { http: this.http.withCounts(counts) });
   }
 
   /**

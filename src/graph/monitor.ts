@@ -3,6 +3,7 @@ import { Clock, systemClock } from "../core/clock";
 import { instanceName } from "../core/instance";
 import { AuthorizationRequiredError, ConfigError, InputError, PipelineError, asPipelineError } from "../core/errors";
 import { HttpError } from "../core/http/client";
+import type { RunCounts } from "../core/run-counts";
 import { backoffDelay, serverRetryDelay } from "../core/http/retry";
 import { GraphClient, MAX_BATCH, UserLookupError, UserProblem, userPath, userProblem } from "./client";
 import { Observation, atMoment, isChange, nextBoundary, observe, plainText } from "./out-of-office";
@@ -162,18 +163,18 @@ export class OutOfOfficeMonitor {
   }
 
   /** `watch` on the list as last read (a list of many is read once, not once per address). */
-  private async watchLoaded(address: string): Promise<{ entry: WatchEntry; change: OutOfOfficeChange | null }> {
+  private async watchLoaded(address: string, graph = this.opts.graph): Promise<{ entry: WatchEntry; change: OutOfOfficeChange | null }> {
     const email = checkAddress(address);
     const known = this.byEmail(email);
     if (known) return { entry: known, change: null };
-    const user = await this.opts.graph.findUser(email);
+    const user = await graph.findUser(email);
     const same = this.watched.get(user.id);
     if (same) {
       this.aliases.set(email.toLowerCase(), user.id);
       this.lookups.delete(email.toLowerCase());
       return { entry: same, change: null };
     }
-    const setting = await this.readOne(user, email);
+    const setting = await this.readOne(user, email, graph);
     const observation = observe(setting, this.clock.now());
     const entry: Watched = { userId: user.id, email, displayName: user.displayName ?? null, observation, readSeq: ++this.readSeq };
     const added = await this.opts.store.add(entry);
@@ -257,7 +258,7 @@ export class OutOfOfficeMonitor {
    * before are tried again, then every watched user is read, least recently read first, with at
    * most the shared budget's reads in flight.
    */
-  async poll(signal?: AbortSignal, options: { due?: boolean; starting?: boolean } = {}): Promise<PollResult> {
+  async poll(signal?: AbortSignal, options: { due?: boolean; starting?: boolean; counts?: RunCounts } = {}): Promise<PollResult> {
     const result: PollResult = { changes: [], problems: [], watched: 0, read: 0, notRead: [], batches: 0, throttled: 0, errors: 0, lookupsPending: [], refused: [], seconds: 0 };
     const cycleMs = this.opts.cycleBudgetMs ?? 60_000;
     const intervalMs = this.opts.intervalMs ?? cycleMs;
@@ -277,18 +278,18 @@ export class OutOfOfficeMonitor {
     const renew = setInterval(() => void this.opts.store.renewCycle(this.holder, CYCLE_LEASE_MS).catch(() => undefined), CYCLE_LEASE_MS / 3);
     renew.unref?.();
     try {
-      return await this.runCycle(result, cycleMs, signal);
+      return await this.runCycle(result, cycleMs, signal, this.opts.graph.withCounts(options.counts));
     } finally {
       clearInterval(renew);
       await this.opts.store.endCycle(this.holder).catch(() => undefined);
     }
   }
 
-  private async runCycle(result: PollResult, cycleMs: number, signal?: AbortSignal): Promise<PollResult> {
+  private async runCycle(result: PollResult, cycleMs: number, signal: AbortSignal | undefined, graph: GraphClient): Promise<PollResult> {
     await this.load();
     const started = this.clock.now();
     const deadline = started + cycleMs;
-    const lookupFailure = await this.retryLookups(result);
+    const lookupFailure = await this.retryLookups(result, graph);
 
     // Users never read in this process first, then the least recently read.
     const order = [...this.watched.values()].sort((a, b) => (a.readSeq ?? -1) - (b.readSeq ?? -1));
@@ -317,7 +318,7 @@ export class OutOfOfficeMonitor {
       let responses: BatchResponse[];
       try {
         result.batches++;
-        responses = await this.opts.graph.batch(chunk.map((u, i) => ({ id: String(i + 1), method: "GET", url: `/${userPath(u.userId)}/mailboxSettings/automaticRepliesSetting` })), signal);
+        responses = await graph.batch(chunk.map((u, i) => ({ id: String(i + 1), method: "GET", url: `/${userPath(u.userId)}/mailboxSettings/automaticRepliesSetting` })), signal);
       } catch (err) {
         await release(ticket, { reads: 0, throttled: false });
         result.errors++;
@@ -484,13 +485,13 @@ export class OutOfOfficeMonitor {
   }
 
   /** Tries the list's failed lookups again; returns why it stopped when Graph kept failing. */
-  private async retryLookups(result: PollResult): Promise<PipelineError | undefined> {
+  private async retryLookups(result: PollResult, graph: GraphClient): Promise<PipelineError | undefined> {
     let failures = 0;
     let failure: PipelineError | undefined;
     for (const email of this.pendingLookups) {
       if (failures >= MAX_LOOKUP_FAILURES) break;
       try {
-        const { change } = await this.watchLoaded(email);
+        const { change } = await this.watchLoaded(email, graph);
         if (change) result.changes.push(change);
         failures = 0;
       } catch (err) {
@@ -513,7 +514,7 @@ export class OutOfOfficeMonitor {
   }
 
   /** One user's setting outside a poll, within the same budget of reads in flight. */
-  private async readOne(user: GraphUser, email: string): Promise<AutomaticRepliesSetting> {
+  private async readOne(user: GraphUser, email: string, graph: GraphClient): Promise<AutomaticRepliesSetting> {
     let ticket = await this.budget.take(1);
     while (ticket.slots === 0) {
       await this.budget.freed();
@@ -521,7 +522,7 @@ export class OutOfOfficeMonitor {
     }
     let reads = 0;
     try {
-      const setting = await this.opts.graph.automaticReplies(user, email);
+      const setting = await graph.automaticReplies(user, email);
       reads = 1;
       return setting;
     } finally {

@@ -39,12 +39,37 @@ export interface RelayState extends OutboxCounts {
 type Outcome = "sent" | "server" | "retry" | "permanent";
 
 /**
+ * One delivery pass: from the first send after the relay was idle until nothing is in flight,
+ * cut at a minute when it goes on (a long burst, a server down) so that each pass is news.
+ */
+export interface DeliveryPass {
+  startedAt: Date;
+  endedAt: Date;
+  /** Mails handed to the SMTP server. */
+  attempts: number;
+  /** Mails the server took. */
+  sent: number;
+  /** Mails the server refused for now (4xx): tried again later. */
+  retried: number;
+  /** Mails given up on (a 5xx, or their last try): marked failed in the outbox. */
+  failed: number;
+  /** Mails put back because the server could not be used (down, refusing the login): nothing charged to them. */
+  deferred: number;
+  /** The last refusal, or why the server could not be used. */
+  lastError?: string;
+}
+
+/** The longest one delivery pass lasts before it is reported and another begins. */
+const PASS_MAX_MS = 60_000;
+
+/**
  * Sends the outbox: claims due mails, hands them to the pooled transport, and deletes each once
  * the server has taken it. A mail the server refuses for itself is tried again with backoff and,
  * after its last try or on a permanent refusal, marked failed and reported (`failed` event); it
  * stays in the outbox. When the server itself cannot be used (down, refusing connections or the
  * login), nothing is charged to the mails: sending pauses, one mail probes the server with a
- * growing wait, and everything resumes when it answers. Emits `state` when the counts change.
+ * growing wait, and everything resumes when it answers. Emits `state` when the counts change, and
+ * `pass` (a DeliveryPass) at the end of each delivery pass.
  */
 export class MailRelay extends EventEmitter {
   private readonly outbox: Outbox;
@@ -72,6 +97,7 @@ export class MailRelay extends EventEmitter {
   private readonly taken = new Set<string>();
   private removing?: Promise<void>;
   private renewal?: NodeJS.Timeout;
+  private pass?: DeliveryPass;
 
   constructor(private readonly options: RelayOptions) {
     super();
@@ -153,6 +179,7 @@ export class MailRelay extends EventEmitter {
     await Promise.race([Promise.all([this.running, ...this.inFlight, transportClosed]).catch(() => undefined), grace]);
     clearTimeout(timer);
     clearInterval(this.renewal);
+    this.endPass();
     await this.outbox.flush().catch(() => undefined);
     await transportClosed;
   }
@@ -198,6 +225,8 @@ export class MailRelay extends EventEmitter {
       })
       .finally(() => {
         this.inFlight.delete(tracked);
+        // Nothing in flight: the pass is over, unless the relay waits for the server to come back.
+        if (this.inFlight.size === 0 && !this.serverDown) this.endPass();
         if (this.waitingForRoom) this.wake();
       });
     this.inFlight.add(tracked);
@@ -220,6 +249,7 @@ export class MailRelay extends EventEmitter {
     }
     let outcome: Outcome;
     let reason = "";
+    const pass = (this.pass ??= { startedAt: new Date(), endedAt: new Date(), attempts: 0, sent: 0, retried: 0, failed: 0, deferred: 0 });
     try {
       await this.options.transport.send({ messageId: mail.messageId, date: mail.createdAt, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html });
       outcome = "sent";
@@ -232,6 +262,13 @@ export class MailRelay extends EventEmitter {
       outcome = classify(err);
       reason = describeSmtpError(err);
     }
+    pass.attempts++;
+    if (outcome === "sent") pass.sent++;
+    else if (outcome === "server") pass.deferred++;
+    else if (outcome === "retry" && mail.attempts + 1 < this.maxAttempts) pass.retried++;
+    else pass.failed++;
+    if (reason) pass.lastError = reason;
+    if (Date.now() - pass.startedAt.getTime() >= PASS_MAX_MS) this.endPass();
     switch (outcome) {
       case "sent":
         try {
@@ -267,6 +304,19 @@ export class MailRelay extends EventEmitter {
     if (this.serverDown) this.serverUp();
     this.changed();
     this.emit("failed", failure(mail, mail.attempts + 1, reason));
+  }
+
+  /** Reports the pass under way, if any; the next send begins another. */
+  private endPass(): void {
+    const pass = this.pass;
+    this.pass = undefined;
+    if (!pass || pass.attempts === 0) return;
+    pass.endedAt = new Date();
+    try {
+      this.emit("pass", pass);
+    } catch (err) {
+      this.emit("warning", `a delivery pass could not be reported: ${errorMessage(err)}`);
+    }
   }
 
   /** Removes the mails the server took while the database was away (one removal at a time). */

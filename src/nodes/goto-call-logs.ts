@@ -11,6 +11,7 @@ import type { GoToConnection } from "../goto/api";
 import { CallSource, DayProgress, callLogsForDay } from "../goto/call-reports";
 import { DayRange, calendarDay, daysOfRange, timeZone } from "../goto/days";
 import { DoneElsewhere, OnceRuns } from "../core/db/once";
+import { runRecorder } from "../core/node/runs";
 
 interface CallLogsDef extends NodeDef {
   goto?: string;
@@ -38,6 +39,8 @@ export = function register(RED: NodeAPI) {
     life.onClose(() => status.clear());
     const existing = config.goto ? (RED.nodes.getNode(config.goto) as GoToConnection | null) : null;
     if (existing?.connection) showConnectionState(existing.connection, status, life);
+    // Each day exported is a run, recorded where the replicas share their tokens.
+    const recorder = runRecorder(node, life, "call-logs", () => (config.goto ? (RED.nodes.getNode(config.goto) as GoToConnection | null)?.sharedDatabase() : undefined));
 
     handleInput(node, status, async (msg, send) => {
       const goto = life.uses(configNode<GoToConnection>(RED, config.goto, "goto-credentials", "GoTo connection"));
@@ -57,13 +60,20 @@ export = function register(RED: NodeAPI) {
         const claimed = runs ? await runs.claim(date, { againAfterMs: EXPORT_AGAIN_AFTER_MS, againHere: true }) : undefined;
         if (claimed && "elsewhere" in claimed) {
           elsewhere = claimed.elsewhere;
+          const skipped = recorder.start(date);
+          skipped.details = { doneBy: elsewhere.by };
+          skipped.end("skipped");
           continue;
         }
         const claim = claimed?.claim;
         const id = RED.util.generateId();
+        const run = recorder.start(date);
+        run.details = { source };
         status.busy(`${date} · requesting`);
         let shown = 0;
         const onProgress = ({ pages, calls: read }: DayProgress) => {
+          run.counts.pages = pages;
+          run.counts.rows = read;
           // A page can take a few milliseconds: the status follows at a pace a person can read.
           const now = Date.now();
           if (now - shown < PROGRESS_MS) return;
@@ -73,7 +83,7 @@ export = function register(RED: NodeAPI) {
         let complete = false;
         let dayCalls = 0;
         try {
-          for await (const batch of callLogsForDay(client, day, { source, accountKey, batchSize: Number(config.batchSize) || undefined, signal: life.signal, onProgress })) {
+          for await (const batch of callLogsForDay(client.withCounts(run.counts), day, { source, accountKey, batchSize: Number(config.batchSize) || undefined, signal: life.signal, onProgress })) {
             const parts = { id, index: batch.index, ...(batch.last ? { count: batch.index + 1 } : {}) };
             send({ ...msg, payload: batch.rows, parts, date, filename: `${date}_call_logs.csv` });
             if (batch.last) dayCalls = batch.total;
@@ -81,6 +91,11 @@ export = function register(RED: NodeAPI) {
             else await partSent(id, batch.index, AHEAD, undefined, life.signal);
           }
           complete = true;
+          run.counts.rows = dayCalls;
+          run.end("success");
+        } catch (err) {
+          run.end("failure", err);
+          throw err;
         } finally {
           // A day that stopped half-way is abandoned: a writer downstream drops what it has of it now.
           endSequence(id, !complete);

@@ -10,6 +10,7 @@ import { GoToAdminApi, parseGoToJson } from "../goto/admin";
 import type { GoToConnection } from "../goto/api";
 import { ProvisionAction, Provisioner, RequestDefaults, failureStatus, itemsOf, requestsOf } from "../goto/provisioning";
 import { OnceClaim, OnceRuns } from "../core/db/once";
+import { runRecorder } from "../core/node/runs";
 
 interface ProvisionUserDef extends NodeDef {
   goto?: string;
@@ -32,6 +33,8 @@ export = function register(RED: NodeAPI) {
     life.onClose(() => status.clear());
     const existing = config.goto ? (RED.nodes.getNode(config.goto) as GoToConnection | null) : null;
     if (existing?.connection) showConnectionState(existing.connection, status, life);
+    // Each request (one user or a batch) is a run, recorded where the replicas share their tokens.
+    const runs = runRecorder(node, life, "provisioning", () => (config.goto ? (RED.nodes.getNode(config.goto) as GoToConnection | null)?.sharedDatabase() : undefined));
 
     /** A typed-input setting's value for this message; empty settings give nothing. */
     const setting = (field: (typeof FIELDS)[number], msg: NodeMessage): Promise<unknown> => {
@@ -49,6 +52,7 @@ export = function register(RED: NodeAPI) {
       let outcomes;
       let batch = false;
       let claim: OnceClaim | undefined;
+      const run = runs.start(requestIdOf(msg));
       try {
         const goto = life.uses(configNode<GoToConnection>(RED, config.goto, "goto-credentials", "GoTo connection"));
         // With replicas on one database, a request (msg.requestId, else the message's id) runs once:
@@ -60,6 +64,8 @@ export = function register(RED: NodeAPI) {
             const { by, running, outcome } = claimed.elsewhere;
             const kept = outcome as { output?: number; statusCode?: number; payload?: unknown } | null;
             status.ready(`done by ${by}`);
+            run.details = { doneBy: by, running };
+            run.end("skipped");
             if (running || !kept) send([null, Object.assign(msg, { statusCode: 409, payload: { result: "in progress", by } })]);
             else send(kept.output === 0 ? [Object.assign(msg, { statusCode: kept.statusCode, payload: kept.payload }), null] : [null, Object.assign(msg, { statusCode: kept.statusCode, payload: kept.payload })]);
             return;
@@ -74,7 +80,7 @@ export = function register(RED: NodeAPI) {
         status.busy(batch ? `0/${formatCount(requests.length)}` : "requesting");
         let shown = 0;
         const provisioner = new Provisioner({
-          admin: new GoToAdminApi(goto.api("admin"), await goto.accountKey(), { signal: life.signal }),
+          admin: new GoToAdminApi(goto.api("admin").withCounts(run.counts), await goto.accountKey(), { signal: life.signal }),
           deprovision: config.deprovision === "unlicense" ? "unlicense" : "delete",
           welcomeEmail: config.welcomeEmail !== false,
           signal: life.signal,
@@ -89,17 +95,22 @@ export = function register(RED: NodeAPI) {
         // Nothing was done: whoever asked (an http response) gets an answer, Catch gets the error.
         await claim?.failed().catch(() => undefined);
         const error = asPipelineError(err);
+        run.end("failure", error);
         send([null, Object.assign(msg, { statusCode: failureStatus(error), payload: { result: "failed", error: error.message, code: error.code } })]);
         throw error;
       }
 
       if (!batch) {
         const outcome = outcomes[0]!;
+        run.details = { action: outcome.ok ? outcome.report.result : outcome.item.action ?? null };
         if (!outcome.ok) {
+          run.end("failure", outcome.error);
           await claim?.failed().catch(() => undefined);
           send([null, Object.assign(msg, { statusCode: failureStatus(outcome.error), payload: outcome.item })]);
           throw outcome.error;
         }
+        run.counts.rows = 1;
+        run.end("success");
         await keep(claim, 0, 200, outcome.report);
         send([Object.assign(msg, { statusCode: 200, payload: outcome.report }), null]);
         status.ok(`${outcome.report.result}: ${outcome.report.email}`.slice(0, 40));
@@ -107,17 +118,22 @@ export = function register(RED: NodeAPI) {
       }
       const failures = outcomes.filter((o) => !o.ok);
       const payload = outcomes.map((o) => (o.ok ? o.report : o.item));
+      run.counts.rows = outcomes.length - failures.length;
+      run.details = { items: outcomes.length, failed: failures.length };
       await keep(claim, 0, failures.length ? 207 : 200, payload);
       send([Object.assign(msg, { statusCode: failures.length ? 207 : 200, payload }), null]);
       if (failures.length) {
         const first = failures[0]!;
-        throw new PipelineError(`${formatCount(failures.length)} of ${formatCount(outcomes.length)} items failed; the first: ${first.item.email ?? "an item"}: ${first.item.error}`, {
+        const error = new PipelineError(`${formatCount(failures.length)} of ${formatCount(outcomes.length)} items failed; the first: ${first.item.email ?? "an item"}: ${first.item.error}`, {
           status: `${formatCount(failures.length)} of ${formatCount(outcomes.length)} failed`,
           code: "GW_GOTO_PROVISIONING_PARTLY_FAILED",
           partial: true,
           cause: first.ok ? undefined : first.error,
         });
+        run.end(failures.length === outcomes.length ? "failure" : "partial", error);
+        throw error;
       }
+      run.end("success");
       status.ok(`${formatCount(outcomes.length)} users done`);
     }, { life });
 

@@ -11,6 +11,8 @@ import { OutOfOfficeChange, OutOfOfficeMonitor, PollResult, changePayload, cycle
 import { WatchRequest, parseWatchRequest } from "../graph/requests";
 import { CycleHolder, WatchListStore } from "../graph/watch-list";
 import { instanceName } from "../core/instance";
+import { runRecorder } from "../core/node/runs";
+import type { Run } from "../core/runs";
 
 interface OooDef extends NodeDef {
   app: string;
@@ -56,6 +58,9 @@ export = function register(RED: NodeAPI) {
     })();
     monitor.catch(() => undefined); // reported by whoever awaits it
 
+    // Each cycle this instance runs is a run; a cycle another replica ran is not recorded here (it records its own).
+    const runs = runRecorder(node, life, "ooo-monitor", () => (config.database ? (RED.nodes.getNode(config.database) as DatabaseProvider | null)?.database() : undefined));
+
     const changes = (list: OutOfOfficeChange[]): NodeMessage[] => list.map((c) => ({ topic: c.email, payload: changePayload(c) }));
     let lastCycle: PollResult | undefined;
     let aside: CycleHolder | undefined;
@@ -93,7 +98,15 @@ export = function register(RED: NodeAPI) {
       // A close aborts the cycle's reads and waits for it to store what it learned.
       polling ??= life.work((async () => {
         const m = await monitor;
-        const result = await m.poll(life.signal, { due, starting });
+        const run = runs.start();
+        let result: PollResult;
+        try {
+          result = await m.poll(life.signal, { due, starting, counts: run.counts });
+        } catch (err) {
+          run.end("failure", err);
+          throw err;
+        }
+        if (!result.doneBy) endCycle(run, result);
         if (result.doneBy) {
           // This process polled under the node deployed before: its own cycle, not another's.
           if (result.doneBy.by !== instanceName()) aside = result.doneBy;
@@ -119,6 +132,20 @@ export = function register(RED: NodeAPI) {
       }));
       return polling;
     };
+
+    /** A cycle's run: failed when it read nobody (or the app's settings are wrong), partial when it missed some. */
+    function endCycle(run: Run, result: PollResult): void {
+      run.counts.rows = result.read;
+      // Mailbox reads throttled inside a batch are 429s too, though the batch itself was answered 200.
+      run.counts.http429 += result.throttled;
+      run.details = { watched: result.watched, notRead: result.notRead.length, batches: result.batches, throttled: result.throttled, errors: result.errors, changes: result.changes.length };
+      const failure = result.failure;
+      if (failure && (isSettingsError(failure) || (result.read === 0 && result.watched > 0))) run.end("failure", failure);
+      else if (failure || result.notRead.length > 0) {
+        const reasons = [...new Set(result.notRead.map((u) => u.reason))].join(", ");
+        run.end("partial", failure ?? new PipelineError(`${formatCount(result.notRead.length)} of ${formatCount(result.watched)} users not read (${reasons}); they go first in the next cycle`, { code: "GW_GRAPH_NOT_READ", partial: true }));
+      } else run.end("success");
+    }
 
     // A cycle that failed on a timer goes to Catch; its status (yellow or red) is already set.
     function pollOnTimer(starting = false): Promise<void> {

@@ -9,7 +9,9 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from "../core/node/types";
 import { composeMail } from "../mail/compose";
 import { Outbox } from "../mail/outbox";
 import { allowedList, addressList, recipientsFor } from "../mail/recipients";
-import { MailRelay, RelayState } from "../mail/relay";
+import { DeliveryPass, MailRelay, RelayState } from "../mail/relay";
+import { runRecorder } from "../core/node/runs";
+import type { FinishedRun } from "../core/runs";
 import { SmtpProvider, SmtpTransport } from "../mail/transport";
 
 interface MailRelayDef extends NodeDef {
@@ -39,6 +41,8 @@ export = function register(RED: NodeAPI) {
     if (config.timeZone?.trim() && !ianaZone(config.timeZone.trim())) node.warn(`"${config.timeZone}" is not a time zone (such as Europe/Brussels): alert times are shown in UTC`);
     let opening: Promise<MailRelay> | undefined;
     let latest: RelayState | undefined;
+    // Each delivery pass is a run: one row per pass, however many mails it sent.
+    const runs = runRecorder(node, life, "mail-relay", () => (config.database ? (RED.nodes.getNode(config.database) as DatabaseProvider | null)?.database() : undefined));
 
     // The outbox starts with the node, so mails stored before a restart go out without new input.
     const relay = (): Promise<MailRelay> => {
@@ -66,6 +70,7 @@ export = function register(RED: NodeAPI) {
       mailRelay.on("state", (s: RelayState) => (latest = s));
       mailRelay.on("failed", (failed) => node.send([null, null, { topic: "failed", payload: failed }]));
       mailRelay.on("warning", (m: string) => node.warn(m));
+      mailRelay.on("pass", (pass: DeliveryPass) => void runs.record(passRun(pass)));
       life.onClose(() => mailRelay.close());
       await mailRelay.start();
       return mailRelay;
@@ -143,6 +148,21 @@ export = function register(RED: NodeAPI) {
       default:
         return relay.state;
     }
+  }
+
+  /** A delivery pass as a run: partial when some mails did not go (yet), failed when none did. */
+  function passRun(pass: DeliveryPass): FinishedRun {
+    const notSent = pass.failed + pass.retried + pass.deferred;
+    const outcome = notSent === 0 ? "success" : pass.sent > 0 ? "partial" : "failure";
+    const parts = [pass.failed && `${formatCount(pass.failed)} failed`, pass.retried && `${formatCount(pass.retried)} to be tried again`, pass.deferred && `${formatCount(pass.deferred)} waiting for the SMTP server`].filter(Boolean);
+    return {
+      startedAt: pass.startedAt,
+      endedAt: pass.endedAt,
+      outcome,
+      counts: { rows: pass.sent, requests: pass.attempts, retries: pass.retried + pass.deferred },
+      error: notSent ? new PipelineError(`${formatCount(pass.sent)} of ${formatCount(pass.attempts)} mails sent; ${parts.join(", ")}${pass.lastError ? `: ${pass.lastError}` : ""}`, { code: "GW_MAIL_NOT_SENT", partial: outcome === "partial" }) : undefined,
+      details: { sent: pass.sent, retried: pass.retried, failed: pass.failed, deferred: pass.deferred },
+    };
   }
 
   /** The body's size as sent; a body that cannot be written as JSON counts as too big. */

@@ -6,6 +6,7 @@ import { registerConnectionTest } from "../core/node/connection-test";
 import { stateDir } from "../core/node/config";
 import { usersClosed } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
+import { DEFAULT_KEEP_DAYS, runLog } from "../core/runs";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 
 export = function register(RED: NodeAPI) {
@@ -15,12 +16,16 @@ export = function register(RED: NodeAPI) {
     const config = migrateConfig(def, []);
     let opening: Promise<Database> | undefined;
     let closed = false;
+    const keepRunsDays = Math.max(1, Math.floor(Number(config.keepRunsDays) || DEFAULT_KEEP_DAYS));
 
     node.database = () => {
       if (closed) return Promise.reject(new ConfigError("this postgres-database node was closed by a redeploy"));
       opening ??= Database.open(databaseConfig(config, node.credentials ?? {}, stateDir(RED, "postgres")), {
         warn: (m) => node.warn(m),
         debug: (m) => node.debug(m),
+      }).then((db) => {
+        runLog(db).keepDays = keepRunsDays;
+        return db;
       }).catch((err) => {
         opening = undefined; // the next caller tries again
         throw err;

@@ -5,6 +5,7 @@ import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
 import { showConnectionState } from "../core/node/oauth-connection";
+import { runRecorder } from "../core/node/runs";
 import { StatusReporter, formatCount } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
 import type { TeamleaderConnectionProvider } from "../teamleader/connection";
@@ -36,6 +37,8 @@ export = function register(RED: NodeAPI) {
     life.onClose(() => status.clear());
     const provider = RED.nodes.getNode(config.connection) as TeamleaderConnectionProvider | null;
     if (provider?.connection) showConnectionState(provider.connection.oauth, status, life);
+    // In sync mode each resource synced is a run, recorded in the connection's database.
+    const runs = runRecorder(node, life, "teamleader-sync", () => (RED.nodes.getNode(config.connection) as TeamleaderConnectionProvider | null)?.connection.database());
 
     handleInput(node, status, async (msg, send) => {
       const { connection } = life.uses(configNode<TeamleaderConnectionProvider>(RED, config.connection, "teamleader-connection", "Teamleader connection"));
@@ -67,7 +70,7 @@ export = function register(RED: NodeAPI) {
       const mode: SyncMode = asked ?? "delta";
       status.busy(`${mode} sync`);
       const sync = await connection.sync(config.tablePrefix || undefined);
-      const summary = await sync.run({ resources, mode, projectsModule: projectsModule as ProjectsModule, signal: life.signal, onProgress: (p) => status.busy(`${p.resource} ${formatCount(p.fetched)}`) });
+      const summary = await sync.run({ resources, mode, projectsModule: projectsModule as ProjectsModule, signal: life.signal, onProgress: (p) => status.busy(`${p.resource} ${formatCount(p.fetched)}`), startRun: (resource) => runs.start(resource) });
       const entries = Object.values(summary.resources);
       const busy = entries.filter((r) => r.status === "already running").length;
       const rows = entries.reduce((n, r) => n + r.fetched, 0);

@@ -3,6 +3,7 @@ import { HttpClient, TokenSource } from "../core/http/client";
 import { RequestLimiter } from "../core/http/limiter";
 import { budgetLimiter } from "../core/http/shared-limiter";
 import type { Database } from "../core/db/database";
+import type { RunCounts } from "../core/run-counts";
 import { ListRequest, ListResponse, TeamleaderErrorBody, TeamleaderRecord } from "./types";
 
 export const TEAMLEADER_API_HOST = "https://api.focus.teamleader.eu";
@@ -86,6 +87,12 @@ export class TeamleaderApi {
       signal: options.signal,
       maxResponseBytes: options.maxResponseBytes,
     });
+  }
+
+  /** This API for one run: the same client and limiter, every request counted in `counts`. */
+  withCounts(counts: RunCounts | undefined): TeamleaderApi {
+    if (!counts) return this;
+    return Object.assign(Object.create(this) as TeamleaderApi, { http: this.http.withCounts(counts) });
   }
 
   /** Calls `endpoint` (`companies.info`, `invoices.download`, …) with `body`; the parsed answer. */

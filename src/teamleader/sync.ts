@@ -1,4 +1,5 @@
 import { PipelineError, errorMessage } from "../core/errors";
+import type { Run } from "../core/runs";
 import { MAX_PAGE_SIZE, Page, PageError, TeamleaderApi } from "./api";
 import { RESOURCES, ResourceSpec, withProjectsModule } from "./resources";
 import { BatchWriteError, BatchWriter, SyncTables } from "./tables";
@@ -51,6 +52,12 @@ export interface SyncRequest {
   projectsModule?: ProjectsModule;
   signal?: AbortSignal;
   onProgress?(progress: SyncProgress): void;
+  /**
+   * Starts the run of one resource (or of "projects" when the Projects module could not be told):
+   * its requests are counted in it, and it ends with the resource as success, partial (records
+   * whose lookup could not tell), skipped (already running) or failure.
+   */
+  startRun?(resource: SyncResource): Run;
 }
 
 export interface SyncSettings {
@@ -109,7 +116,13 @@ export class TeamleaderSync {
     const started = Date.now();
     await this.tables.ensure();
     const resources: SyncSummary["resources"] = {};
-    const names = await this.withProjectsModule(request);
+    let names: SyncResource[];
+    try {
+      names = await this.withProjectsModule(request);
+    } catch (err) {
+      request.startRun?.("projects").end("failure", err);
+      throw err;
+    }
     for (const [index, resource] of names.entries()) {
       resources[resource] = await this.syncResource(resource, request.mode, { ...request, position: index + 1, of: names.length });
     }
@@ -117,6 +130,29 @@ export class TeamleaderSync {
   }
 
   async syncResource(resource: SyncResource, requested: SyncMode, request: Omit<SyncRequest, "resources"> & { position?: number; of?: number } = { mode: requested }): Promise<ResourceSummary> {
+    const run = request.startRun?.(resource);
+    try {
+      const summary = await this.syncCounted(resource, requested, request, this.api.withCounts(run?.counts), run);
+      if (run && summary.status === "already running") {
+        run.details = { runningOn: summary.runningOn ?? null };
+        run.end("skipped");
+      } else if (run) {
+        run.details = { mode: summary.mode, inserted: summary.inserted, updated: summary.updated, deleted: summary.deleted, ...(summary.unresolved ? { unresolved: summary.unresolved } : {}) };
+        run.end(
+          summary.unresolved ? "partial" : "success",
+          summary.unresolved
+            ? new PipelineError(`${summary.unresolved} ${resource} not seen in the sweep could not be looked up (${summary.unresolvedReason ?? "no answer"}); left as they are, looked up again next sweep`, { code: "GW_TEAMLEADER_UNRESOLVED" })
+            : undefined,
+        );
+      }
+      return summary;
+    } catch (err) {
+      run?.end("failure", err);
+      throw err;
+    }
+  }
+
+  private async syncCounted(resource: SyncResource, requested: SyncMode, request: Omit<SyncRequest, "resources"> & { position?: number; of?: number }, api: TeamleaderApi, run?: Run): Promise<ResourceSummary> {
     const spec = RESOURCES[resource];
     const started = Date.now();
     await this.tables.ensure();
@@ -138,7 +174,7 @@ export class TeamleaderSync {
       writer = new BatchWriter(this.tables, resource, { batchSize: this.settings.batchSize, concurrency: this.settings.writeConcurrency, updatedAt: spec.updatedAt });
 
       const body = this.listRequest(spec, mode, state?.cursor ?? null);
-      const pages = this.api.pages<TeamleaderRecord>(spec.endpoint, body, { paged: spec.paged, signal: request.signal })[Symbol.asyncIterator]();
+      const pages = api.pages<TeamleaderRecord>(spec.endpoint, body, { paged: spec.paged, signal: request.signal })[Symbol.asyncIterator]();
       // The next page is asked for while the previous one is written.
       let next = pages.next();
       let done = false;
@@ -163,6 +199,10 @@ export class TeamleaderSync {
           serverStart ??= current.serverTime;
           counts.pages++;
           counts.fetched += current.records.length;
+          if (run) {
+            run.counts.pages++;
+            run.counts.rows += current.records.length;
+          }
           for (const record of current.records) {
             const at = spec.updatedAt && typeof record.updated_at === "string" ? Date.parse(record.updated_at) : NaN;
             if (!Number.isNaN(at) && (maxUpdated === undefined || at > maxUpdated)) maxUpdated = at;
@@ -178,7 +218,7 @@ export class TeamleaderSync {
 
       let unresolved: { unresolved: number; unresolvedReason?: string } | undefined;
       if (mode === "full") {
-        const swept = await this.sweepDeleted(resource, spec, sweepStart, writer, request.signal);
+        const swept = await this.sweepDeleted(api, resource, spec, sweepStart, writer, request.signal);
         counts.deleted = swept.deleted;
         if (swept.unresolved > 0) unresolved = { unresolved: swept.unresolved, unresolvedReason: swept.reason };
       }
@@ -239,7 +279,7 @@ export class TeamleaderSync {
    * module no longer knows, or a failure) leaves its records as they are and is reported in the
    * summary: it never fails the sweep. Every lookup goes through the integration's limiter.
    */
-  private async sweepDeleted(resource: SyncResource, spec: ResourceSpec, sweepStart: string, writer: BatchWriter, signal?: AbortSignal): Promise<{ deleted: number; unresolved: number; reason?: string }> {
+  private async sweepDeleted(api: TeamleaderApi, resource: SyncResource, spec: ResourceSpec, sweepStart: string, writer: BatchWriter, signal?: AbortSignal): Promise<{ deleted: number; unresolved: number; reason?: string }> {
     const unseen = await this.tables.unseenSince(resource, sweepStart);
     if (unseen.length === 0) return { deleted: 0, unresolved: 0 };
     const found = new Set<string>();
@@ -255,7 +295,7 @@ export class TeamleaderSync {
         const ids = unseen.slice(i, i + IDS_PER_LOOKUP);
         const body: ListRequest = { filter: { ids }, ...(spec.paged ? { page: { size: IDS_PER_LOOKUP, number: 1 } } : {}), ...(spec.customFields ? { includes: "custom_fields" } : {}) };
         try {
-          for await (const page of this.api.pages<TeamleaderRecord>(spec.endpoint, body, { paged: spec.paged, signal })) {
+          for await (const page of api.pages<TeamleaderRecord>(spec.endpoint, body, { paged: spec.paged, signal })) {
             const wanted = page.records.filter((r) => ids.includes(String(r.id)));
             for (const r of wanted) found.add(String(r.id));
             await writer.add(wanted, page.number);
@@ -273,7 +313,7 @@ export class TeamleaderSync {
           const id = unseen[next++]!;
           let record: TeamleaderRecord | undefined;
           try {
-            record = await this.api.info<TeamleaderRecord>(info, id, signal);
+            record = await api.info<TeamleaderRecord>(info, id, signal);
           } catch (err) {
             cannotTell([id], err);
             continue;

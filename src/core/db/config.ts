@@ -10,6 +10,8 @@ export interface PostgresDatabaseDef {
   database: string;
   ssl: "disable" | "require" | "verify-full";
   poolSize: string;
+  /** How many days runs are kept in gluework_runs (30 when empty). */
+  keepRunsDays?: string;
   version?: number;
 }
 

@@ -2,6 +2,7 @@ import { Agent, Dispatcher, request as undiciRequest } from "undici";
 import { Clock, systemClock } from "../clock";
 import { PipelineError } from "../errors";
 import { describeUrl, redact } from "../redact";
+import type { RunCounts } from "../run-counts";
 import { RequestKind, RequestLimiter } from "./limiter";
 import {
   BackoffOptions,
@@ -16,9 +17,10 @@ import {
 
 /** Where a client gets its bearer token, and how it asks for a new one after a 401. */
 export interface TokenSource {
-  getAccessToken(): Promise<string>;
+  /** A valid token; a refresh it had to make is added to `counts` (the run that asked). */
+  getAccessToken(counts?: RunCounts): Promise<string>;
   /** The API refused `rejected`: return a fresh token (one forced refresh at most). */
-  invalidate(rejected: string): Promise<string>;
+  invalidate(rejected: string, counts?: RunCounts): Promise<string>;
 }
 
 export type QueryValue = string | number | boolean | undefined | null | ReadonlyArray<string | number>;
@@ -44,6 +46,8 @@ export interface HttpRequest {
   signal?: AbortSignal;
   /** To the limiter: one call someone waits for (the default), or one of many (a sync's pages). */
   kind?: RequestKind;
+  /** The run this request is part of: its requests, 429s, retries and token refreshes are added here. */
+  counts?: RunCounts;
 }
 
 export interface HttpResponse<T = unknown> {
@@ -157,6 +161,20 @@ export class HttpClient {
     return this.opts.name;
   }
 
+  /**
+   * This client for one run: the same connections, limiter and token, with every request's
+   * requests, 429s, retries and token refreshes added to `counts`. Nothing to close.
+   */
+  withCounts(counts: RunCounts | undefined): HttpClient {
+    if (!counts) return this;
+    const shared = this;
+    return Object.assign(Object.create(shared) as HttpClient, {
+      request: <T>(req: HttpRequest) => shared.request<T>({ ...req, counts: req.counts ?? counts }),
+      withCounts: (other: RunCounts | undefined) => shared.withCounts(other),
+      close: async () => undefined,
+    });
+  }
+
   async json<T = unknown>(req: HttpRequest): Promise<T> {
     return (await this.request<T>(req)).body;
   }
@@ -175,6 +193,7 @@ export class HttpClient {
     let rateLimitedSince: number | undefined;
     let refreshedAfter401 = false;
     let freshToken = false;
+    const counts = req.counts;
 
     for (;;) {
       req.signal?.throwIfAborted();
@@ -183,18 +202,20 @@ export class HttpClient {
       // After the wait: a token taken before it may have expired meanwhile.
       if (useAuth && !freshToken) {
         try {
-          token = await this.opts.auth!.getAccessToken();
+          token = await this.opts.auth!.getAccessToken(counts);
         } catch (err) {
           this.opts.limiter?.release(ticket);
           throw err;
         }
       }
       freshToken = false;
+      if (counts) counts.requests++;
       try {
         res = await this.send<T>(method, url, req, token);
       } catch (err) {
         this.opts.limiter?.release(ticket);
         if (idempotent && retries < this.opts.maxRetries && isRetryableNetworkError(err)) {
+          if (counts) counts.retries++;
           await this.clock.sleep(backoffDelay(retries++, this.random(), this.opts.backoff ?? DEFAULT_BACKOFF), req.signal);
           continue;
         }
@@ -207,11 +228,12 @@ export class HttpClient {
 
       if ((res.status === 401 || this.opts.isTokenRejected?.(res.status, res.body) === true) && useAuth && !refreshedAfter401) {
         refreshedAfter401 = true;
-        token = await this.opts.auth!.invalidate(token!);
+        token = await this.opts.auth!.invalidate(token!, counts);
         freshToken = true;
         continue;
       }
       if (res.status === 429) {
+        if (counts) counts.http429++;
         // The server's Retry-After or reset is followed as given; our backoff only when it gives none.
         const now = this.clock.now();
         rateLimitedSince ??= now;
@@ -228,6 +250,7 @@ export class HttpClient {
       if (isRetryableStatus(res.status) && idempotent && retries < this.opts.maxRetries) {
         const wait = serverRetryDelay(res.headers, this.clock.now()) ?? backoffDelay(retries, this.random(), this.opts.backoff);
         retries++;
+        if (counts) counts.retries++;
         await this.clock.sleep(Math.min(wait, this.opts.maxServerDelayMs), req.signal);
         continue;
       }

@@ -10,6 +10,7 @@ import { TokenStore } from "../tokens/types";
 import { DatabaseProvider, configNode, stateDir, runtimeSecret } from "./config";
 import type { Lifecycle } from "./lifecycle";
 import type { NodeAPI } from "./types";
+import type { RunCounts } from "../run-counts";
 
 export interface OAuthConnectionSettings {
   profile: OAuthProfile;
@@ -70,12 +71,12 @@ export class OAuthConnection extends EventEmitter implements TokenSource {
     return this.current;
   }
 
-  async getAccessToken(): Promise<string> {
-    return (await this.ready).getAccessToken();
+  async getAccessToken(counts?: RunCounts): Promise<string> {
+    return (await this.ready).getAccessToken(counts);
   }
 
-  async invalidate(rejected: string): Promise<string> {
-    return (await this.ready).invalidate(rejected);
+  async invalidate(rejected: string, counts?: RunCounts): Promise<string> {
+    return (await this.ready).invalidate(rejected, counts);
   }
 
   /** The token manager itself, for extras (an account key) and authorization-code results. */

@@ -3,6 +3,7 @@ import { Clock, systemClock } from "../clock";
 import { AuthorizationRequiredError } from "../errors";
 import { TokenSource } from "../http/client";
 import { registerSecret } from "../redact";
+import type { RunCounts } from "../run-counts";
 import { fingerprint } from "./cipher";
 import { GrantRefusedError } from "./oauth-grant";
 import { StoredTokens, TokenResponse, TokenState, TokenStore, emptyTokens } from "./types";
@@ -56,17 +57,17 @@ export class TokenManager extends EventEmitter implements TokenSource {
     return this.opts.key;
   }
 
-  async getAccessToken(): Promise<string> {
+  async getAccessToken(counts?: RunCounts): Promise<string> {
     const cached = this.cached;
     if (cached?.accessToken && cached.refreshAt !== null && this.clock.now() < cached.refreshAt) return cached.accessToken;
-    return (await this.refreshShared()).accessToken!;
+    return (await this.refreshShared(undefined, counts)).accessToken!;
   }
 
-  async invalidate(rejected: string): Promise<string> {
+  async invalidate(rejected: string, counts?: RunCounts): Promise<string> {
     if (this.cached?.accessToken === rejected) this.cached = { ...this.cached, refreshAt: 0 };
-    let record = await this.refreshShared(rejected);
+    let record = await this.refreshShared(rejected, counts);
     // A refresh already in flight may have found the rejected token still fresh in the store.
-    if (record.accessToken === rejected) record = await this.refreshShared(rejected);
+    if (record.accessToken === rejected) record = await this.refreshShared(rejected, counts);
     return record.accessToken!;
   }
 
@@ -127,14 +128,15 @@ export class TokenManager extends EventEmitter implements TokenSource {
     return { state: stored.state, reason: stored.reason ?? undefined };
   }
 
-  private refreshShared(rejected?: string): Promise<StoredTokens> {
-    this.inflight ??= this.refreshFromStore(rejected).finally(() => {
+  /** One refresh for every caller; it counts in the run of the caller that started it. */
+  private refreshShared(rejected?: string, counts?: RunCounts): Promise<StoredTokens> {
+    this.inflight ??= this.refreshFromStore(rejected, counts).finally(() => {
       this.inflight = null;
     });
     return this.inflight;
   }
 
-  private async refreshFromStore(rejected?: string): Promise<StoredTokens> {
+  private async refreshFromStore(rejected?: string, counts?: RunCounts): Promise<StoredTokens> {
     // The cache learns a record only once the store has it durably, so no caller ever gets an
     // access token whose rotated refresh token could still be lost.
     const outcome = await this.opts.store.update<{ record?: StoredTokens; error?: AuthorizationRequiredError; rotated?: boolean }>(
@@ -154,6 +156,7 @@ export class TokenManager extends EventEmitter implements TokenSource {
           return { result: { error: new AuthorizationRequiredError(`the access token expired and there is no refresh token: authorize again in the ${this.opts.label}`) } };
         }
         let response: TokenResponse;
+        if (counts) counts.tokenRefreshes++;
         try {
           response = await this.opts.grant.refresh(current.refreshToken);
         } catch (err) {
