@@ -74,6 +74,8 @@ export interface FinishedRun {
   details?: Record<string, unknown>;
 }
 
+/** The longest a record's write may take before it counts as not stored. */
+const SAVE_DEADLINE_MS = 10_000;
 const MAX_MESSAGE = 2000;
 const MAX_PART = 1000;
 const MAX_DETAILS = 8000;
@@ -186,10 +188,15 @@ export class RunRecorder {
   }
 
   private async store(record: RunRecord): Promise<RunRecord> {
+    let timer: NodeJS.Timeout | undefined;
     try {
       const db = await this.options.database();
       if (!db) return record;
-      const id = await runLog(db).save(record);
+      // A database that hangs holds no record (nor a closing node) for long: it counts as away.
+      const deadline = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${SAVE_DEADLINE_MS / 1000} s`)), SAVE_DEADLINE_MS);
+      });
+      const id = await Promise.race([runLog(db).save(record), deadline]);
       if (this.failing) {
         this.failing = false;
         this.options.warn(`runs are recorded again${this.lost ? ` (${this.lost} could not be)` : ""}`);
@@ -203,6 +210,8 @@ export class RunRecorder {
         this.options.warn(`a run could not be recorded (${errorMessage(err)}); the pipeline goes on, and its runs are recorded again once the database answers`);
       }
       return record;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
