@@ -30,7 +30,8 @@ export interface RunSubject {
   nodeId: string;
   nodeName?: string;
   nodeType: string;
-  pipeline: Pipeline;
+  /** One of PIPELINES for the nodes of this package; a blob-csv-writer records under the name its settings give. */
+  pipeline: Pipeline | (string & {});
 }
 
 /** Why a run failed, as a user reads it: the message (redacted), its code, its cause and its fix when it has them. */
@@ -109,7 +110,8 @@ export class Run {
 
   constructor(
     private readonly subject: RunSubject,
-    readonly key: string | null,
+    /** What the run is about; may be set before `end` when it is known only then (the file written). */
+    public key: string | null,
     private readonly finish: (record: RunRecord, saved: (record: RunRecord) => void) => void,
     startedAt = new Date(),
   ) {

@@ -1,5 +1,5 @@
 import type { Database } from "../db/database";
-import { Pipeline, RunRecorder } from "../runs";
+import { RunRecorder, RunSubject } from "../runs";
 import type { Lifecycle } from "./lifecycle";
 import type { Node } from "./types";
 
@@ -8,7 +8,7 @@ import type { Node } from "./types";
  * uses; none: they are only announced), a failed write is one warning in the node's log, and a
  * closing node waits for the records of its last runs before its database closes.
  */
-export function runRecorder(node: Pick<Node, "id" | "name" | "type" | "warn">, life: Pick<Lifecycle, "work">, pipeline: Pipeline, database: () => Promise<Database> | undefined): RunRecorder {
+export function runRecorder(node: Pick<Node, "id" | "name" | "type" | "warn">, life: Pick<Lifecycle, "work">, pipeline: RunSubject["pipeline"], database: () => Promise<Database> | undefined): RunRecorder {
   return new RunRecorder(
     { nodeId: node.id, nodeName: node.name, nodeType: node.type, pipeline },
     { database, warn: (line) => node.warn(line), track: (write) => void life.work(write) },
