@@ -1,0 +1,226 @@
+import { ChildProcess, fork } from "node:child_process";
+import os from "node:os";
+import v8 from "node:v8";
+import vm from "node:vm";
+import path from "node:path";
+import { request } from "undici";
+import { Database } from "../src/core/db/database";
+import { HttpClient } from "../src/core/http/client";
+import { RunRecorder, RunSubject } from "../src/core/runs";
+import { TokenCipher } from "../src/core/tokens/cipher";
+import { OAuthGrant } from "../src/core/tokens/oauth-grant";
+import { PostgresTokenStore } from "../src/core/tokens/pg-store";
+import { TokenManager } from "../src/core/tokens/token-manager";
+import { describeGoToError, gotoApiBase } from "../src/goto/api";
+import { gotoOAuthProfile } from "../src/goto/auth";
+import { callLogsForDay } from "../src/goto/call-reports";
+import { calendarDay } from "../src/goto/days";
+import { GOTO_DEMO_CLIENT, TEAMLEADER_DEMO_CLIENT } from "../src/sandbox";
+import { TeamleaderApi } from "../src/teamleader/api";
+import { teamleaderOAuthProfile } from "../src/teamleader/auth";
+import { TeamleaderSync } from "../src/teamleader/sync";
+import { SyncTables } from "../src/teamleader/tables";
+import { createTestDatabase } from "../test/support/pg";
+import type { Benchmark } from "./support";
+
+/**
+ * What recording runs costs the pipelines: a full Teamleader sync and a call-log day, each run
+ * with its run recorded (requests counted through the HTTP client and token core, one row written
+ * to gluework_runs at the end, as the nodes do) and without, in pairs whose order alternates, so
+ * that the machine's drift weighs on both alike. The figure is the median of the pairs' ratios.
+ * The sandbox runs in a process of its own with its rate limits off, and so do the clients, so
+ * that the pipelines' own work, not a limit, sets the pace.
+ */
+export const benchmark: Benchmark = {
+  name: "operations",
+  async run({ quick }) {
+    const companies = quick ? 1_000 : 10_000;
+    const calls = quick ? 1_000 : 20_000;
+    const pairs = quick ? 2 : 15;
+    const sandbox = await startSandbox();
+    const testDb = await createTestDatabase("gw_bench_ops");
+    const db = await Database.open({ kind: "server", connection: { ...testDb.connection, max: 10 } }, { warn: () => undefined });
+    try {
+      const control = (route: string, body: unknown) => post(`${sandbox.url}/_sandbox/${route}`, body);
+      await control("teamleader/data", { volumes: { companies }, seed: "ops" });
+      await control("teamleader/settings", { rateLimit: false, resetQuota: true });
+      const day = "2026-06-10";
+      await control("goto/call-reports", { rateLimit: null, volumes: { [day]: calls } });
+
+      const tlTokens = await tokens(db, "teamleader", teamleaderOAuthProfile(`${sandbox.url}/teamleader/auth`), TEAMLEADER_DEMO_CLIENT, sandbox.url);
+      const gotoTokens = await tokens(db, "goto", gotoOAuthProfile(`${sandbox.url}/goto/auth`), GOTO_DEMO_CLIENT, sandbox.url);
+      const api = new TeamleaderApi({ apiHost: `${sandbox.url}/teamleader/api`, auth: tlTokens });
+      const gotoClient = new HttpClient({ name: "GoTo", baseUrl: gotoApiBase("call-reports", `${sandbox.url}/goto/api`), auth: gotoTokens, describeError: describeGoToError });
+      const recorder = (pipeline: RunSubject["pipeline"]) => new RunRecorder({ nodeId: `bench-${pipeline}`, nodeName: "bench", nodeType: "bench", pipeline }, { database: () => db, warn: (line) => process.stderr.write(`${line}\n`) });
+      const tlRuns = recorder("teamleader-sync");
+      const dayRuns = recorder("call-logs");
+      const writes: Array<Promise<unknown>> = [];
+
+      let prefixes = 0;
+      const sync = async (recorded: boolean): Promise<number> => {
+        const tables = new SyncTables(db, `ops${++prefixes}_`);
+        await tables.ensure();
+        const started = process.hrtime.bigint();
+        const summary = await new TeamleaderSync(api, tables).run({
+          resources: ["companies"],
+          mode: "full",
+          ...(recorded ? { startRun: (resource) => track(tlRuns.start(resource)) } : {}),
+        });
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        if (summary.resources.companies?.inserted !== companies) throw new Error(`the sync wrote ${summary.resources.companies?.inserted} rows, not ${companies}`);
+        return seconds;
+      };
+      const callDay = async (recorded: boolean): Promise<number> => {
+        const started = process.hrtime.bigint();
+        const run = recorded ? track(dayRuns.start(day)) : undefined;
+        let rows = 0;
+        for await (const batch of callLogsForDay(gotoClient.withCounts(run?.counts), calendarDay(day, "UTC"), { onProgress: ({ pages }) => run && (run.counts.pages = pages) })) rows += batch.rows.length;
+        if (run) {
+          run.counts.rows = rows;
+          run.end("success");
+        }
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        if (rows !== calls) throw new Error(`the day held ${rows} calls, not ${calls}`);
+        return seconds;
+      };
+      function track<T extends { saved: Promise<unknown> }>(run: T): T {
+        writes.push(run.saved);
+        return run;
+      }
+
+      // Each pipeline on its own: a warm-up of both ways (connections, JIT, the first migration),
+      // then pairs in the order with-without, without-with, and so on, each run after a full
+      // garbage collection so that no run pays for the garbage of the one before.
+      const measure = async (run: (recorded: boolean) => Promise<number>) => {
+        const times = { with: [] as number[], without: [] as number[], cpuWith: [] as number[], cpuWithout: [] as number[] };
+        for (const recorded of [true, false, true, false]) await run(recorded);
+        for (let i = 0; i < pairs; i++) {
+          for (const recorded of i % 2 === 0 ? [true, false] : [false, true]) {
+            collectGarbage();
+            const cpu = process.cpuUsage();
+            times[recorded ? "with" : "without"].push(await run(recorded));
+            const used = process.cpuUsage(cpu);
+            times[recorded ? "cpuWith" : "cpuWithout"].push((used.user + used.system) / 1e6);
+          }
+        }
+        return times;
+      };
+      const measured = { sync: await measure(sync), day: await measure(callDay) };
+      await Promise.all(writes);
+
+      // The record's own write, alone: what each run adds to the database.
+      const writeMs: number[] = [];
+      const alone = recorder("mail-relay");
+      for (let i = 0; i < (quick ? 50 : 500); i++) {
+        const run = alone.start(String(i));
+        run.counts.requests = i;
+        const started = process.hrtime.bigint();
+        run.end("success");
+        const saved = await run.saved;
+        if (saved.id === null) throw new Error("a run was not stored");
+        writeMs.push(Number(process.hrtime.bigint() - started) / 1e6);
+      }
+      const stored = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM gluework_runs WHERE node_type = 'bench'")).rows[0]!.n;
+      const expected = 2 * (2 * pairs + 2) + writeMs.length;
+      if (stored !== expected) throw new Error(`${stored} runs stored, not ${expected}`);
+
+      const syncRatio = pairedRatio(measured.sync.with, measured.sync.without);
+      const dayRatio = pairedRatio(measured.day.with, measured.day.without);
+      const pairRatios = (m: { with: number[]; without: number[] }) => m.with.map((w, i) => round(w / m.without[i]!));
+      await api.close();
+      await gotoClient.close();
+      return {
+        recording_overhead_ratio: round(Math.max(syncRatio, dayRatio)),
+        teamleader_sync_ratio: round(syncRatio),
+        call_log_day_ratio: round(dayRatio),
+        teamleader_sync_seconds: { with: round(median(measured.sync.with)), without: round(median(measured.sync.without)) },
+        call_log_day_seconds: { with: round(median(measured.day.with)), without: round(median(measured.day.without)) },
+        // The CPU time of this process alone, which other work on the machine disturbs less than the clock.
+        teamleader_sync_cpu_ratio: round(pairedRatio(measured.sync.cpuWith, measured.sync.cpuWithout)),
+        call_log_day_cpu_ratio: round(pairedRatio(measured.day.cpuWith, measured.day.cpuWithout)),
+        teamleader_sync_pair_ratios: pairRatios(measured.sync).join(" "),
+        call_log_day_pair_ratios: pairRatios(measured.day).join(" "),
+        pairs,
+        companies,
+        calls,
+        record_write_ms_p50: round(percentile(writeMs, 0.5)),
+        record_write_ms_p99: round(percentile(writeMs, 0.99)),
+        load_average_1m: round(os.loadavg()[0]!),
+        notes:
+          "Each pipeline run with recording (its requests, 429s, retries and token refreshes counted through the HTTP client and token core, one row written to gluework_runs when it ends, " +
+          "in the background, on the database the sync writes to) against the same run without, in pairs whose order alternates, each run after a full garbage collection; ratio: the median of the pairs' with/without (the _cpu_ratio figures: of this process's CPU time). " +
+          "teamleader: a full sync of the companies into fresh tables (TeamleaderSync, one run per resource); call-log day: every page of one day through callLogsForDay, rows counted (no CSV). " +
+          "Sandbox in a process of its own, rate limits off on both sides. record_write_ms: one record's write (insert, node's latest, notify) timed alone, awaited.",
+      };
+    } finally {
+      await db.close();
+      await testDb.drop();
+      await sandbox.stop();
+    }
+  },
+};
+
+/** A full garbage collection, when the runtime lets one be asked for. */
+function collectGarbage(): void {
+  if (typeof global.gc !== "function") {
+    v8.setFlagsFromString("--expose-gc");
+    (global as { gc?: () => void }).gc = vm.runInNewContext("gc") as () => void;
+  }
+  global.gc?.();
+}
+
+async function tokens(db: Database, name: string, profile: ReturnType<typeof gotoOAuthProfile>, client: { clientId: string; clientSecret: string }, sandboxUrl: string): Promise<TokenManager> {
+  const key = `${name}:${client.clientId}:ops`;
+  const grant = new OAuthGrant(profile, client, new HttpClient({ name, baseUrl: sandboxUrl }));
+  const manager = new TokenManager({ key, store: new PostgresTokenStore(db, TokenCipher.fromSecret(client.clientSecret, `postgres:${key}`)), grant, label: `benchmark ${name} connection` });
+  const { refreshToken } = (await post(`${sandboxUrl}/_sandbox/${name}/refresh-tokens`, { clientId: client.clientId })) as { refreshToken: string };
+  await manager.seed(refreshToken);
+  return manager;
+}
+
+/** The median of the ratios of the runs paired in order: each pair ran side by side in time. */
+function pairedRatio(withRecording: number[], without: number[]): number {
+  return median(withRecording.map((w, i) => w / without[i]!));
+}
+
+function median(values: number[]): number {
+  return percentile(values, 0.5);
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const at = (sorted.length - 1) * p;
+  const low = Math.floor(at);
+  const high = Math.ceil(at);
+  return sorted[low]! + (sorted[high]! - sorted[low]!) * (at - low);
+}
+
+function round(n: number): number {
+  return Number(n.toFixed(4));
+}
+
+/** The sandbox as a process of its own, so its generated records do not weigh on what is measured. */
+async function startSandbox(): Promise<{ url: string; stop(): Promise<void> }> {
+  const child: ChildProcess = fork(path.join(__dirname, "..", "src", "sandbox", "main.js"), ["0"], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once("message", (m: { url: string }) => resolve(m.url));
+    child.once("exit", (code) => reject(new Error(`the sandbox exited (${code})`)));
+  });
+  return {
+    url,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+async function post(url: string, body: unknown): Promise<unknown> {
+  const res = await request(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const text = await res.body.text();
+  if (res.statusCode >= 300) throw new Error(`${url} answered ${res.statusCode}: ${text}`);
+  return text ? JSON.parse(text) : undefined;
+}
