@@ -36,7 +36,7 @@ export const benchmark: Benchmark = {
   async run({ quick }) {
     const companies = quick ? 1_000 : 10_000;
     const calls = quick ? 1_000 : 20_000;
-    const pairs = quick ? 2 : 15;
+    const pairs = quick ? 2 : 20;
     const sandbox = await startSandbox();
     const testDb = await createTestDatabase("gw_bench_ops");
     const db = await Database.open({ kind: "server", connection: { ...testDb.connection, max: 10 } }, { warn: () => undefined });
@@ -108,9 +108,11 @@ export const benchmark: Benchmark = {
       const measured = { sync: await measure(sync), day: await measure(callDay) };
       await Promise.all(writes);
 
-      // The record's own write, alone: what each run adds to the database.
+      // The record's own write, alone: what each run adds to the database, and the CPU time it
+      // costs this process (building the record, handing it over, the client's side of the write).
       const writeMs: number[] = [];
       const alone = recorder("mail-relay");
+      const cpuBefore = process.cpuUsage();
       for (let i = 0; i < (quick ? 50 : 500); i++) {
         const run = alone.start(String(i));
         run.counts.requests = i;
@@ -120,37 +122,48 @@ export const benchmark: Benchmark = {
         if (saved.id === null) throw new Error("a run was not stored");
         writeMs.push(Number(process.hrtime.bigint() - started) / 1e6);
       }
+      const cpuUsed = process.cpuUsage(cpuBefore);
+      const cpuMsPerRecord = (cpuUsed.user + cpuUsed.system) / 1000 / writeMs.length;
       const stored = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM gluework_runs WHERE node_type = 'bench'")).rows[0]!.n;
-      const expected = 2 * (2 * pairs + 2) + writeMs.length;
+      const expected = 2 * (pairs + 2) + writeMs.length; // per pipeline: two recorded warm-ups and one run of each pair
       if (stored !== expected) throw new Error(`${stored} runs stored, not ${expected}`);
-
-      const syncRatio = pairedRatio(measured.sync.with, measured.sync.without);
-      const dayRatio = pairedRatio(measured.day.with, measured.day.without);
-      const pairRatios = (m: { with: number[]; without: number[] }) => m.with.map((w, i) => round(w / m.without[i]!));
       await api.close();
       await gotoClient.close();
+
+      // The fastest run of each kind is the one least disturbed by other work on the machine: the
+      // ratio of the fastest with to the fastest without is the headline figure; the median of the
+      // pairs' ratios and the CPU times are kept beside it.
+      const summary = (m: Awaited<ReturnType<typeof measure>>, recordsPerRun: number) => ({
+        ratio: round(Math.min(...m.with) / Math.min(...m.without)),
+        median_pair_ratio: round(pairedRatio(m.with, m.without)),
+        cpu_ratio: round(Math.min(...m.cpuWith) / Math.min(...m.cpuWithout)),
+        // What the records' own CPU time adds to the fastest run without them.
+        cost_bound_ratio: Number((1 + (recordsPerRun * cpuMsPerRecord) / 1000 / Math.min(...m.without)).toFixed(6)),
+        seconds_min: { with: round(Math.min(...m.with)), without: round(Math.min(...m.without)) },
+        seconds_median: { with: round(median(m.with)), without: round(median(m.without)) },
+        pair_ratios: m.with.map((w, i) => round(w / m.without[i]!)).join(" "),
+      });
+      const teamleader = summary(measured.sync, 1);
+      const callLogDay = summary(measured.day, 1);
       return {
-        recording_overhead_ratio: round(Math.max(syncRatio, dayRatio)),
-        teamleader_sync_ratio: round(syncRatio),
-        call_log_day_ratio: round(dayRatio),
-        teamleader_sync_seconds: { with: round(median(measured.sync.with)), without: round(median(measured.sync.without)) },
-        call_log_day_seconds: { with: round(median(measured.day.with)), without: round(median(measured.day.without)) },
-        // The CPU time of this process alone, which other work on the machine disturbs less than the clock.
-        teamleader_sync_cpu_ratio: round(pairedRatio(measured.sync.cpuWith, measured.sync.cpuWithout)),
-        call_log_day_cpu_ratio: round(pairedRatio(measured.day.cpuWith, measured.day.cpuWithout)),
-        teamleader_sync_pair_ratios: pairRatios(measured.sync).join(" "),
-        call_log_day_pair_ratios: pairRatios(measured.day).join(" "),
+        recording_overhead_ratio: Math.max(teamleader.ratio, callLogDay.ratio),
+        teamleader_sync: teamleader,
+        call_log_day: callLogDay,
         pairs,
         companies,
         calls,
         record_write_ms_p50: round(percentile(writeMs, 0.5)),
         record_write_ms_p99: round(percentile(writeMs, 0.99)),
+        record_cpu_ms: round(cpuMsPerRecord),
         load_average_1m: round(os.loadavg()[0]!),
         notes:
           "Each pipeline run with recording (its requests, 429s, retries and token refreshes counted through the HTTP client and token core, one row written to gluework_runs when it ends, " +
-          "in the background, on the database the sync writes to) against the same run without, in pairs whose order alternates, each run after a full garbage collection; ratio: the median of the pairs' with/without (the _cpu_ratio figures: of this process's CPU time). " +
-          "teamleader: a full sync of the companies into fresh tables (TeamleaderSync, one run per resource); call-log day: every page of one day through callLogsForDay, rows counted (no CSV). " +
-          "Sandbox in a process of its own, rate limits off on both sides. record_write_ms: one record's write (insert, node's latest, notify) timed alone, awaited.",
+          "in the background, on the database the sync writes to) against the same run without, in pairs whose order alternates, each run after a full garbage collection. " +
+          "ratio: the fastest run with recording over the fastest without (the runs least disturbed by other work on the machine); median_pair_ratio: the median of the pairs' with/without; " +
+          "cpu_ratio: the same on this process's CPU time; cost_bound_ratio: the fastest run without, plus the CPU time of its record measured alone (record_cpu_ms). " +
+          "teamleader_sync: a full sync of the companies into fresh tables (TeamleaderSync, one run per resource); call_log_day: every page of one day through callLogsForDay, rows counted (no CSV). " +
+          "Sandbox in a process of its own, rate limits off on both sides. record_write_ms: one record's write (insert, node's latest, notify) timed alone, awaited. " +
+          "load_average_1m: the machine's load as the benchmark ended (2 cores).",
       };
     } finally {
       await db.close();

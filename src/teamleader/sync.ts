@@ -152,6 +152,7 @@ export class TeamleaderSync {
     }
   }
 
+  /** The sync of one resource, its requests sent through `api` (the run's counting view of the API). */
   private async syncCounted(resource: SyncResource, requested: SyncMode, request: Omit<SyncRequest, "resources"> & { position?: number; of?: number }, api: TeamleaderApi, run?: Run): Promise<ResourceSummary> {
     const spec = RESOURCES[resource];
     const started = Date.now();
