@@ -43,7 +43,7 @@ describe("the run log (gluework_runs)", function () {
   }
 
   async function rowsOf(nodeId: string): Promise<any[]> {
-    return (await admin.query("SELECT * FROM gluework_runs WHERE node_id = $1 ORDER BY id", [nodeId])).rows;
+    return (await admin.query("SELECT * FROM gluework_runs WHERE node_id = $1 ORDER BY started_at, id", [nodeId])).rows;
   }
 
   it("stores a run when it ends, with its node, key, instance, times, outcome and counts, and announces it with its id", async () => {
