@@ -126,7 +126,8 @@ export = function register(RED: NodeAPI) {
   }
 
   function readSettings(config: PipelineAlertsDef): { rules: AlertRule[]; to: string[]; checkMs: number; timeZone?: string } {
-    const to = addressList(config.to, "the alert recipients");
+    const addresses = (text: string | undefined, what: string) => (text?.trim() ? addressList(text, what) : []);
+    const to = addresses(config.to, "the alert recipients");
     const rules = (config.rules ?? []).map((r, i): AlertRule => {
       const scope = r.scope ?? "all";
       if (scope !== "all" && scope !== "node" && scope !== "pipeline") throw new ConfigError(`rule ${i + 1}: unknown scope "${scope}"`);
@@ -134,7 +135,7 @@ export = function register(RED: NodeAPI) {
       const rule: AlertRule = {
         scope,
         match: (r.match ?? "").trim(),
-        to: addressList(r.to ?? "", `rule ${i + 1}'s recipients`),
+        to: addresses(r.to, `rule ${i + 1}'s recipients`),
         everyMs: parseDuration(r.every, `rule ${i + 1}'s expected interval`),
         graceMs: parseDuration(r.grace, `rule ${i + 1}'s grace`) ?? 0,
       };
