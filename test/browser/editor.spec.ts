@@ -112,7 +112,7 @@ describe("the package in the Node-RED editor", function () {
     assert.deepEqual(ours.filter((s) => s.err).map((s) => s.err), []);
     assert.deepEqual(ours.flatMap((s) => s.types).sort(), [...ALL_TYPES].sort());
     const types = await flowTypes();
-    assert.equal(types.length, 11);
+    assert.equal(types.length, 12);
     const palette = await page.evaluate(
       ({ types }) =>
         types.map((t) => {
