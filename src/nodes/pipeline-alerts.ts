@@ -48,7 +48,7 @@ export = function register(RED: NodeAPI) {
     try {
       settings = readSettings(config);
     } catch (err) {
-      status.error("invalid settings");
+      status.error(err instanceof ConfigError && err.status ? err.status : "invalid settings");
       node.error(errorMessage(err));
       return;
     }
@@ -139,7 +139,7 @@ export = function register(RED: NodeAPI) {
         everyMs: parseDuration(r.every, `rule ${i + 1}'s expected interval`),
         graceMs: parseDuration(r.grace, `rule ${i + 1}'s grace`) ?? 0,
       };
-      if (!rule.to.length && !to.length) throw new ConfigError(`rule ${i + 1} has no recipient: set one there or for the node`);
+      if (!rule.to.length && !to.length) throw new ConfigError(`rule ${i + 1} has no recipient: set one there or in To`, { status: "missing recipient" });
       return rule;
     });
     const checkMs = Math.max(100, (parseDuration(config.check, "the check interval") ?? 60_000));

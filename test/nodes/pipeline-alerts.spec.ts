@@ -166,6 +166,6 @@ describe("pipeline-alerts node", function () {
 
   it("refuses a rule with no recipient anywhere, in its status", async () => {
     await load([{ scope: "all", match: "", to: "", every: "", grace: "" }], { to: "" });
-    await eventually(() => helper.getNode("alerts").status.getCalls().some((c: any) => c.args[0].text === "invalid settings"), 5000, "the status");
+    await eventually(() => helper.getNode("alerts").status.getCalls().some((c: any) => c.args[0].text === "missing recipient"), 5000, "the status");
   });
 });
