@@ -10,7 +10,7 @@ import { runLog } from "../core/runs";
 import { ianaZone } from "../core/time";
 import { Outbox } from "../mail/outbox";
 import { addressList } from "../mail/recipients";
-import { MailRelay } from "../mail/relay";
+import { MailRelay, RelayState } from "../mail/relay";
 import { SmtpProvider, SmtpTransport } from "../mail/transport";
 
 interface RuleDef {
@@ -44,6 +44,7 @@ export = function register(RED: NodeAPI) {
     const life = new Lifecycle(node);
     life.onClose(() => status.clear());
     let watch: Promise<AlertWatch> | undefined;
+    let smtpDown = false;
     let settings: { rules: AlertRule[]; to: string[]; checkMs: number; timeZone?: string };
     try {
       settings = readSettings(config);
@@ -62,6 +63,10 @@ export = function register(RED: NodeAPI) {
       const domain = smtp.sender.split("@").pop() || "node-red.local";
       const relay = new MailRelay({ outbox: new Outbox(db, node.id), transport: new SmtpTransport(smtp), messageIdDomain: domain });
       relay.on("warning", (m: string) => node.warn(m));
+      relay.on("state", (state: RelayState) => {
+        const down = !!state.serverDown;
+        if (down !== smtpDown) ((smtpDown = down), void showState().catch(() => undefined));
+      });
       relay.on("failed", (failed) => node.warn(`an alert mail could not be delivered to ${failed.to.join(", ")}: ${failed.error}`));
       const forget = life.onClose(() => relay.close());
       try {
@@ -108,8 +113,10 @@ export = function register(RED: NodeAPI) {
 
     async function showState(): Promise<void> {
       const open = await (await watching()).openEpisodes();
-      if (open.length) status.warn(`${open.length} failing or missed`);
-      else status.ready("all well");
+      const episodes = open.length ? `${open.length} failing or missed` : "all well";
+      if (smtpDown) status.warn(`SMTP down · ${episodes}`);
+      else if (open.length) status.warn(episodes);
+      else status.ready(episodes);
     }
 
     const check = () => decide(async () => (await watching()).check());

@@ -154,6 +154,7 @@ describe("pipeline-alerts node", function () {
     await eventually(() => helper.getNode("alerts").status.getCalls().length > 0, 10_000, "the first check");
     await run("export", "failure", { message: "the day could not be written" });
     await eventually(async () => (await admin.query("SELECT 1 FROM gluework_mail_outbox")).rowCount === 1, 10_000, "the alert in the outbox");
+    await eventually(() => helper.getNode("alerts").status.getCalls().some((c: any) => c.args[0].text === "SMTP down · 1 failing or missed"), 10_000, "the status");
     await helper.unload();
     sink = new SmtpSink();
     await sink.listen(port);
