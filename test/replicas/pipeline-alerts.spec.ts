@@ -10,7 +10,7 @@ import { deployEverywhere, readyRoute, startReplicas } from "../support/replicas
 
 describe("pipeline alerts in 2 Node-RED processes on one PostgreSQL database", function () {
   this.timeout(90_000);
-  const sink = new SmtpSink();
+  let sink = new SmtpSink();
   let testDb: TestDatabase;
   let admin: pg.Client;
   let pipelines: Database;
@@ -23,8 +23,20 @@ describe("pipeline alerts in 2 Node-RED processes on one PostgreSQL database", f
     await admin.connect();
     pipelines = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
     replicas = await startReplicas(2);
+    await deployEverywhere(replicas, flow(), "/ready");
+  });
+  after(async () => {
+    await Promise.all(replicas.map((r) => r.stop()));
+    await pipelines?.close();
+    await admin?.end();
+    await testDb?.drop();
+    await sink.close();
+  });
+
+  /** The same flow on every replica: a database, an SMTP connection to the sink, and the alerts node. */
+  function flow(): object[] {
     const z = "alerts-rep";
-    await deployEverywhere(replicas, [
+    return [
       { id: z, type: "tab", label: "alerts" },
       { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: testDb.name, ssl: "disable", poolSize: "4", credentials: { user: "postgres" } },
       { id: "smtp", type: "smtp-connection", host: "127.0.0.1", port: String(sink.port), security: "none", verifyCertificate: false, auth: "none", sender: "alerts@example.com", poolSize: "2" },
@@ -43,15 +55,8 @@ describe("pipeline alerts in 2 Node-RED processes on one PostgreSQL database", f
         wires: [[]],
       },
       ...readyRoute("/ready", z),
-    ], "/ready");
-  });
-  after(async () => {
-    await Promise.all(replicas.map((r) => r.stop()));
-    await pipelines?.close();
-    await admin?.end();
-    await testDb?.drop();
-    await sink.close();
-  });
+    ];
+  }
 
   function run(nodeId: string, outcome: RunOutcome): Promise<string> {
     const startedAt = new Date();
@@ -107,5 +112,20 @@ describe("pipeline alerts in 2 Node-RED processes on one PostgreSQL database", f
       { node_id: "nightly", episode: 1, kind: "missed" },
       { node_id: "nightly", episode: 1, kind: "recovered" },
     ]);
+  });
+
+  it("delivers an alert decided while the SMTP server was down once, after both processes were killed and one started again", async () => {
+    const port = sink.port;
+    await sink.close();
+    await run("crashing", "failure");
+    await eventually(async () => (await admin.query("SELECT subject FROM gluework_mail_outbox")).rows.map((r) => r.subject).join() === "[call-logs] crashing failed", 20_000, "the alert in the outbox");
+    await Promise.all(replicas.map((r) => new Promise<void>((resolve) => (r.child.exitCode !== null ? resolve() : (r.child.once("exit", () => resolve()), r.child.kill("SIGKILL"))))));
+    sink = new SmtpSink();
+    await sink.listen(port);
+    replicas = await startReplicas(1);
+    await deployEverywhere(replicas, flow(), "/ready");
+    await eventually(() => mailsTo("ops@example.com").length >= 1, 30_000, "the alert after the restart");
+    await settled();
+    assert.deepEqual(mailsTo("ops@example.com"), ["[call-logs] crashing failed"]);
   });
 });
