@@ -101,6 +101,8 @@ const MIGRATIONS: readonly Migration[] = [
 
 /** A node first watched reads its runs from this far back (at most), so a new rule does not mail old history. */
 const FIRST_LOOK_BACK_MS = 10 * 60_000;
+/** A failed run that ended longer ago than this is history (a rule watched again after a pause): it opens no episode. */
+const STALE_MS = 3600_000;
 /** Runs folded per node per transaction; a longer backlog goes on at the next look. */
 const RUNS_PER_LOOK = 500;
 
@@ -233,6 +235,7 @@ export class AlertWatch {
         lastRunId = run.id;
         subject = { name: run.node_name, pipeline: run.pipeline };
         if (run.outcome === "failure") {
+          if (!open && now.getTime() - run.ended_at.getTime() > STALE_MS) continue;
           if (!open) ((episode += 1), (open = true));
           const alert = await this.claim(client, nodeId, episode, "failure", run, subject, now, lastSuccess, rule);
           if (alert) claimed.push(alert);

@@ -59,8 +59,7 @@ describe("pipeline-alerts node", function () {
   }
 
   /** A run of `nodeId` stored in the database, as its pipeline node records it. */
-  function run(nodeId: string, outcome: RunOutcome, error: { message: string; cause?: string; fix?: string } | null = null): Promise<string> {
-    const startedAt = new Date();
+  function run(nodeId: string, outcome: RunOutcome, error: { message: string; cause?: string; fix?: string } | null = null, startedAt = new Date()): Promise<string> {
     return runLog(pipelines).save({
       id: null,
       nodeId,
@@ -163,6 +162,19 @@ describe("pipeline-alerts node", function () {
     await afterChecks();
     assert.deepEqual(subjects(), ["[call-logs] export node failed"]);
     assert.equal(sent.length, 0, "the restarted node decided nothing again");
+  });
+
+  it("mails nothing for a failed run read over an hour after it ended (a node watched again after a pause)", async () => {
+    await load([{ scope: "node", match: "paused", to: "", every: "", grace: "" }]);
+    await eventually(() => helper.getNode("alerts").status.getCalls().some((c: any) => c.args[0].text === "all well"), 10_000, "the first check");
+    // Stored late (the database was away when it ended): its node's runs are read past it.
+    await run("paused", "failure", { message: "long ago" }, new Date(Date.now() - 3 * 3600_000));
+    await eventually(async () => (await admin.query("SELECT 1 FROM gluework_alert_nodes a JOIN gluework_runs r ON r.id = a.last_run_id WHERE r.node_id = 'paused'")).rowCount === 1, 10_000, "the old failure read");
+    await run("paused", "success");
+    await eventually(async () => (await admin.query("SELECT 1 FROM gluework_alert_nodes a JOIN gluework_runs r ON r.id = a.last_run_id WHERE r.outcome = 'success'")).rowCount === 1, 10_000, "the success read");
+    await afterChecks();
+    assert.equal(sink.received.length, 0);
+    assert.equal((await admin.query("SELECT 1 FROM gluework_alerts")).rowCount, 0);
   });
 
   it("refuses a rule with no recipient anywhere, in its status", async () => {
