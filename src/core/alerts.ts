@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
+import { escapeHtml } from "../mail/compose";
 import { OUTBOX_MIGRATIONS, enqueueIn } from "../mail/outbox";
 import type { Database, Migration } from "./db/database";
 import { InputError } from "./errors";
@@ -356,8 +357,4 @@ function duration(ms: number): string {
   if (ms % 3600_000 === 0 && ms) return `${ms / 3600_000} h`;
   if (ms % 60_000 === 0 && ms) return `${ms / 60_000} min`;
   return `${ms / 1000} s`;
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!);
 }
