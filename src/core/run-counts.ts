@@ -23,9 +23,3 @@ export interface RunCounts {
 export function runCounts(): RunCounts {
   return { rows: 0, pages: 0, requests: 0, http429: 0, retries: 0, tokenRefreshes: 0 };
 }
-
-/** Adds `more` to `into` (a run made of parts, each counted on its own). */
-export function addCounts(into: RunCounts, more: Partial<RunCounts>): RunCounts {
-  for (const key of Object.keys(into) as Array<keyof RunCounts>) into[key] += more[key] ?? 0;
-  return into;
-}

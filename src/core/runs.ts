@@ -15,6 +15,18 @@ export type { RunCounts } from "./run-counts";
  * A run is measured in memory and written once, when it ends, in one statement that nobody waits
  * for: recording never slows a run, and a database that cannot take the record costs the record,
  * never the run.
+ *
+ * A pipeline node records its runs so (the recorder built once, in the node; see core/node/runs.ts):
+ *
+ *   const recorder = runRecorder(node, life, "call-logs", () => provider.database());
+ *   const run = recorder.start("2026-11-22");                   // the run's key
+ *   for await (const batch of callLogsForDay(client.withCounts(run.counts), …)) …  // requests, 429s, retries, token refreshes
+ *   run.counts.rows = calls;
+ *   run.end("success");                                         // or run.end("failure", err), or run.track(work)
+ *
+ * and the others read them: `onRun(listener)` for the runs of this process as they end,
+ * `runLog(db).subscribe(listener)` for those of every instance on the database, and
+ * `runLog(db).latestPerNode()`, `.runsPerDay()`, `.lastErrors()`, `.list()` for the history.
  */
 
 /** How a run ended. `partial`: done, but not for every item; `skipped`: nothing to do here (done elsewhere, already running). */
