@@ -225,6 +225,19 @@ export class Outbox {
   }
 }
 
+/**
+ * Stores `mail` in `queue` through `client`, inside the caller's transaction: a mail decided
+ * together with other rows (an alert and its claim) is queued if and only if they are. The relay
+ * of that queue sends it as any other (`MailRelay.stored` tells it to look at once).
+ */
+export async function enqueueIn(client: { query(text: string, params: unknown[]): Promise<unknown> }, queue: string, mail: Omit<NewMail, "leased">): Promise<void> {
+  await client.query(
+    `INSERT INTO gluework_mail_outbox (id, queue, message_id, created_at, recipients, subject, body, html, kind)
+     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, $9)`,
+    [mail.id, queue, mail.messageId, mail.createdAt, JSON.stringify(mail.to), mail.subject, mail.text, mail.html ?? null, mail.kind],
+  );
+}
+
 function toMail(row: Row): OutboxMail {
   return {
     id: row.id,

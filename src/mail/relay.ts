@@ -142,6 +142,13 @@ export class MailRelay extends EventEmitter {
     return id;
   }
 
+  /** Mails stored in this relay's outbox by someone else (an alert, in its own transaction): counted, and the pump looks now. */
+  stored(count = 1): void {
+    this.counts.queued += count;
+    this.changed();
+    this.wake();
+  }
+
   get state(): RelayState {
     return { ...this.counts, serverDown: this.serverDown };
   }

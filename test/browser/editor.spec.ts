@@ -112,7 +112,7 @@ describe("the package in the Node-RED editor", function () {
     assert.deepEqual(ours.filter((s) => s.err).map((s) => s.err), []);
     assert.deepEqual(ours.flatMap((s) => s.types).sort(), [...ALL_TYPES].sort());
     const types = await flowTypes();
-    assert.equal(types.length, 11);
+    assert.equal(types.length, 12);
     const palette = await page.evaluate(
       ({ types }) =>
         types.map((t) => {
@@ -561,7 +561,40 @@ describe("the package in the Node-RED editor", function () {
       assert.ok([...typed.values()].reduce((n, t) => n + t.fields.length, 0) > 80, "fields were filled");
       assert.deepEqual(lost, [], "values lost in the round trip");
     });
+
+    it("keeps each line of the pipeline-alerts rules after a deploy and a reload", async () => {
+      let form = await openDialog("rt-pipeline-alerts");
+      await page.evaluate(() => {
+        const list = (window as any).$("#node-input-rule-container");
+        list.editableList("empty");
+        list.editableList("addItem", {});
+        list.editableList("addItem", {});
+      });
+      const rows = page.locator(`${form} #node-input-rule-container > li`);
+      await rows.nth(0).locator(".gw-rule-scope").selectOption("node");
+      await rows.nth(0).locator(".gw-rule-match").fill("gw-calllogs-goto");
+      await rows.nth(0).locator(".gw-rule-to").fill("telephony@example.test");
+      await rows.nth(0).locator(".gw-rule-every").fill("24h");
+      await rows.nth(0).locator(".gw-rule-grace").fill("2h");
+      await rows.nth(1).locator(".gw-rule-scope").selectOption("pipeline");
+      await rows.nth(1).locator(".gw-rule-match").fill("teamleader-sync");
+      await closeDialog(form);
+      await deployInEditor();
+      await openEditor();
+      form = await openDialog("rt-pipeline-alerts");
+      const seen = await page.evaluate((form) =>
+        [...document.querySelectorAll(`${form} #node-input-rule-container > li`)].map((li) => {
+          const value = (c: string) => (li.querySelector(c) as unknown as { value: string }).value;
+          return { scope: value(".gw-rule-scope"), match: value(".gw-rule-match"), to: value(".gw-rule-to"), every: value(".gw-rule-every"), grace: value(".gw-rule-grace"), matchShown: (li.querySelector(".gw-rule-match") as unknown as { offsetParent: unknown }).offsetParent !== null };
+        }), form);
+      await closeDialog(form);
+      assert.deepEqual(seen, [
+        { scope: "node", match: "gw-calllogs-goto", to: "telephony@example.test", every: "24h", grace: "2h", matchShown: true },
+        { scope: "pipeline", match: "teamleader-sync", to: "", every: "", grace: "", matchShown: true },
+      ]);
+    });
   });
+
   describe("an old flow, saved before the users fields were renamed", () => {
     // Version 1 of both nodes kept their list as `users`, a name the editor keeps for itself.
     const oldFlow = (suffix: string, z: string) => [
