@@ -64,62 +64,85 @@ export const OUTBOX_COUNT_CAP = 50_000;
 /** How long a scrape waits for the databases unless the settings say otherwise. */
 export const DEFAULT_DATABASE_TIMEOUT_MS = 2_000;
 
+/** Per database: the tables found there (once there, they stay; a read that fails forgets them). */
+const tablesFound = new WeakMap<Database, { runs: boolean; outbox: boolean }>();
+
 /**
- * One short read-only transaction: which tables exist, the deployed nodes' latest runs (primary
- * key lookups, and the out-of-office monitors' last run by its id), each relay's outbox depth
- * (counted up to OUTBOX_COUNT_CAP) and its oldest waiting mail (index (queue, state, created_at)).
+ * One short read-only transaction, sent as one simple query (one round trip): its statement
+ * deadline, then one statement that reads the deployed nodes' latest runs (primary key lookups,
+ * and the out-of-office monitors' last run by its id) and each relay's outbox depth (counted up to
+ * OUTBOX_COUNT_CAP) and oldest waiting mail (index (queue, state, created_at)). Until both kinds
+ * of table have been seen, a first round trip asks which exist.
  */
 export async function readDatabaseFigures(db: Database, scope: Pick<MetricsScope, "nodeIds" | "relays">, timeoutMs: number): Promise<DatabaseFigures> {
-  return db.transaction(async (client) => {
-    await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
-    await client.query("SET TRANSACTION READ ONLY");
-    const { rows: tables } = await client.query<{ runs: boolean; outbox: boolean }>(
-      "SELECT to_regclass('gluework_run_nodes') IS NOT NULL AND to_regclass('gluework_runs') IS NOT NULL AS runs, to_regclass('gluework_mail_outbox') IS NOT NULL AS outbox",
-    );
-    const found = tables[0]!;
-    const nodes: NodeFigures[] = [];
-    if (found.runs && scope.nodeIds.length) {
-      const { rows } = await client.query(
-        `SELECT n.node_id, n.node_name, n.pipeline,
-           extract(epoch FROM n.last_success_at)::float8 AS last_success,
-           extract(epoch FROM n.last_failure_at)::float8 AS last_failure,
-           extract(epoch FROM n.last_started_at)::float8 AS last_run,
-           r.details->'watched' AS watched, r.details->'notRead' AS not_read
-         FROM gluework_run_nodes n
-         LEFT JOIN gluework_runs r ON n.pipeline = 'ooo-monitor' AND r.id = n.last_run_id
-         WHERE n.node_id = ANY($1::text[])`,
-        [scope.nodeIds],
+  const client = await db.connect();
+  let broken: Error | undefined;
+  try {
+    let found = tablesFound.get(db);
+    if (!found?.runs || !found.outbox) {
+      const { rows } = await client.query<{ runs: boolean; outbox: boolean }>(
+        "SELECT to_regclass('gluework_run_nodes') IS NOT NULL AND to_regclass('gluework_runs') IS NOT NULL AS runs, to_regclass('gluework_mail_outbox') IS NOT NULL AS outbox",
       );
-      for (const row of rows) {
-        const ooo = row.pipeline === "ooo-monitor";
-        nodes.push({
-          nodeId: row.node_id,
-          nodeName: row.node_name,
-          pipeline: row.pipeline,
-          lastSuccess: finite(row.last_success),
-          lastFailure: finite(row.last_failure),
-          lastRun: finite(row.last_run),
-          watched: ooo ? finite(row.watched) : null,
-          notRead: ooo ? finite(row.not_read) : null,
-        });
-      }
+      found = rows[0]!;
+      tablesFound.set(db, found);
     }
-    const outbox: OutboxFigures[] = [];
-    if (found.outbox && scope.relays.length) {
-      const { rows } = await client.query(
-        `SELECT q AS queue,
-           (SELECT count(*) FROM (SELECT 1 FROM gluework_mail_outbox o WHERE o.queue = q AND o.state IN ('pending', 'sending') LIMIT $2) c)::int AS waiting,
-           (SELECT count(*) FROM (SELECT 1 FROM gluework_mail_outbox o WHERE o.queue = q AND o.state = 'failed' LIMIT $2) c)::int AS failed,
-           extract(epoch FROM now() - LEAST(
-             (SELECT created_at FROM gluework_mail_outbox o WHERE o.queue = q AND o.state = 'pending' ORDER BY created_at LIMIT 1),
-             (SELECT created_at FROM gluework_mail_outbox o WHERE o.queue = q AND o.state = 'sending' ORDER BY created_at LIMIT 1)))::float8 AS oldest_age
-         FROM unnest($1::text[]) AS q`,
-        [scope.relays.map((r) => r.id), OUTBOX_COUNT_CAP],
-      );
-      for (const row of rows) outbox.push({ queue: row.queue, waiting: row.waiting, failed: row.failed, oldestAgeSeconds: row.oldest_age === null ? null : Math.max(0, row.oldest_age) });
-    }
+    // The values go in as escaped literals: a query with parameters could not hold several statements.
+    const texts = (values: string[]) => `ARRAY[${values.map((v) => client.escapeLiteral(v)).join(", ")}]::text[]`;
+    const parts = [
+      found.runs && scope.nodeIds.length
+        ? `(SELECT coalesce(json_agg(json_build_object(
+             'node_id', n.node_id, 'node_name', n.node_name, 'pipeline', n.pipeline,
+             'last_success', extract(epoch FROM n.last_success_at)::float8,
+             'last_failure', extract(epoch FROM n.last_failure_at)::float8,
+             'last_run', extract(epoch FROM n.last_started_at)::float8,
+             'watched', r.details->'watched', 'not_read', r.details->'notRead')), '[]')
+           FROM gluework_run_nodes n
+           LEFT JOIN gluework_runs r ON n.pipeline = 'ooo-monitor' AND r.id = n.last_run_id
+           WHERE n.node_id = ANY(${texts(scope.nodeIds)})) AS nodes`
+        : "'[]'::json AS nodes",
+      found.outbox && scope.relays.length
+        ? `(SELECT coalesce(json_agg(json_build_object(
+             'queue', q,
+             'waiting', (SELECT count(*) FROM (SELECT 1 FROM gluework_mail_outbox o WHERE o.queue = q AND o.state IN ('pending', 'sending') LIMIT ${OUTBOX_COUNT_CAP}) c),
+             'failed', (SELECT count(*) FROM (SELECT 1 FROM gluework_mail_outbox o WHERE o.queue = q AND o.state = 'failed' LIMIT ${OUTBOX_COUNT_CAP}) c),
+             'oldest_age', extract(epoch FROM now() - LEAST(
+               (SELECT created_at FROM gluework_mail_outbox o WHERE o.queue = q AND o.state = 'pending' ORDER BY created_at LIMIT 1),
+               (SELECT created_at FROM gluework_mail_outbox o WHERE o.queue = q AND o.state = 'sending' ORDER BY created_at LIMIT 1)))::float8)), '[]')
+           FROM unnest(${texts(scope.relays.map((r) => r.id))}) AS q) AS outbox`
+        : "'[]'::json AS outbox",
+    ];
+    const results = (await client.query(
+      `BEGIN READ ONLY; SET LOCAL statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}; SELECT ${parts.join(", ")}; COMMIT`,
+    )) as unknown as Array<{ rows: Array<{ nodes: any[]; outbox: any[] }> }>;
+    const row = results[2]!.rows[0]!;
+    const nodes: NodeFigures[] = row.nodes.map((n) => {
+      const ooo = n.pipeline === "ooo-monitor";
+      return {
+        nodeId: n.node_id,
+        nodeName: n.node_name,
+        pipeline: n.pipeline,
+        lastSuccess: finite(n.last_success),
+        lastFailure: finite(n.last_failure),
+        lastRun: finite(n.last_run),
+        watched: ooo ? finite(n.watched) : null,
+        notRead: ooo ? finite(n.not_read) : null,
+      };
+    });
+    const outbox: OutboxFigures[] = row.outbox.map((q) => ({
+      queue: q.queue,
+      waiting: Number(q.waiting),
+      failed: Number(q.failed),
+      oldestAgeSeconds: finite(q.oldest_age) === null ? null : Math.max(0, finite(q.oldest_age)!),
+    }));
     return { nodes, outbox };
-  });
+  } catch (err) {
+    tablesFound.delete(db);
+    // A connection that cannot roll back is not given back to the pool.
+    await client.query("ROLLBACK").catch((failure: Error) => (broken = failure));
+    throw err;
+  } finally {
+    client.release(broken);
+  }
 }
 
 function finite(value: unknown): number | null {
