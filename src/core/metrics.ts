@@ -23,6 +23,8 @@ export interface MetricsDatabase {
   id: string;
   name: string;
   database(): Promise<Database>;
+  /** What a read under way belongs to (the node itself): a redeployed node does not wait on its predecessor's read. */
+  key?: object;
 }
 
 /** What the deployed flows hold, as a scrape needs it. */
@@ -168,7 +170,7 @@ export class PipelineMetrics {
   private readonly oooWatched: Gauge<string>;
   private readonly oooNotRead: Gauge<string>;
   /** The read under way per database node: a scrape never starts a second one beside a slow first. */
-  private readonly reading = new Map<string, Promise<DatabaseFigures>>();
+  private readonly reading = new Map<object | string, Promise<DatabaseFigures>>();
   private scraping?: Promise<string>;
   private stopListening?: () => void;
 
@@ -274,15 +276,13 @@ export class PipelineMetrics {
   /** The figures of one database, or none when it did not answer within `timeoutMs`. */
   private async readWithin(d: MetricsDatabase, scope: MetricsScope, timeoutMs: number): Promise<{ figures?: DatabaseFigures; seconds: number; error?: string }> {
     const started = process.hrtime.bigint();
-    let reading = this.reading.get(d.id);
+    const key = d.key ?? d.id;
+    let reading = this.reading.get(key);
     if (!reading) {
       reading = (async () => readDatabaseFigures(await d.database(), scope, timeoutMs))();
-      const current = reading;
-      this.reading.set(d.id, current);
-      void current.then(
-        () => this.reading.delete(d.id),
-        () => this.reading.delete(d.id),
-      );
+      this.reading.set(key, reading);
+      const forget = () => void this.reading.delete(key);
+      void reading.then(forget, forget);
     }
     let timer: NodeJS.Timeout | undefined;
     try {

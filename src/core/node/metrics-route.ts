@@ -92,7 +92,7 @@ export function deployedScope(RED: NodeAPI): MetricsScope {
     if (def.type !== "postgres-database" || !referenced.has(def.id)) continue;
     const node = RED.nodes.getNode(def.id) as { database?: () => Promise<Database> } | null;
     if (!node || typeof node.database !== "function") continue;
-    databases.push({ id: def.id, name: def.name ?? "", database: () => node.database!() });
+    databases.push({ id: def.id, name: def.name ?? "", database: () => node.database!(), key: node });
   }
   return {
     databases,
