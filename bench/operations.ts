@@ -1,4 +1,5 @@
 import { ChildProcess, fork } from "node:child_process";
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import v8 from "node:v8";
 import vm from "node:vm";
@@ -36,6 +37,8 @@ import type { Benchmark } from "./support";
 export const benchmark: Benchmark = {
   name: "operations",
   async run({ quick }) {
+    // BENCH_OPERATIONS=scrape: only the scrape section, its figures put beside the others already in the results file.
+    if (process.env.BENCH_OPERATIONS === "scrape") return scrapeOnly(quick);
     const companies = quick ? 1_000 : 10_000;
     const calls = quick ? 1_000 : 20_000;
     const pairs = quick ? 2 : 20;
@@ -267,6 +270,20 @@ async function scrapeFigures(db: Database, quick: boolean): Promise<Record<strin
     scrape_runs_stored: stored,
     scrape_bytes: bytes,
   };
+}
+
+async function scrapeOnly(quick: boolean): Promise<Record<string, any>> {
+  const testDb = await createTestDatabase("gw_bench_scrape");
+  const db = await Database.open({ kind: "server", connection: { ...testDb.connection, max: 10 } }, { warn: () => undefined });
+  try {
+    const file = path.join(__dirname, "..", "..", "bench", "results", "operations.json");
+    const { measured_at, quick: _quick, machine: _machine, ...kept } = JSON.parse(readFileSync(file, "utf8")) as Record<string, any>;
+    const scrapes = await scrapeFigures(db, quick);
+    return { ...kept, ...scrapes, scrape_measured_at: new Date().toISOString(), scrape_load_average_1m: round(os.loadavg()[0]!), recording_measured_at: measured_at };
+  } finally {
+    await db.close();
+    await testDb.drop();
+  }
 }
 
 /** A full garbage collection, when the runtime lets one be asked for. */
