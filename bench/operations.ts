@@ -1,4 +1,5 @@
 import { ChildProcess, fork } from "node:child_process";
+import { readFileSync } from "node:fs";
 import os from "node:os";
 import v8 from "node:v8";
 import vm from "node:vm";
@@ -6,7 +7,9 @@ import path from "node:path";
 import { request } from "undici";
 import { Database } from "../src/core/db/database";
 import { HttpClient } from "../src/core/http/client";
-import { RunRecorder, RunSubject } from "../src/core/runs";
+import { PipelineMetrics, MetricsScope } from "../src/core/metrics";
+import { RunRecorder, RunSubject, runLog } from "../src/core/runs";
+import { Outbox } from "../src/mail/outbox";
 import { TokenCipher } from "../src/core/tokens/cipher";
 import { OAuthGrant } from "../src/core/tokens/oauth-grant";
 import { PostgresTokenStore } from "../src/core/tokens/pg-store";
@@ -34,6 +37,8 @@ import type { Benchmark } from "./support";
 export const benchmark: Benchmark = {
   name: "operations",
   async run({ quick }) {
+    // BENCH_OPERATIONS=scrape: only the scrape section, its figures put beside the others already in the results file.
+    if (process.env.BENCH_OPERATIONS === "scrape") return scrapeOnly(quick);
     const companies = quick ? 1_000 : 10_000;
     const calls = quick ? 1_000 : 20_000;
     const pairs = quick ? 2 : 20;
@@ -145,6 +150,7 @@ export const benchmark: Benchmark = {
       });
       const teamleader = summary(measured.sync, 1);
       const callLogDay = summary(measured.day, 1);
+      const scrapes = await scrapeFigures(db, quick);
       return {
         recording_overhead_ratio: Math.max(teamleader.ratio, callLogDay.ratio),
         teamleader_sync: teamleader,
@@ -155,6 +161,7 @@ export const benchmark: Benchmark = {
         record_write_ms_p50: round(percentile(writeMs, 0.5)),
         record_write_ms_p99: round(percentile(writeMs, 0.99)),
         record_cpu_ms: round(cpuMsPerRecord),
+        ...scrapes,
         load_average_1m: round(os.loadavg()[0]!),
         notes:
           "Each pipeline run with recording (its requests, 429s, retries and token refreshes counted through the HTTP client and token core, one row written to gluework_runs when it ends, " +
@@ -163,6 +170,9 @@ export const benchmark: Benchmark = {
           "cpu_ratio: the same on this process's CPU time; cost_bound_ratio: the fastest run without, plus the CPU time of its record measured alone (record_cpu_ms). " +
           "teamleader_sync: a full sync of the companies into fresh tables (TeamleaderSync, one run per resource); call_log_day: every page of one day through callLogsForDay, rows counted (no CSV). " +
           "Sandbox in a process of its own, rate limits off on both sides. record_write_ms: one record's write (insert, node's latest, notify) timed alone, awaited. " +
+          "scrape_p99_ms: GET /gluework/metrics as the route answers it (PipelineMetrics.scrape: the database read, then the registry rendered) over 30 days of runs of all six pipelines in gluework_runs " +
+          "(scrape_runs_stored: out-of-office every minute, a relay pass every 5 minutes, 13 Teamleader resources hourly, a call-log day daily, provisioning 20 a day, the board audit weekly), " +
+          "a relay outbox with mails waiting and failed, and 200 deployed node ids; scrape_count scrapes one after the other after 10 to warm up. " +
           "load_average_1m: the machine's load as the benchmark ended (2 cores).",
       };
     } finally {
@@ -172,6 +182,109 @@ export const benchmark: Benchmark = {
     }
   },
 };
+
+/**
+ * What a Prometheus scrape costs with a month of history: the runs of all six pipelines inserted
+ * as they would have been recorded (and each node's latest, as `save` keeps it), a relay's
+ * outbox with a backlog, this process's counters for every node, then scrapes one after another.
+ */
+async function scrapeFigures(db: Database, quick: boolean): Promise<Record<string, number>> {
+  const days = quick ? 3 : 30;
+  const scrapes = quick ? 20 : 200;
+  const log = runLog(db);
+  await log.latestPerNode(); // the tables
+  const outbox = new Outbox(db, "bench-relay");
+  await outbox.migrate();
+  // Per pipeline: its node, how often it runs (minutes between runs), its keys, and its failures (one in `failEvery`).
+  const schedule = [
+    { node: "bench-ooo", pipeline: "ooo-monitor", type: "graph-ooo-status", everyMin: 1, keys: [null], failEvery: 500 },
+    { node: "bench-relay", pipeline: "mail-relay", type: "mail-relay", everyMin: 5, keys: [null], failEvery: 300 },
+    { node: "bench-tl", pipeline: "teamleader-sync", type: "teamleader-query", everyMin: 60, keys: ["companies", "contacts", "departments", "events", "invoices", "projects", "users", "projects_v2", "deals", "quotations", "time_tracking", "tasks", "products"], failEvery: 200 },
+    { node: "bench-calls", pipeline: "call-logs", type: "goto-call-logs", everyMin: 1440, keys: [null], failEvery: 10 },
+    { node: "bench-provision", pipeline: "provisioning", type: "goto-provision-user", everyMin: 72, keys: [null], failEvery: 25 },
+    { node: "bench-audit", pipeline: "board-audit", type: "blob-csv-writer", everyMin: 10080, keys: [null], failEvery: 1000 },
+  ];
+  for (const p of schedule) {
+    await db.query(
+      `INSERT INTO gluework_runs (node_id, node_name, node_type, pipeline, run_key, instance, started_at, ended_at, outcome, rows, pages, requests, http_429, retries, token_refreshes, error_message, details)
+       SELECT $1, $1, $2, $3, k, 'bench pid 1', t, t + interval '2 seconds', CASE WHEN i % $6 = 0 THEN 'failure' ELSE 'success' END,
+         (i % 50), 1, 2 + (i % 3), (i % 97 = 0)::int, 0, (i % 60 = 0)::int, CASE WHEN i % $6 = 0 THEN 'the provider answered 503' END,
+         CASE WHEN $3 = 'ooo-monitor' THEN jsonb_build_object('watched', 40, 'notRead', (i % 7 = 0)::int, 'batches', 2, 'throttled', 0, 'errors', 0, 'changes', 0) END
+       FROM generate_series(0, ($4 * 1440 / $5)::int - 1) AS i, unnest($7::text[]) AS k, LATERAL (SELECT now() - ($4 * interval '1 day') + i * $5 * interval '1 minute' AS t) s`,
+      [p.node, p.type, p.pipeline, days, p.everyMin, p.failEvery, p.keys],
+    );
+  }
+  await db.query(
+    `INSERT INTO gluework_run_nodes (node_id, node_name, node_type, pipeline, last_run_id, last_started_at, last_outcome, last_success_at, last_failure_at)
+     SELECT DISTINCT ON (node_id) node_id, node_name, node_type, pipeline, id, started_at, outcome,
+       (SELECT max(started_at) FROM gluework_runs s WHERE s.node_id = r.node_id AND s.outcome = 'success'),
+       (SELECT max(started_at) FROM gluework_runs f WHERE f.node_id = r.node_id AND f.outcome = 'failure')
+     FROM gluework_runs r WHERE node_id LIKE 'bench-%' AND node_type <> 'bench' ORDER BY node_id, started_at DESC
+     ON CONFLICT (node_id) DO NOTHING`,
+  );
+  await db.query(
+    `INSERT INTO gluework_mail_outbox (id, queue, message_id, created_at, recipients, subject, body, kind, state, attempts)
+     SELECT 'bench-' || i, 'bench-relay', '<' || i || '@bench>', now() - i * interval '1 second', '["ops@example.com"]', 'alert', 'body', 'text', CASE WHEN i % 25 = 0 THEN 'failed' ELSE 'pending' END, i % 3
+     FROM generate_series(1, 500) AS i`,
+  );
+  await db.query("ANALYZE gluework_runs; ANALYZE gluework_run_nodes; ANALYZE gluework_mail_outbox");
+  const stored = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM gluework_runs WHERE node_id LIKE 'bench-%' AND node_type <> 'bench'")).rows[0]!.n;
+
+  const metrics = new PipelineMetrics();
+  // This process's counters, as if it had ended the last day's runs of every node.
+  for (const p of schedule) {
+    for (const key of p.keys) {
+      for (let i = 0; i < Math.min(1440, 1440 / p.everyMin); i++) {
+        metrics.count({ id: null, nodeId: p.node, nodeName: p.node, nodeType: p.type, pipeline: p.pipeline, key, instance: "bench", startedAt: new Date(), endedAt: new Date(), durationMs: 1, outcome: i % p.failEvery === 0 ? "failure" : "success", counts: { rows: 3, pages: 1, requests: 2, http429: 0, retries: 0, tokenRefreshes: 0 }, error: null, details: null });
+      }
+    }
+  }
+  const others = Array.from({ length: 200 - schedule.length }, (_, i) => `bench-other-${i}`);
+  const scope: MetricsScope = {
+    databases: [{ id: "bench-db", name: "platform", database: () => Promise.resolve(db) }],
+    nodeIds: [...schedule.map((p) => p.node), ...others],
+    relays: [{ id: "bench-relay", name: "relay" }],
+  };
+  const check = (text: string) => {
+    if (!/^gluework_database_up\{database_node="bench-db",database_name="platform"\} 1$/m.test(text)) throw new Error("a scrape did not read the database");
+    if (!/^gluework_relay_outbox_mails\{node_id="bench-relay",node_name="relay",state="waiting"\} 480$/m.test(text)) throw new Error("a scrape did not count the outbox");
+    if (!/^gluework_ooo_users_watched\{node_id="bench-ooo",node_name="bench-ooo"\} 40$/m.test(text)) throw new Error("a scrape did not read the monitor's last cycle");
+  };
+  for (let i = 0; i < 10; i++) check(await metrics.scrape(scope));
+  const ms: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < scrapes; i++) {
+    const started = process.hrtime.bigint();
+    const text = await metrics.scrape(scope);
+    ms.push(Number(process.hrtime.bigint() - started) / 1e6);
+    check(text);
+    bytes = text.length;
+  }
+  await db.query("DELETE FROM gluework_runs WHERE node_id LIKE 'bench-%' AND node_type <> 'bench'");
+  return {
+    scrape_p99_ms: round(percentile(ms, 0.99)),
+    scrape_p50_ms: round(percentile(ms, 0.5)),
+    scrape_max_ms: round(Math.max(...ms)),
+    scrape_count: scrapes,
+    scrape_days: days,
+    scrape_runs_stored: stored,
+    scrape_bytes: bytes,
+  };
+}
+
+async function scrapeOnly(quick: boolean): Promise<Record<string, any>> {
+  const testDb = await createTestDatabase("gw_bench_scrape");
+  const db = await Database.open({ kind: "server", connection: { ...testDb.connection, max: 10 } }, { warn: () => undefined });
+  try {
+    const file = path.join(__dirname, "..", "..", "bench", "results", "operations.json");
+    const { measured_at, quick: _quick, machine: _machine, ...kept } = JSON.parse(readFileSync(file, "utf8")) as Record<string, any>;
+    const scrapes = await scrapeFigures(db, quick);
+    return { ...kept, ...scrapes, scrape_measured_at: new Date().toISOString(), scrape_load_average_1m: round(os.loadavg()[0]!), recording_measured_at: measured_at };
+  } finally {
+    await db.close();
+    await testDb.drop();
+  }
+}
 
 /** A full garbage collection, when the runtime lets one be asked for. */
 function collectGarbage(): void {

@@ -23,6 +23,8 @@ export const OUTBOX_MIGRATIONS: readonly Migration[] = [
     CREATE INDEX gluework_mail_outbox_due ON gluework_mail_outbox (queue, state, next_attempt_at);`,
   },
   { id: 2, description: "HTML part of a mail", sql: `ALTER TABLE gluework_mail_outbox ADD COLUMN IF NOT EXISTS html text` },
+  // The metrics read each queue's oldest waiting mail by this index, in bounded time.
+  { id: 3, description: "oldest mail per queue and state", sql: `CREATE INDEX IF NOT EXISTS gluework_mail_outbox_age ON gluework_mail_outbox (queue, state, created_at)` },
 ];
 
 /** A mail as it waits in the outbox. */

@@ -3,6 +3,7 @@ import { PostgresDatabaseDef, PostgresCredentials, databaseConfig } from "../cor
 import { ConfigError } from "../core/errors";
 import { checkDatabase } from "../core/db/connection-check";
 import { registerConnectionTest } from "../core/node/connection-test";
+import { registerMetricsRoute } from "../core/node/metrics-route";
 import { stateDir } from "../core/node/config";
 import { usersClosed } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
@@ -54,4 +55,6 @@ export = function register(RED: NodeAPI) {
     secrets: ["password", "url"],
     run: (input, checks) => checkDatabase(databaseConfig(input.config as unknown as PostgresDatabaseDef, input.credentials, stateDir(RED, "postgres")), checks),
   });
+  // One metrics route for the process: it reads every postgres-database node the flows use.
+  registerMetricsRoute(RED);
 };
