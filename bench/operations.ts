@@ -21,6 +21,7 @@ import { teamleaderOAuthProfile } from "../src/teamleader/auth";
 import { TeamleaderSync } from "../src/teamleader/sync";
 import { SyncTables } from "../src/teamleader/tables";
 import { createTestDatabase } from "../test/support/pg";
+import { measurePageLoad } from "./operations-page";
 import type { Benchmark } from "./support";
 
 /**
@@ -145,6 +146,7 @@ export const benchmark: Benchmark = {
       });
       const teamleader = summary(measured.sync, 1);
       const callLogDay = summary(measured.day, 1);
+      const page = await measurePageLoad({ quick });
       return {
         recording_overhead_ratio: Math.max(teamleader.ratio, callLogDay.ratio),
         teamleader_sync: teamleader,
@@ -156,6 +158,7 @@ export const benchmark: Benchmark = {
         record_write_ms_p99: round(percentile(writeMs, 0.99)),
         record_cpu_ms: round(cpuMsPerRecord),
         load_average_1m: round(os.loadavg()[0]!),
+        ...page,
         notes:
           "Each pipeline run with recording (its requests, 429s, retries and token refreshes counted through the HTTP client and token core, one row written to gluework_runs when it ends, " +
           "in the background, on the database the sync writes to) against the same run without, in pairs whose order alternates, each run after a full garbage collection. " +
@@ -163,7 +166,9 @@ export const benchmark: Benchmark = {
           "cpu_ratio: the same on this process's CPU time; cost_bound_ratio: the fastest run without, plus the CPU time of its record measured alone (record_cpu_ms). " +
           "teamleader_sync: a full sync of the companies into fresh tables (TeamleaderSync, one run per resource); call_log_day: every page of one day through callLogsForDay, rows counted (no CSV). " +
           "Sandbox in a process of its own, rate limits off on both sides. record_write_ms: one record's write (insert, node's latest, notify) timed alone, awaited. " +
-          "load_average_1m: the machine's load as the benchmark ended (2 cores).",
+          "load_average_1m: the machine's load as the benchmark ended (2 cores). " +
+          "page_load_ms: the operations example's health page in Chromium, from navigation to the table of the six pipelines and the 30-day chart drawn (median of the loads; " +
+          "first: the first load after deploy; p95), with 30 days of runs of all six pipelines in the database (page_runs_in_database), the page's Node-RED in a process of its own.",
       };
     } finally {
       await db.close();
