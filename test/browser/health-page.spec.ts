@@ -15,13 +15,13 @@ const DAY = 86_400_000;
  * Stand-ins for the six pipeline nodes, wired as the examples start them: what the page reads of
  * a node's schedule is the flow around it (an inject's cron or repeat), not the node itself.
  */
-const PIPELINES: Array<{ nodeId: string; pipeline: string; trigger?: Record<string, unknown> }> = [
-  { nodeId: "t-calllogs", pipeline: "call-logs", trigger: { crontab: "30 00 * * *", repeat: "" } },
-  { nodeId: "t-sync", pipeline: "teamleader-sync", trigger: { crontab: "", repeat: "900" } },
-  { nodeId: "t-ooo", pipeline: "ooo-monitor", trigger: { crontab: "", repeat: "60" } },
-  { nodeId: "t-provisioning", pipeline: "provisioning" },
-  { nodeId: "t-relay", pipeline: "mail-relay" },
-  { nodeId: "t-board", pipeline: "board-audit" },
+const PIPELINES: Array<{ nodeId: string; pipeline: string; name: string; type: string; trigger?: Record<string, unknown> }> = [
+  { nodeId: "t-calllogs", pipeline: "call-logs", name: "Nightly call logs", type: "goto-call-logs", trigger: { crontab: "30 00 * * *", repeat: "" } },
+  { nodeId: "t-sync", pipeline: "teamleader-sync", name: "Teamleader sync", type: "teamleader-query", trigger: { crontab: "", repeat: "900" } },
+  { nodeId: "t-ooo", pipeline: "ooo-monitor", name: "Out-of-office monitor", type: "graph-ooo-status", trigger: { crontab: "", repeat: "60" } },
+  { nodeId: "t-provisioning", pipeline: "provisioning", name: "Provision users", type: "goto-provision-user" },
+  { nodeId: "t-relay", pipeline: "mail-relay", name: "Monitoring relay", type: "mail-relay" },
+  { nodeId: "t-board", pipeline: "board-audit", name: "weekly audit", type: "blob-csv-writer" },
 ];
 
 /** The operations example on a test database, beside the stand-ins. */
@@ -36,13 +36,13 @@ function operationsFlow(db: TestDatabase): unknown[] {
   return [...flow, { id: "t-tab", type: "tab", label: "pipelines" }, ...standIns];
 }
 
-function run(nodeId: string, pipeline: string, startedAt: Date, outcome: RunOutcome, rows: number, error: RunRecord["error"] = null): RunRecord {
+function run(p: (typeof PIPELINES)[number], startedAt: Date, outcome: RunOutcome, rows: number, error: RunRecord["error"] = null, nodeName = p.name): RunRecord {
   return {
     id: null,
-    nodeId,
-    nodeName: pipeline === "mail-relay" ? "Relay <b>outbox</b>" : "",
-    nodeType: "test",
-    pipeline,
+    nodeId: p.nodeId,
+    nodeName,
+    nodeType: p.type,
+    pipeline: p.pipeline,
     key: null,
     instance: "test pid 1",
     startedAt,
@@ -85,7 +85,7 @@ describe("the operations health page in a browser", function () {
       PIPELINES.forEach((p, j) => {
         const startedAt = new Date(now - i * DAY - (j + 1) * 60_000);
         const failed = p.pipeline === "ooo-monitor" && (i === 3 || i === 12);
-        records.push(run(p.nodeId, p.pipeline, startedAt, failed ? "failure" : "success", failed ? 0 : 10 * (j + 1) + i, failed ? { message: "Microsoft Graph answered 503", code: "GW_HTTP", cause: "the service is unavailable", fix: "wait, it retries" } : null));
+        records.push(run(p, startedAt, failed ? "failure" : "success", failed ? 0 : 10 * (j + 1) + i, failed ? { message: "Microsoft Graph answered 503", code: "GW_HTTP", cause: "the service is unavailable", fix: "wait, it retries" } : null));
       });
     }
     for (const r of records) {
@@ -131,7 +131,6 @@ describe("the operations health page in a browser", function () {
     assert.match(calls["gw-next"]!, / · 30 00 \* \* \*$/, "the next run from the inject's cron time");
     assert.match((await cells("t-sync"))["gw-next"]!, /every 900 s$/);
     assert.equal((await cells("t-provisioning"))["gw-next"], "on demand");
-    assert.equal((await cells("t-relay"))["gw-node"], "Relay <b>outbox</b>", "a node name is shown as text");
   });
 
   it("charts 30 days of rows and failed runs, as stored", async () => {
@@ -141,11 +140,13 @@ describe("the operations health page in a browser", function () {
     assert.equal(days.at(-1)!.day, today);
     for (const d of days) assert.deepEqual({ day: d.day, rows: d.rows, failures: d.failures }, { day: d.day, ...(expected.get(d.day!) ?? { rows: 0, failures: 0 }) });
     assert.equal(days.reduce((s, d) => s + d.failures, 0), 2);
+    if (process.env.GW_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.GW_SCREENSHOTS, "operations-page.png"), fullPage: true });
   });
 
   it("follows a new failed run live, with its cause and fix in the last errors, its text shown as text", async () => {
     const before = await page.locator("g.gw-day").last().getAttribute("data-failures");
-    const failed = run("t-relay", "mail-relay", new Date(), "failure", 3, { message: `SMTP refused: ${MARKUP}`, code: "GW_SMTP", cause: `550 ${MARKUP}`, fix: "check the relay's sender address" });
+    const relay = PIPELINES.find((p) => p.pipeline === "mail-relay")!;
+    const failed = run(relay, new Date(), "failure", 3, { message: `SMTP refused: ${MARKUP}`, code: "GW_SMTP", cause: `550 ${MARKUP}`, fix: "check the relay's sender address" }, `Relay <b>outbox</b>`);
     const id = await runLog(other).save(failed);
     count({ ...failed, id });
     const item = page.locator(`.gw-ops-errors li[data-run="${id}"]`);
@@ -156,8 +157,9 @@ describe("the operations health page in a browser", function () {
     assert.equal(await page.locator(".gw-ops img, .gw-ops script, .gw-ops b").count(), 0, "no markup from a run record");
     assert.equal(await page.locator('tr[data-node="t-relay"] .gw-outcome').innerText(), "failure");
     assert.equal(await page.locator('tr[data-node="t-relay"] .gw-rows').innerText(), "3");
+    assert.equal(await page.locator('tr[data-node="t-relay"] .gw-node').innerText(), "Relay <b>outbox</b>", "a node name is shown as text");
+    assert.equal(await item.locator(".gw-error-node").innerText(), "Relay <b>outbox</b>");
     assert.equal(Number(await page.locator("g.gw-day").last().getAttribute("data-failures")), Number(before) + 1);
-    if (process.env.GW_SCREENSHOTS) await page.screenshot({ path: path.join(process.env.GW_SCREENSHOTS, "operations-page.png"), fullPage: true });
   });
 
   it("shows the current state to a page opened later", async () => {
