@@ -24,6 +24,7 @@ import { teamleaderOAuthProfile } from "../src/teamleader/auth";
 import { TeamleaderSync } from "../src/teamleader/sync";
 import { SyncTables } from "../src/teamleader/tables";
 import { createTestDatabase } from "../test/support/pg";
+import { measurePageLoad } from "./operations-page";
 import type { Benchmark } from "./support";
 
 /**
@@ -151,6 +152,7 @@ export const benchmark: Benchmark = {
       const teamleader = summary(measured.sync, 1);
       const callLogDay = summary(measured.day, 1);
       const scrapes = await scrapeFigures(db, quick);
+      const page = await measurePageLoad({ quick });
       return {
         recording_overhead_ratio: Math.max(teamleader.ratio, callLogDay.ratio),
         teamleader_sync: teamleader,
@@ -163,6 +165,7 @@ export const benchmark: Benchmark = {
         record_cpu_ms: round(cpuMsPerRecord),
         ...scrapes,
         load_average_1m: round(os.loadavg()[0]!),
+        ...page,
         notes:
           "Each pipeline run with recording (its requests, 429s, retries and token refreshes counted through the HTTP client and token core, one row written to gluework_runs when it ends, " +
           "in the background, on the database the sync writes to) against the same run without, in pairs whose order alternates, each run after a full garbage collection. " +
@@ -173,7 +176,10 @@ export const benchmark: Benchmark = {
           "scrape_p99_ms: GET /gluework/metrics as the route answers it (PipelineMetrics.scrape: the database read, then the registry rendered) over 30 days of runs of all six pipelines in gluework_runs " +
           "(scrape_runs_stored: out-of-office every minute, a relay pass every 5 minutes, 13 Teamleader resources hourly, a call-log day daily, provisioning 20 a day, the board audit weekly), " +
           "a relay outbox with mails waiting and failed, and 200 deployed node ids; scrape_count scrapes one after the other after 10 to warm up. " +
-          "load_average_1m: the machine's load as the benchmark ended (2 cores).",
+          
+          "load_average_1m: the machine's load as the benchmark ended (2 cores). " +
+          "page_load_ms: the operations example's health page in Chromium, from navigation to the table of the six pipelines and the 30-day chart drawn (median of the loads; " +
+          "first: the first load after deploy; p95), with 30 days of runs of all six pipelines in the database (page_runs_in_database), the page's Node-RED in a process of its own.",
       };
     } finally {
       await db.close();

@@ -73,7 +73,19 @@ export async function demoFlows(flowsDir: string, env: DemoEnvironment, profiles
     const settings = await profile(node, env);
     result.push({ ...node, ...settings.config, ...(settings.credentials ? { credentials: settings.credentials } : {}) });
   }
-  return result;
+  return oneDashboard(result);
+}
+
+/**
+ * Dashboard 2.0 serves one ui-base: as the editor does when two flows bring one each, the first
+ * is kept and every page and widget of the others moves onto it.
+ */
+function oneDashboard(nodes: FlowNode[]): FlowNode[] {
+  const bases = nodes.filter((n) => n.type === "ui-base");
+  if (bases.length < 2) return nodes;
+  const kept = bases[0]!.id;
+  const dropped = new Set(bases.slice(1).map((n) => n.id));
+  return nodes.filter((n) => !dropped.has(n.id)).map((n) => (typeof n.ui === "string" && dropped.has(n.ui) ? { ...n, ui: kept } : n));
 }
 
 /**

@@ -88,6 +88,7 @@ async function main(): Promise<void> {
     say(`
   Node-RED editor   ${adminUrl}/
   Support board     ${adminUrl}/dashboard/board  (reports: ${adminUrl}/reports)
+  Health page       ${adminUrl}/dashboard/operations  (every pipeline's runs)
   Sandbox           ${sandbox.url}  (GoTo, Teamleader, Microsoft stand-ins; ${sandbox.url}/_sandbox/stats)
   Azure Blob        ${azurite.blobUrl}  (Azurite; the account is Azurite's public development account)
   SMTP              ${loopback}:${smtp.port}  (each mail kept as an .eml file in ${mailDir})

@@ -5,6 +5,7 @@ import { Lifecycle } from "../core/node/lifecycle";
 import { migrateConfig } from "../core/node/migrate";
 import { StatusReporter, isSetupGap } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef } from "../core/node/types";
+import { FlowNodeConfig, scheduleOf } from "../core/schedule";
 import { RUN_QUERIES, RunQuery, RunRecord, answerRunQuery, onRun, plain, runLog } from "../core/runs";
 
 interface PipelineRunsDef extends NodeDef {
@@ -70,9 +71,17 @@ export = function register(RED: NodeAPI) {
     handleInput(node, status, async (msg, send) => {
       const query = msg.topic as RunQuery;
       if (!RUN_QUERIES.includes(query)) throw new InputError(`msg.topic must name a read: ${RUN_QUERIES.join(", ")} (not ${JSON.stringify(msg.topic ?? null)})`);
-      msg.payload = await answerRunQuery(runLog(await database()), query, msg.payload);
+      const answer = await answerRunQuery(runLog(await database()), query, msg.payload);
+      msg.payload = query === "latest" ? withSchedules(answer as LatestRow[], deployedNodes()) : answer;
       send([null, msg]);
     }, { life });
+  }
+
+  /** The nodes of the flows deployed now, for the schedules of the nodes that ran. */
+  function deployedNodes(): FlowNodeConfig[] {
+    const nodes: FlowNodeConfig[] = [];
+    RED.nodes.eachNode((n) => nodes.push(n as unknown as FlowNodeConfig));
+    return nodes;
   }
 
   RED.nodes.registerType("pipeline-runs", PipelineRunsNode);
@@ -80,4 +89,21 @@ export = function register(RED: NodeAPI) {
 
 function listOf(value: string | undefined): string[] {
   return String(value ?? "").split(",").map((v) => v.trim()).filter(Boolean);
+}
+
+interface LatestRow {
+  nodeId: string;
+  lastStartedAt: string | null;
+  [key: string]: unknown;
+}
+
+/**
+ * Each node's schedule and next start, read from the deployed flows (the inject nodes that start
+ * it, or its own polling interval): `schedule` is null for a node not deployed here.
+ */
+function withSchedules(rows: LatestRow[], flows: FlowNodeConfig[]): unknown[] {
+  return rows.map((row) => {
+    const schedule = scheduleOf(row.nodeId, flows, row.lastStartedAt ? new Date(row.lastStartedAt) : null);
+    return { ...row, schedule: schedule && { kind: schedule.kind, text: schedule.text }, nextRunAt: schedule?.nextRunAt?.toISOString() ?? null };
+  });
 }

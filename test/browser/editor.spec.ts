@@ -151,10 +151,10 @@ describe("the package in the Node-RED editor", function () {
     if (box) await screenshot(page, "palette.png", { x: box.x, y: Math.max(0, box.y), width: box.width, height: Math.min(box.height, 900 - box.y) });
   });
 
-  it("lists the six examples under Import › Examples", async () => {
+  it("lists the seven examples under Import › Examples", async () => {
     const labels = await exampleLabels();
     assert.deepEqual([...labels].sort(), [...shippedExamples().keys()].sort());
-    assert.equal(labels.length, 6);
+    assert.equal(labels.length, 7);
     await closeImportDialog();
   });
 
@@ -203,7 +203,7 @@ describe("the package in the Node-RED editor", function () {
   describe("every example, imported one after another and deployed", () => {
     let logFrom = 0;
 
-    it("imports all six with no conflict and no duplicate config node", async () => {
+    it("imports all seven with no conflict and no duplicate config node", async () => {
       const examples = shippedExamples();
       for (const name of examples.keys()) await importExample(name);
       const state = await page.evaluate(() => {
@@ -223,7 +223,7 @@ describe("the package in the Node-RED editor", function () {
       assert.deepEqual(keys.filter((k, i) => keys.indexOf(k) !== i), [], "no two config nodes of one type and name");
       // Imported as they are: the examples' own ids, not copies.
       for (const n of shipped.filter((n) => n.z)) assert.ok(state.ids.includes(n.id as string), `${n.id} imported under its own id`);
-      assert.ok(state.tabs >= 6);
+      assert.ok(state.tabs >= 7);
     });
 
     it("flags, before the first deploy, every config node whose required settings are empty", async () => {

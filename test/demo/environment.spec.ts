@@ -33,6 +33,15 @@ describe("the flows npm start deploys", () => {
     assert.equal(flows.find((n) => n.id === "tl-every-15")?.once, true);
   });
 
+  it("keep one ui-base, as the editor does, with the board's and the health page's pages on it", async () => {
+    const flows = await demoFlows(FLOWS, env, new Map());
+    const bases = flows.filter((n) => n.type === "ui-base");
+    assert.equal(bases.length, 1);
+    const pages = flows.filter((n) => n.type === "ui-page");
+    assert.deepEqual(pages.map((n) => n.path).sort(), ["/board", "/operations"]);
+    for (const n of pages) assert.equal(n.ui, bases[0]!.id);
+  });
+
   it("leave the flows as shipped when Node-RED runs on its default address", async () => {
     const flows = await demoFlows(FLOWS, { nodeRedUrl: "http://127.0.0.1:1880" } as unknown as DemoEnvironment, new Map());
     const mediator = flows.find((n) => n.type === "http request" && String(n.url).includes("/api/setstatus"));
