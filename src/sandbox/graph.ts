@@ -188,6 +188,22 @@ export class GraphSandbox {
     return counts;
   }
 
+  /** The most `$batch` requests that were being answered at once among those that came in [from, to). */
+  maxBatchesInFlight(from: number, to: number): number {
+    const edges = this.batchLog
+      .filter((b) => b.receivedAt >= from && b.receivedAt < to)
+      .flatMap((b) => [
+        { at: b.receivedAt, by: 1 },
+        { at: b.answeredAt, by: -1 },
+      ])
+      // An answer and a request in the same millisecond: the answer went first.
+      .sort((a, b) => a.at - b.at || a.by - b.by);
+    let now = 0;
+    let peak = 0;
+    for (const e of edges) peak = Math.max(peak, (now += e.by));
+    return peak;
+  }
+
   resetLoad(): void {
     this.peakReadsInFlight = 0;
     this.readTime = { reads: 0, ms: 0 };
