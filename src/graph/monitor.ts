@@ -53,6 +53,8 @@ export interface PollResult {
   seconds: number;
   /** Another instance ran this cycle (or runs it now): this one stood aside and read nobody. */
   doneBy?: CycleHolder;
+  /** Outlook was still refusing the app's reads when the cycle ended: the users left, and the pace kept. */
+  throttling?: ThrottledCycle;
   /** Why the cycle stopped early, or read nobody: the app's secret, a missing permission, Graph unreachable. */
   failure?: PipelineError;
 }
@@ -69,6 +71,17 @@ export interface MonitorOptions {
   cycleBudgetMs?: number;
   /** How often cycles come (the cycle budget when not given): no instance starts one sooner. */
   intervalMs?: number;
+  /**
+   * Told during a cycle when Outlook starts refusing the app's reads, as the users waiting or the
+   * pace change, and (with undefined) when batches go through again.
+   */
+  onThrottling?: (throttling: ThrottledCycle | undefined) => void;
+}
+
+/** A cycle slowed down by Outlook's 429s: how many users wait to be read, and the pause kept between batches. */
+export interface ThrottledCycle {
+  waiting: number;
+  paceMs: number;
 }
 
 interface Watched extends WatchEntry {
@@ -93,7 +106,8 @@ const ITEM_BACKOFF = { baseDelayMs: 500, maxDelayMs: 8000 };
 /**
  * The out-of-office monitor: a durable watch list, each user looked up in Entra ID once and
  * watched by id from then on, polled in JSON batches with a bounded number of mailbox reads in
- * flight across all of them, every item's own 429 and Retry-After waited out, and a change reported
+ * flight across all of them, the largest Retry-After of a batch's 429s waited out (and, when Outlook
+ * refuses whole batches, every reader of the app slowed to one batch at that pace), and a change reported
  * only when whether the user is out, the status, or a reply text changes. The first look at a user
  * is a baseline (`initial`), never a change; a restart knows what it already reported. A cycle
  * reads every user unless Outlook refuses for longer than the cycle may last; those not read go
@@ -313,6 +327,16 @@ export class OutOfOfficeMonitor {
       reasons.set(user, reason);
     };
 
+    /** What the node was last told of the throttling, so it hears of changes only. */
+    let told: ThrottledCycle | undefined;
+    const tellThrottling = () => {
+      const shared = this.budget.throttling;
+      const now = shared ? { waiting: pending.size, paceMs: shared.paceMs } : undefined;
+      if (now?.waiting === told?.waiting && now?.paceMs === told?.paceMs) return;
+      told = now;
+      this.opts.onThrottling?.(now);
+    };
+
     let wake: () => void = () => undefined;
     const sendBatch = async (chunk: Watched[], ticket: SharedTicket): Promise<void> => {
       let responses: BatchResponse[];
@@ -332,7 +356,11 @@ export class OutOfOfficeMonitor {
       // The reads are over: the next batch goes out while this one's answers are judged.
       // Slots kept for the next batch while users are left to read.
       const keep = pending.size > chunk.length ? ticket.slots : 0;
-      const released = release(ticket, { reads: responses.filter((r) => r.status === 200).length, throttled: responses.some((r) => r.status === 429) }, keep);
+      // A batch refused outright slows every reader of this app down to one batch after its largest Retry-After.
+      const retryAfters = responses.filter((r) => r.status === 429).map((r) => serverRetryDelay(lowerCaseKeys(r.headers), this.clock.now()));
+      const stated = retryAfters.filter((ms): ms is number => ms !== undefined);
+      const outcome: ReadOutcome = { reads: responses.filter((r) => r.status === 200).length, throttled: retryAfters.length > 0, retryAfterMs: stated.length ? Math.max(...stated) : undefined };
+      const released = release(ticket, outcome, keep);
       await new Promise<void>((resolve) => setImmediate(resolve));
       batchFailures = 0;
       const byId = new Map(responses.map((r) => [String(r.id), r]));
@@ -359,7 +387,8 @@ export class OutOfOfficeMonitor {
         }
         if (answer.status === 429) {
           result.throttled++;
-          return later(user, "throttled", serverRetryDelay(lowerCaseKeys(answer.headers), this.clock.now()));
+          // The refused requests of a batch are asked again together, after its largest Retry-After.
+          return later(user, "throttled", outcome.retryAfterMs);
         }
         result.errors++;
         if (answer.status >= 500 || answer.status === 401) return later(user, "error", serverRetryDelay(lowerCaseKeys(answer.headers), this.clock.now()));
@@ -378,10 +407,22 @@ export class OutOfOfficeMonitor {
     };
     /** Slots kept from a batch that came back, for the next one. */
     const spare: SharedTicket[] = [];
+    /** The spare slots as one ticket, up to a batch's worth: after the window halved, batches grow back together. */
+    const spareTicket = (): SharedTicket | undefined => {
+      if (spare.length === 0) return undefined;
+      spare.sort((a, b) => b.slots - a.slots);
+      let merged = spare.shift()!;
+      while (spare.length && merged.slots + spare[spare.length - 1]!.slots <= OUTLOOK_ITEMS_PER_BATCH) {
+        const next = spare.pop()!;
+        merged = { ...next, slots: merged.slots + next.slots, numbers: [...merged.numbers, ...next.numbers], epoch: Math.max(merged.epoch, next.epoch) };
+      }
+      return merged;
+    };
     const release = (ticket: SharedTicket, outcome: ReadOutcome, keep = 0): Promise<void> =>
       this.budget.release(ticket, outcome, keep).then(
         (kept) => {
           if (kept) spare.push(kept);
+          tellThrottling();
           wake();
         },
         (err: unknown) => {
@@ -402,46 +443,60 @@ export class OutOfOfficeMonitor {
         else ready++;
       }
       let starved = false;
+      /** How long until Outlook's largest Retry-After has passed, when it throttles the app. */
+      let gatedMs = 0;
       if (ready > 0) {
         let ticket: SharedTicket;
+        const wanted = Math.min(ready, OUTLOOK_ITEMS_PER_BATCH);
         try {
-          ticket = spare.pop() ?? (await this.budget.take(Math.min(ready, OUTLOOK_ITEMS_PER_BATCH)));
+          ticket = spareTicket() ?? (await this.budget.take(wanted));
         } catch (err) {
           fatal ??= asPipelineError(err);
           break;
         }
-        // A batch holds at most 4 reads in flight (Graph's own limit per batch): with fewer slots, fewer
-        // users; full batches of 20 only once Outlook has stopped refusing.
-        const size = ticket.slots < OUTLOOK_ITEMS_PER_BATCH ? ticket.slots : ticket.calm ? MAX_BATCH : OUTLOOK_ITEMS_PER_BATCH;
-        const chunk: Watched[] = [];
-        const at = this.clock.now();
-        for (const user of pending) {
-          if (chunk.length >= size) break;
-          if (!sending.has(user) && (notBefore.get(user) ?? 0) <= at) chunk.push(user);
+        tellThrottling();
+        // Fewer slots than a batch wants while this cycle's other batches are out: their slots join these
+        // when they come back, for one fuller batch rather than many of one user (the same reads in flight).
+        if (ticket.slots > 0 && ticket.slots < wanted && inFlight.size > 0) spare.push(ticket);
+        else {
+          // A batch holds at most 4 reads in flight (Graph's own limit per batch): with fewer slots, fewer
+          // users; full batches of 20 only once Outlook has stopped refusing.
+          const size = ticket.slots < OUTLOOK_ITEMS_PER_BATCH ? ticket.slots : ticket.calm ? MAX_BATCH : OUTLOOK_ITEMS_PER_BATCH;
+          const chunk: Watched[] = [];
+          const at = this.clock.now();
+          for (const user of pending) {
+            if (chunk.length >= size) break;
+            if (!sending.has(user) && (notBefore.get(user) ?? 0) <= at) chunk.push(user);
+          }
+          if (chunk.length > 0) {
+            for (const user of chunk) sending.add(user);
+            const batch: Promise<void> = sendBatch(chunk, ticket).finally(() => {
+              for (const user of chunk) sending.delete(user);
+              inFlight.delete(batch);
+              wake();
+            });
+            inFlight.add(batch);
+            continue;
+          }
+          if (ticket.slots > 0) {
+            await release(ticket, { reads: 0, throttled: false });
+            continue;
+          }
+          gatedMs = ticket.waitMs;
+          starved = gatedMs === 0;
         }
-        if (chunk.length > 0) {
-          for (const user of chunk) sending.add(user);
-          const batch: Promise<void> = sendBatch(chunk, ticket).finally(() => {
-            for (const user of chunk) sending.delete(user);
-            inFlight.delete(batch);
-            wake();
-          });
-          inFlight.add(batch);
-          continue;
-        }
-        if (ticket.slots > 0) {
-          await release(ticket, { reads: 0, throttled: false });
-          continue;
-        }
-        starved = true;
       }
       // Done, or the rest waits for a Retry-After that ends after this cycle: it goes first next time.
       if (ready === 0 && inFlight.size === 0 && nextReady >= deadline) break;
+      if (gatedMs > 0 && inFlight.size === 0 && this.clock.now() + gatedMs >= deadline) break;
       // Wait for a slot, a batch to come back, or the next Retry-After to pass, whichever is first.
       const waited = new AbortController();
+      // A close ends the wait at once, however long Outlook asked to wait.
+      const waitSignal = signal ? AbortSignal.any([waited.signal, signal]) : waited.signal;
       const waits: Array<Promise<unknown>> = [...inFlight, new Promise<void>((resolve) => (wake = resolve))];
-      if (starved) waits.push(this.budget.freed());
-      else if (nextReady < deadline) waits.push(this.clock.sleep(nextReady - now, waited.signal).catch(() => undefined));
+      if (gatedMs > 0) waits.push(this.clock.sleep(Math.min(gatedMs, deadline - this.clock.now()), waitSignal).catch(() => undefined));
+      else if (starved) waits.push(this.budget.freed());
+      else if (nextReady < deadline) waits.push(this.clock.sleep(nextReady - now, waitSignal).catch(() => undefined));
       await Promise.race(waits);
       waited.abort();
     }
@@ -463,7 +518,10 @@ export class OutOfOfficeMonitor {
     const saving = new Set(observed.map((o) => o.userId));
     result.changes = result.changes.filter((c) => !saving.has(c.userId) || stored.has(c.userId));
 
-    for (const user of pending) result.notRead.push({ email: user.email, reason: reasons.get(user) ?? "not reached" });
+    // Users the cycle never got to while Outlook throttled the app were kept back by that throttling.
+    const throttling = this.budget.throttling;
+    for (const user of pending) result.notRead.push({ email: user.email, reason: reasons.get(user) ?? (throttling ? "throttled" : "not reached") });
+    if (throttling && pending.size > 0) result.throttling = { waiting: pending.size, paceMs: throttling.paceMs };
     for (const user of this.watched.values()) if (user.problem && !pending.has(user)) result.notRead.push({ email: user.email, reason: user.problem as UserProblem });
     for (const email of result.lookupsPending) result.notRead.push({ email, reason: "lookup failed" });
     result.watched = this.watched.size + result.lookupsPending.length;
@@ -517,16 +575,20 @@ export class OutOfOfficeMonitor {
   private async readOne(user: GraphUser, email: string, graph: GraphClient): Promise<AutomaticRepliesSetting> {
     let ticket = await this.budget.take(1);
     while (ticket.slots === 0) {
-      await this.budget.freed();
+      await (ticket.waitMs > 0 ? this.clock.sleep(ticket.waitMs) : this.budget.freed());
       ticket = await this.budget.take(1);
     }
-    let reads = 0;
+    let outcome: ReadOutcome = { reads: 0, throttled: false };
     try {
       const setting = await graph.automaticReplies(user, email);
-      reads = 1;
+      outcome = { reads: 1, throttled: false };
       return setting;
+    } catch (err) {
+      // Refused even after the client waited out its Retry-Afters: every reader of the app slows down.
+      if (err instanceof HttpError && err.statusCode === 429) outcome = { reads: 0, throttled: true };
+      throw err;
     } finally {
-      await this.budget.release(ticket, { reads, throttled: false });
+      await this.budget.release(ticket, outcome);
     }
   }
 
@@ -625,6 +687,7 @@ export function cycleSummary(result: PollResult) {
     batches: result.batches,
     seconds: Math.round(result.seconds * 1000) / 1000,
     notReadUsers: result.notRead,
+    throttling: result.throttling ? { waiting: result.throttling.waiting, secondsBetweenBatches: result.throttling.paceMs / 1000 } : null,
     failure: result.failure ? result.failure.message : null,
   };
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Database, Migration } from "../core/db/database";
+import { BackoffOptions, backoffDelay } from "../core/http/retry";
 
 /** Graph hands Outlook at most this many requests of one unordered batch at a time (graph-ooo.md §2). */
 export const OUTLOOK_ITEMS_PER_BATCH = 4;
@@ -115,6 +116,15 @@ export const READ_BUDGET_MIGRATIONS: readonly Migration[] = [
       PRIMARY KEY (bucket, slot)
     );`,
   },
+  {
+    id: 2,
+    description: "a throttled Graph app and tenant sends no batch before the largest Retry-After, one at a time, on every instance",
+    sql: `ALTER TABLE gluework_graph_read_window
+      ADD COLUMN IF NOT EXISTS not_before timestamptz,
+      ADD COLUMN IF NOT EXISTS throttled_since timestamptz,
+      ADD COLUMN IF NOT EXISTS pace_ms integer NOT NULL DEFAULT 0,
+      ADD COLUMN IF NOT EXISTS backoff_attempt integer NOT NULL DEFAULT 0;`,
+  },
 ];
 
 /** Read slots held by a process that died are free again after this long (a batch never lasts as long). */
@@ -122,20 +132,58 @@ const SLOT_HOLD_MS = 120_000;
 /** How often a wait for a slot looks again for slots another instance freed. */
 const FREED_LOOK_MS = 40;
 
-/** The window after the 429s of a release: halved once per window, in SQL on the row as it is now. */
-const HALVED = "(CASE WHEN $4 AND epoch = $5 THEN greatest(1, size / 2) ELSE size END)";
+/**
+ * The window after the 429s of a release: halved once per window, in SQL on the row as it is now,
+ * and not again while the app is throttled: one batch goes at a time then anyway, and the window it
+ * ends with is the one reads go back to.
+ */
+const HALVED = "(CASE WHEN $4 AND epoch = $5 AND throttled_since IS NULL THEN greatest(1, size / 2) ELSE size END)";
+/**
+ * A release that throttles the whole app: Outlook refused and nothing was read. A 429 among reads that
+ * went through is one mailbox's or too many reads at once: those users wait, and the window halves.
+ */
+const REFUSED = "($4 AND $6 = 0)";
+/** A release that ends a throttling: reads went through, under the window as it is now. */
+const RECOVERED = "($6 > 0 AND epoch = $5)";
+/** The slots that count now: one while throttled (one batch in flight), else those within the window. */
+const LIMIT = (w: string, max: string) => `(CASE WHEN ${w}.throttled THEN 1 ELSE greatest(1, floor(least(${max}::float8, ${w}.size))) END)`;
+/**
+ * Our own pause between batches when Outlook refuses without a Retry-After: doubling from 0.5 s up
+ * to 30 s, with jitter. It is bounded in time, not in count: a cycle gives up at its deadline.
+ */
+export const THROTTLE_BACKOFF: BackoffOptions = { baseDelayMs: 500, maxDelayMs: 30_000 };
+
+/** Outlook refusing the app's reads: the pause now kept between batches. */
+export interface Throttling {
+  paceMs: number;
+}
 
 /** Slots taken from the shared budget: their numbers, and the window they were taken under. */
 export interface SharedTicket extends ReadTicket {
   numbers: number[];
   /** No 429 for a while when they were taken: batches may be full. */
   calm: boolean;
+  /** No slot because the app is throttled: how long until the next batch may go (0 when not). */
+  waitMs: number;
+  /** Refusals without a Retry-After in a row when taken: our own backoff's attempt. */
+  backoffAttempt: number;
 }
 
 /** What the reads sent under a ticket came to. */
 export interface ReadOutcome {
   reads: number;
   throttled: boolean;
+  /** The largest Retry-After among the 429s, in milliseconds (undefined: none stated, our own backoff). */
+  retryAfterMs?: number;
+}
+
+interface WindowRow {
+  size: number;
+  clean_reads: number;
+  epoch: number;
+  throttled_since: Date | null;
+  pace_ms: number;
+  backoff_attempt: number;
 }
 
 /**
@@ -143,12 +191,17 @@ export interface ReadOutcome {
  * every instance on the database: numbered slots held with an expiry, and the window of the
  * `ReadBudget` (halved once per window on 429, grown back as reads go through) in one row, so two
  * replicas together keep at most `max` reads in flight and calm down together after 429s.
+ *
+ * A batch Outlook refused with 429 and nothing read throttles the whole app and tenant: no slot is
+ * handed out, on any instance, before the largest Retry-After of that batch has passed (our own
+ * backoff when Outlook states none), and only one slot counts, so one batch is in flight, until a
+ * batch comes back with reads.
  */
 export class SharedReadBudget {
   private readonly holder = randomUUID();
   private ready?: Promise<unknown>;
   private waiters: Array<() => void> = [];
-  private seen = { limit: 0, calm: true, held: 0 };
+  private seen: { limit: number; calm: boolean; held: number; throttling?: Throttling } = { limit: 0, calm: true, held: 0 };
 
   constructor(
     private readonly db: Database,
@@ -168,6 +221,11 @@ export class SharedReadBudget {
     return this.seen.calm;
   }
 
+  /** Whether Outlook was refusing this app's reads at the last look, and the pause kept between batches. */
+  get throttling(): Throttling | undefined {
+    return this.seen.throttling;
+  }
+
   /** Reads this instance holds now. */
   get inFlight(): number {
     return this.seen.held;
@@ -180,23 +238,27 @@ export class SharedReadBudget {
    */
   async take(wanted: number): Promise<SharedTicket> {
     await this.migrated();
-    const { rows } = await this.db.query<{ size: number; clean_reads: number; epoch: number; slots: number[] }>(
-      `WITH w AS (SELECT size, clean_reads, epoch FROM gluework_graph_read_window WHERE bucket = $1),
+    // The window row is locked for the statement: a release that throttles the app frees its slot and
+    // closes the gate at once, never one without the other.
+    const { rows } = await this.db.query<WindowRow & { wait_ms: number; slots: number[] }>(
+      `WITH w AS (
+         SELECT size, clean_reads, epoch, throttled_since, pace_ms, backoff_attempt, throttled_since IS NOT NULL AS throttled,
+                CASE WHEN not_before > clock_timestamp() THEN ceil(extract(epoch FROM not_before - clock_timestamp()) * 1000)::int ELSE 0 END AS wait_ms
+           FROM gluework_graph_read_window WHERE bucket = $1 FOR NO KEY UPDATE),
        free AS (
          SELECT s.slot FROM gluework_graph_read_slots s, w
-          WHERE s.bucket = $1 AND s.slot <= greatest(1, floor(least($4::float8, w.size))) AND (s.holder IS NULL OR s.held_until <= clock_timestamp())
+          WHERE s.bucket = $1 AND w.wait_ms = 0 AND s.slot <= ${LIMIT("w", "$4")} AND (s.holder IS NULL OR s.held_until <= clock_timestamp())
           ORDER BY s.slot LIMIT $3 FOR UPDATE OF s SKIP LOCKED),
        taken AS (
          UPDATE gluework_graph_read_slots s SET holder = $2, held_until = clock_timestamp() + $5 * interval '1 millisecond'
            FROM free WHERE s.bucket = $1 AND s.slot = free.slot RETURNING s.slot)
-       SELECT w.size, w.clean_reads, w.epoch, array(SELECT slot FROM taken ORDER BY slot) AS slots FROM w`,
+       SELECT w.size, w.clean_reads, w.epoch, w.throttled_since, w.pace_ms, w.backoff_attempt, w.wait_ms, array(SELECT slot FROM taken ORDER BY slot) AS slots FROM w`,
       [this.bucket, this.holder, Math.max(0, wanted), this.max, SLOT_HOLD_MS],
     );
     const state = rows[0]!;
     const numbers = state.slots.map(Number);
-    const calm = state.clean_reads >= CALM_READS;
-    this.seen = { limit: Math.max(1, Math.floor(Math.min(this.max, state.size))), calm, held: this.seen.held + numbers.length };
-    return { slots: numbers.length, numbers, epoch: state.epoch, calm };
+    this.look(state, numbers.length);
+    return { slots: numbers.length, numbers, epoch: state.epoch, calm: this.seen.calm, waitMs: numbers.length ? 0 : Number(state.wait_ms), backoffAttempt: state.backoff_attempt };
   }
 
   /**
@@ -207,39 +269,69 @@ export class SharedReadBudget {
    */
   async release(ticket: SharedTicket, outcome: ReadOutcome, keep = 0): Promise<SharedTicket | undefined> {
     if (ticket.slots === 0 && outcome.reads === 0 && !outcome.throttled) return undefined;
+    // The pause before the next batch: the largest Retry-After Outlook stated, else our own backoff.
+    const refused = outcome.throttled && outcome.reads === 0;
+    const pauseMs = refused ? (outcome.retryAfterMs ?? backoffDelay(ticket.backoffAttempt, Math.random(), THROTTLE_BACKOFF)) : 0;
     try {
-      const { rows } = await this.db.query<{ size: number; clean_reads: number; epoch: number; kept: number[] }>(
+      const { rows } = await this.db.query<WindowRow & { kept: number[] }>(
         `WITH win AS (
            UPDATE gluework_graph_read_window
               SET size = CASE WHEN $6 > 0 THEN least($7::float8, ${HALVED} + $6 / (${HALVED} * $8)) ELSE ${HALVED} END,
                   epoch = CASE WHEN $4 AND epoch = $5 THEN epoch + 1 ELSE epoch END,
-                  clean_reads = least(CASE WHEN $4 THEN 0 ELSE clean_reads END + $6, 1000000)
+                  clean_reads = least(CASE WHEN $4 THEN 0 ELSE clean_reads END + $6, 1000000),
+                  not_before = CASE WHEN ${REFUSED} THEN greatest(not_before, clock_timestamp() + $11 * interval '1 millisecond') WHEN ${RECOVERED} THEN NULL ELSE not_before END,
+                  throttled_since = CASE WHEN ${REFUSED} THEN coalesce(throttled_since, clock_timestamp()) WHEN ${RECOVERED} THEN NULL ELSE throttled_since END,
+                  pace_ms = CASE WHEN ${REFUSED} THEN $11 WHEN ${RECOVERED} THEN 0 ELSE pace_ms END,
+                  backoff_attempt = CASE WHEN ${REFUSED} AND $12 THEN backoff_attempt + 1 WHEN ${REFUSED} OR ${RECOVERED} THEN 0 ELSE backoff_attempt END
             WHERE bucket = $1
-           RETURNING size, clean_reads, epoch),
+           RETURNING size, clean_reads, epoch, throttled_since, pace_ms, backoff_attempt, throttled_since IS NOT NULL AS throttled,
+                     coalesce(not_before > clock_timestamp(), false) AS gated),
          keeping AS (
-           SELECT n FROM unnest($2::int[]) AS n, win WHERE n <= greatest(1, floor(least($7::float8, win.size))) ORDER BY n LIMIT $9),
+           SELECT n FROM unnest($2::int[]) AS n, win WHERE NOT win.gated AND n <= ${LIMIT("win", "$7")} ORDER BY n LIMIT $9),
          freed AS (
            UPDATE gluework_graph_read_slots SET holder = NULL, held_until = NULL
             WHERE bucket = $1 AND slot = ANY($2::int[]) AND holder = $3 AND slot NOT IN (SELECT n FROM keeping)),
          kept AS (
            UPDATE gluework_graph_read_slots SET held_until = clock_timestamp() + $10 * interval '1 millisecond'
             WHERE bucket = $1 AND slot IN (SELECT n FROM keeping) AND holder = $3 RETURNING slot)
-         SELECT size, clean_reads, epoch, array(SELECT slot FROM kept ORDER BY slot) AS kept FROM win`,
-        [this.bucket, ticket.numbers, this.holder, outcome.throttled, ticket.epoch, outcome.reads, this.max, GROWTH_READS_PER_SLOT, Math.max(0, keep), SLOT_HOLD_MS],
+         SELECT size, clean_reads, epoch, throttled_since, pace_ms, backoff_attempt, array(SELECT slot FROM kept ORDER BY slot) AS kept FROM win`,
+        [
+          this.bucket,
+          ticket.numbers,
+          this.holder,
+          outcome.throttled,
+          ticket.epoch,
+          outcome.reads,
+          this.max,
+          GROWTH_READS_PER_SLOT,
+          Math.max(0, keep),
+          SLOT_HOLD_MS,
+          Math.ceil(pauseMs),
+          refused && outcome.retryAfterMs === undefined,
+        ],
       );
       const state = rows[0];
       if (!state) return undefined;
-      const calm = state.clean_reads >= CALM_READS;
-      this.seen = { limit: Math.max(1, Math.floor(Math.min(this.max, state.size))), calm, held: this.seen.held };
       const numbers = state.kept.map(Number);
-      this.seen.held += numbers.length;
-      return numbers.length ? { slots: numbers.length, numbers, epoch: state.epoch, calm } : undefined;
+      this.look(state, numbers.length);
+      return numbers.length ? { slots: numbers.length, numbers, epoch: state.epoch, calm: this.seen.calm, waitMs: 0, backoffAttempt: state.backoff_attempt } : undefined;
     } finally {
       this.seen.held = Math.max(0, this.seen.held - ticket.slots);
       const waiters = this.waiters;
       this.waiters = [];
       for (const wake of waiters) wake();
     }
+  }
+
+  /** What a statement saw of the shared window, and the slots it gave this instance. */
+  private look(state: WindowRow, taken: number): void {
+    const throttling = state.throttled_since ? { paceMs: Number(state.pace_ms) } : undefined;
+    this.seen = {
+      limit: throttling ? 1 : Math.max(1, Math.floor(Math.min(this.max, state.size))),
+      calm: state.clean_reads >= CALM_READS,
+      held: this.seen.held + taken,
+      throttling,
+    };
   }
 
   /** Resolves when this instance gives slots back, or after a short while (another one may have). */

@@ -3,11 +3,12 @@ import { DatabaseProvider, configNode } from "../core/node/config";
 import { handleInput } from "../core/node/input";
 import { Lifecycle } from "../core/node/lifecycle";
 import { ConfigMigration, carriedList, migrateConfig } from "../core/node/migrate";
-import { StatusReporter, formatCount, isSetupGap } from "../core/node/status";
+import { StatusReporter, isSetupGap } from "../core/node/status";
 import type { Node, NodeAPI, NodeDef, NodeMessage, SendFunction } from "../core/node/types";
 import type { GraphApp } from "../graph/app";
 import { UserLookupError } from "../graph/client";
-import { OutOfOfficeChange, OutOfOfficeMonitor, PollResult, changePayload, cycleSummary, isSettingsError } from "../graph/monitor";
+import { OutOfOfficeChange, OutOfOfficeMonitor, PollResult, ThrottledCycle, changePayload, cycleSummary } from "../graph/monitor";
+import { clockTime, monitorStatus } from "../graph/monitor-status";
 import { WatchRequest, parseWatchRequest } from "../graph/requests";
 import { CycleHolder, WatchListStore } from "../graph/watch-list";
 import { instanceName } from "../core/instance";
@@ -47,12 +48,29 @@ export = function register(RED: NodeAPI) {
     let lastPoll = "";
     let polling: Promise<PollResult> | undefined;
     let cancelWakeup: (() => void) | undefined;
+    let lastCycle: PollResult | undefined;
+    let aside: CycleHolder | undefined;
+    /** Outlook refusing the app's reads now (told during a cycle, or left at its end). */
+    let throttling: ThrottledCycle | undefined;
 
     const monitor = (async () => {
       const app = life.uses(configNode<GraphApp>(RED, config.app, "graph-app", "Entra ID app"));
       const db = await life.uses(configNode<DatabaseProvider>(RED, config.database, "postgres-database", "database")).database();
       // A cycle may read for as long as the interval; the users left go first in the next one.
-      const m = new OutOfOfficeMonitor({ graph: app.graph(), store: new WatchListStore(db, node.id), readsInFlight, budgetKey: app.budgetKey, cycleBudgetMs: intervalS * 1000 });
+      const m = new OutOfOfficeMonitor({
+        graph: app.graph(),
+        store: new WatchListStore(db, node.id),
+        readsInFlight,
+        budgetKey: app.budgetKey,
+        cycleBudgetMs: intervalS * 1000,
+        // Yellow as soon as Outlook slows the cycle down, green again once batches go through.
+        onThrottling: (now) => {
+          if (life.signal.aborted) return;
+          if (!now && lastCycle?.throttling) lastCycle = undefined;
+          throttling = now;
+          showWatching(m);
+        },
+      });
       await m.load();
       return m;
     })();
@@ -62,17 +80,9 @@ export = function register(RED: NodeAPI) {
     const runs = runRecorder(node, life, "ooo-monitor", () => (config.database ? (RED.nodes.getNode(config.database) as DatabaseProvider | null)?.database() : undefined));
 
     const changes = (list: OutOfOfficeChange[]): NodeMessage[] => list.map((c) => ({ topic: c.email, payload: changePayload(c) }));
-    let lastCycle: PollResult | undefined;
-    let aside: CycleHolder | undefined;
-    // Green only when the last cycle read everyone; yellow when it missed some, red when it read none.
     const showWatching = (m: OutOfOfficeMonitor) => {
-      const cycle = lastCycle;
-      // Another replica on the database polls: this one says who, and when it last finished.
-      if (aside) return status.ready(`done by ${aside.by}${aside.finishedAt ? ` · ${clockTime(aside.finishedAt)}` : ""}`);
-      if (cycle?.failure && (isSettingsError(cycle.failure) || (cycle.read === 0 && cycle.watched > 0))) return status.error(cycle.failure.status);
-      if (cycle && cycle.read === 0 && cycle.watched > 0) return status.error(`none of ${formatCount(cycle.watched)} read · ${lastPoll}`);
-      if (cycle && cycle.notRead.length > 0) return status.warn(`${formatCount(cycle.read)} of ${formatCount(cycle.watched)} read · ${lastPoll}`);
-      status.ready(`${formatCount(m.users.length)} watched · ${m.outOfOffice} out${lastPoll ? ` · ${lastPoll}` : ""}`);
+      const shown = monitorStatus({ watched: m.users.length, out: m.outOfOffice, cycle: lastCycle, throttling, aside, lastPoll });
+      status[shown.state](shown.text);
     };
     const report = (err: unknown, what: string) => {
       const error = asPipelineError(err);
@@ -117,6 +127,7 @@ export = function register(RED: NodeAPI) {
         }
         aside = undefined;
         lastCycle = result;
+        throttling = result.throttling;
         const timed = await m.checkWindows();
         lastPoll = clockTime(new Date());
         const out = [...changes(result.changes), ...changes(timed)];
@@ -245,8 +256,4 @@ function answer(msg: NodeMessage, statusCode: number, payload: unknown): NodeMes
 function refusal(email: string, error: PipelineError): NodeMessage {
   const problem = error instanceof UserLookupError ? error.problem : error instanceof ConfigError ? "configuration" : "error";
   return { topic: email, statusCode: error.httpStatus ?? 500, payload: { email, error: problem, reason: error.message } };
-}
-
-function clockTime(at: Date): string {
-  return at.toTimeString().slice(0, 5);
 }

@@ -20,6 +20,22 @@ interface MailboxLoad {
   recent: number[];
 }
 
+/** One `$batch` request as the sandbox saw it: when it came and went, and what its items answered. */
+export interface BatchRecord {
+  receivedAt: number;
+  answeredAt: number;
+  items: number;
+  /** Items answered 429. */
+  throttled: number;
+  /** The largest Retry-After of its 429s, in milliseconds (null: none stated, or no 429). */
+  retryAfterMs: number | null;
+  /** Whether every mailbox read was being refused (`throttleEverything`) when it came. */
+  storm: boolean;
+}
+
+/** The batches kept in the log (a 30 s storm without any slowing down is about 10,000). */
+const BATCH_LOG_SIZE = 100_000;
+
 const PREFIX = "/microsoft/graph/v1.0";
 /** Outlook's documented limits per app and mailbox (graph-ooo.md §3). */
 const MAILBOX_CONCURRENCY = 4;
@@ -30,13 +46,15 @@ const MAILBOX_WINDOW_MS = 10 * 60_000;
  * Microsoft Graph v1.0 for the out-of-office monitor (graph.microsoft.com under /microsoft/graph):
  * users by id or UPN, `$filter=mail eq '…'`, automatic-replies settings and JSON batching (at most
  * 20 requests, answers out of order, per-item status codes), with Outlook's limits per mailbox
- * answered by 429 and Retry-After. Tests change users' settings over time, take permissions away
- * and throttle chosen mailboxes.
+ * answered by 429 and Retry-After. Tests change users' settings over time, take permissions away,
+ * throttle chosen mailboxes or every one for a while, and read the `$batch` requests' rate.
  */
 export class GraphSandbox {
   private readonly users = new Map<string, SandboxUser>();
   private readonly load = new Map<string, MailboxLoad>();
   private readonly throttles = new Map<string, { times: number; retryAfter: string }>();
+  /** Every mailbox read answers 429 until `until` (epoch ms), with this Retry-After (none when undefined). */
+  private storm?: { until: number; retryAfter?: string };
   /** The application permissions the app was granted (both by default). */
   readonly permissions = { mailboxSettingsRead: true, userReadAll: true };
   /** How long Outlook takes per mailbox request, so concurrency shows. */
@@ -53,6 +71,11 @@ export class GraphSandbox {
   readTime = { reads: 0, ms: 0 };
   /** The users whose mailbox was read (200), in order, latest 10,000: tests check who went first. */
   readonly readLog: string[] = [];
+  /** Every `$batch` request, in the order they came, latest 100,000: tests and the bench measure the rate. */
+  readonly batchLog: BatchRecord[] = [];
+  /** `$batch` requests being answered now, and the most at once since the last reset. */
+  batchesInFlight = 0;
+  peakBatchesInFlight = 0;
   private readonly appLoad = new Map<string, number>();
 
   constructor(
@@ -77,6 +100,14 @@ export class GraphSandbox {
       this.setReplies(user.id, { ...disabled(), ...(req.body as AutomaticRepliesSetting) });
       return { status: 204 };
     });
+    // For other processes (a Node-RED under test): refuse every mailbox read for a while, and see the batches.
+    server.route("POST", "/_sandbox/graph/throttle-everything", (req) => {
+      const { seconds, retryAfter } = (req.body ?? {}) as { seconds?: number; retryAfter?: string | number | null };
+      if (typeof seconds !== "number" || !(seconds >= 0)) return { status: 400, json: { message: "seconds must be a number of at least 0" } };
+      this.throttleEverything(seconds, retryAfter === undefined || retryAfter === null ? undefined : String(retryAfter));
+      return { status: 204 };
+    });
+    server.route("GET", "/_sandbox/graph/batches", () => ({ json: { perSecond: this.batchesPerSecond(), peakInFlight: this.peakBatchesInFlight, log: this.batchLog.slice(-1000) } }));
     server.persistent("graph-users", {
       snapshot: () => [...this.users.values()],
       restore: (data: SandboxUser[]) => data.forEach((u) => this.users.set(u.id, u)),
@@ -130,10 +161,55 @@ export class GraphSandbox {
     this.throttles.set(user.id, { times, retryAfter });
   }
 
+  /**
+   * For `seconds` from now, every mailbox read, each item of a batch alike, answers 429 with this
+   * Retry-After (none when undefined): Outlook throttling the whole app, as in a storm of requests.
+   */
+  throttleEverything(seconds: number, retryAfter?: string): void {
+    this.storm = { until: Date.now() + seconds * 1000, retryAfter };
+  }
+
+  /** Whether every mailbox read is being refused now. */
+  get throttlingEverything(): boolean {
+    return !!this.storm && Date.now() < this.storm.until;
+  }
+
+  /**
+   * `$batch` requests per whole second of arrival, from the first logged batch (or `from`) to
+   * `to` (the last logged batch when not given): what a test or the bench reads as the request rate.
+   */
+  batchesPerSecond(from?: number, to?: number): number[] {
+    const log = this.batchLog.filter((b) => (from === undefined || b.receivedAt >= from) && (to === undefined || b.receivedAt < to));
+    const start = from ?? log[0]?.receivedAt;
+    if (start === undefined) return [];
+    const end = to ?? log.at(-1)!.receivedAt + 1;
+    const counts: number[] = Array.from({ length: Math.max(1, Math.ceil((end - start) / 1000)) }, () => 0);
+    for (const b of log) counts[Math.min(counts.length - 1, Math.floor((b.receivedAt - start) / 1000))]!++;
+    return counts;
+  }
+
+  /** The most `$batch` requests that were being answered at once among those that came in [from, to). */
+  maxBatchesInFlight(from: number, to: number): number {
+    const edges = this.batchLog
+      .filter((b) => b.receivedAt >= from && b.receivedAt < to)
+      .flatMap((b) => [
+        { at: b.receivedAt, by: 1 },
+        { at: b.answeredAt, by: -1 },
+      ])
+      // An answer and a request in the same millisecond: the answer went first.
+      .sort((a, b) => a.at - b.at || a.by - b.by);
+    let now = 0;
+    let peak = 0;
+    for (const e of edges) peak = Math.max(peak, (now += e.by));
+    return peak;
+  }
+
   resetLoad(): void {
     this.peakReadsInFlight = 0;
     this.readTime = { reads: 0, ms: 0 };
     this.readLog.length = 0;
+    this.batchLog.length = 0;
+    this.peakBatchesInFlight = this.batchesInFlight;
   }
 
   private authorized(req: SandboxRequest, ok: () => SandboxReply | Promise<SandboxReply>): SandboxReply | Promise<SandboxReply> {
@@ -183,6 +259,7 @@ export class GraphSandbox {
     if (!user) return graphError(404, "ErrorInvalidUser", `The requested user '${key}' is invalid.`);
     if (!user.mailbox) return graphError(404, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.");
     if (!this.permissions.mailboxSettingsRead || user.restricted) return graphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.");
+    if (this.throttlingEverything) return this.throttled(this.storm!.retryAfter);
     const throttle = this.throttles.get(user.id);
     if (throttle && throttle.times > 0) {
       throttle.times--;
@@ -218,13 +295,30 @@ export class GraphSandbox {
     }
   }
 
-  private throttled(retryAfter: string): SandboxReply {
+  private throttled(retryAfter: string | undefined): SandboxReply {
     this.server.count("graph 429");
-    return graphError(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.", { "Retry-After": retryAfter });
+    return graphError(429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit.", retryAfter === undefined ? {} : { "Retry-After": retryAfter });
   }
 
   private async batch(req: SandboxRequest, app: string): Promise<SandboxReply> {
     this.server.count("graph batch");
+    const receivedAt = Date.now();
+    const storm = this.throttlingEverything;
+    this.batchesInFlight++;
+    this.peakBatchesInFlight = Math.max(this.peakBatchesInFlight, this.batchesInFlight);
+    try {
+      const reply = await this.answerBatch(req, app);
+      const responses = ((reply.json as { responses?: Array<{ status: number; headers: Record<string, string> }> } | undefined)?.responses ?? []).filter((r) => r.status === 429);
+      const stated = responses.map((r) => Number(r.headers["Retry-After"])).filter((n) => Number.isFinite(n));
+      this.batchLog.push({ receivedAt, answeredAt: Date.now(), items: Array.isArray(req.body?.requests) ? req.body.requests.length : 0, throttled: responses.length, retryAfterMs: stated.length ? Math.ceil(Math.max(...stated) * 1000) : null, storm });
+      if (this.batchLog.length > BATCH_LOG_SIZE) this.batchLog.splice(0, this.batchLog.length - BATCH_LOG_SIZE);
+      return reply;
+    } finally {
+      this.batchesInFlight--;
+    }
+  }
+
+  private async answerBatch(req: SandboxRequest, app: string): Promise<SandboxReply> {
     const requests = (req.body?.requests ?? []) as Array<{ id?: string; method?: string; url?: string }>;
     if (!Array.isArray(requests) || requests.length === 0) return graphError(400, "BadRequest", "Invalid batch payload format.");
     if (requests.length > 20) return graphError(400, "BadRequest", "The number of batch requests cannot exceed 20.");

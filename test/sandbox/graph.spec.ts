@@ -70,6 +70,28 @@ describe("Graph sandbox", () => {
     }
   });
 
+  it("refuses every item of every batch with the Retry-After given for a while, and logs each batch", async () => {
+    const requests = [1, 2, 3].map((n) => ({ id: String(n), method: "GET", url: `/users/user000${n}@contoso.test/mailboxSettings/automaticRepliesSetting` }));
+    sandbox.graph.resetLoad();
+    const control = await request(`${sandbox.url}/_sandbox/graph/throttle-everything`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ seconds: 0.3, retryAfter: "0.2" }) });
+    assert.equal(control.statusCode, 204);
+    await control.body.dump();
+    const refused = await call("POST", "/$batch", { requests });
+    assert.deepEqual(refused.body.responses.map((r: any) => [r.status, r.headers["Retry-After"]]), [[429, "0.2"], [429, "0.2"], [429, "0.2"]]);
+    sandbox.graph.throttleEverything(10);
+    const unstated = await call("POST", "/$batch", { requests });
+    assert.deepEqual(unstated.body.responses.map((r: any) => [r.status, r.headers["Retry-After"]]), [[429, undefined], [429, undefined], [429, undefined]]);
+    sandbox.graph.throttleEverything(0);
+    const read = await call("POST", "/$batch", { requests });
+    assert.deepEqual(read.body.responses.map((r: any) => r.status), [200, 200, 200]);
+    assert.deepEqual(
+      sandbox.graph.batchLog.map((b) => [b.items, b.throttled, b.retryAfterMs, b.storm]),
+      [[3, 3, 200, true], [3, 3, null, true], [3, 0, null, false]],
+    );
+    assert.equal(sandbox.graph.batchesPerSecond().reduce((a, b) => a + b, 0), 3);
+    assert.equal(sandbox.graph.peakBatchesInFlight, 1);
+  });
+
   it("refuses a user principal name that starts with $ in a path segment, and serves it as users('$…')", async () => {
     sandbox.graph.addUser({ mail: "dollar@contoso.test", userPrincipalName: "$dollar@contoso.test", displayName: "Dollar" });
     const plain = await call("GET", `/users/${encodeURIComponent("$dollar@contoso.test")}`);
