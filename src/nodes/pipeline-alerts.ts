@@ -50,7 +50,8 @@ export = function register(RED: NodeAPI) {
       settings = readSettings(config);
     } catch (err) {
       status.error(err instanceof ConfigError && err.status ? err.status : "invalid settings");
-      node.error(errorMessage(err));
+      // A node not configured yet (no recipient) says so in its status alone, as a fresh example should.
+      if (!isSetupGap(err)) node.error(errorMessage(err));
       return;
     }
 
