@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import pg from "pg";
 import { Database } from "../../src/core/db/database";
 import { OnceRuns } from "../../src/core/db/once";
 import { instanceName } from "../../src/core/instance";
@@ -9,42 +8,29 @@ import pipelineRuns from "../../src/nodes/pipeline-runs";
 import postgresDatabase from "../../src/nodes/postgres-database";
 import { GOTO_DEMO_CLIENT, Sandbox } from "../../src/sandbox";
 import { eventually, nodeRed } from "../support/node-red";
-import { TestDatabase, createTestDatabase } from "../support/pg";
-import { countsOf, runsOf, waitForRuns } from "../support/runs";
+import { countsOf, runsOf, runsSuite, waitForRuns } from "../support/runs";
 
 const helper = nodeRed();
 
 describe("runs of the call-log export (goto-call-logs)", function () {
   this.timeout(60_000);
   const sandbox = new Sandbox({ goto: { rotateEvery: 1_000_000 } });
-  let testDb: TestDatabase;
-  let admin: pg.Client;
+  const suite = runsSuite(sandbox, "gw_runs_calls");
   let out: any[];
   let caught: any[];
   let emitted: any[];
   let warnings: string[];
 
-  before(async () => {
-    await sandbox.listen();
-    testDb = await createTestDatabase("gw_runs_calls");
-    admin = new pg.Client(testDb.connection);
-    await admin.connect();
-  });
-  after(async () => {
-    await admin.end();
-    await testDb.drop();
-    await sandbox.close();
-  });
   afterEach(async () => {
     await helper.unload();
     sandbox.server.clearFaults();
-    await admin.query("TRUNCATE gluework_runs, gluework_run_nodes").catch(() => undefined);
+    await suite.admin.query("TRUNCATE gluework_runs, gluework_run_nodes").catch(() => undefined);
   });
 
   async function load(): Promise<void> {
     const flow = [
       { id: "tab", type: "tab", label: "call logs" },
-      { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: testDb.name, ssl: "disable", poolSize: "4" },
+      { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: suite.testDb.name, ssl: "disable", poolSize: "4" },
       { id: "creds", type: "goto-credentials", authHost: `${sandbox.url}/goto/auth`, apiHost: `${sandbox.url}/goto/api`, store: "postgres", database: "db", requestsPerSecond: "10" },
       { id: "calls", type: "goto-call-logs", z: "tab", x: 100, y: 100, name: "nightly export", goto: "creds", timeZone: "UTC", wires: [["out"]] },
       { id: "out", type: "helper", z: "tab", x: 200, y: 100, wires: [] },
@@ -76,7 +62,7 @@ describe("runs of the call-log export (goto-call-logs)", function () {
     await load();
     sandbox.server.resetStats();
     helper.getNode("calls").receive({ payload: { from: day } });
-    const [run] = await waitForRuns(admin, "calls", 1, 40_000);
+    const [run] = await waitForRuns(suite.admin, "calls", 1, 40_000);
     assert.equal(caught.length, 0);
     assert.equal(run!.outcome, "success");
     assert.equal(run!.pipeline, "call-logs");
@@ -106,7 +92,7 @@ describe("runs of the call-log export (goto-call-logs)", function () {
     // The same day again, this instance having exported it: a run of its own, with the token it has.
     sandbox.server.resetStats();
     helper.getNode("calls").receive({ payload: { from: day } });
-    const again = (await waitForRuns(admin, "calls", 2, 40_000))[1]!;
+    const again = (await waitForRuns(suite.admin, "calls", 2, 40_000))[1]!;
     assert.equal(again.outcome, "success");
     assert.equal(again.token_refreshes, 0);
     assert.equal(again.requests, stat("goto call-reports requests"));
@@ -120,7 +106,7 @@ describe("runs of the call-log export (goto-call-logs)", function () {
     sandbox.server.resetStats();
     sandbox.server.inject({ method: "GET", path: "/goto/api/call-reports/v1", status: 503, times: 2 });
     helper.getNode("calls").receive({ payload: { from: day } });
-    const [run] = await waitForRuns(admin, "calls", 1, 40_000).finally(() => (sandbox.goto.calls.rateLimit = 10));
+    const [run] = await waitForRuns(suite.admin, "calls", 1, 40_000).finally(() => (sandbox.goto.calls.rateLimit = 10));
     assert.equal(run!.outcome, "success");
     assert.equal(run!.retries, 2);
     assert.equal(run!.requests, stat("goto call-reports requests") + stat("fault 503") + stat("goto api 401"));
@@ -135,7 +121,7 @@ describe("runs of the call-log export (goto-call-logs)", function () {
     await load();
     sandbox.server.inject({ method: "GET", path: "/goto/api/call-reports/v1", status: 400, json: { errorCode: "BAD_REQUEST", message: "the day is out of range" } });
     helper.getNode("calls").receive({ payload: { from: day } });
-    const [run] = await waitForRuns(admin, "calls", 1, 40_000);
+    const [run] = await waitForRuns(suite.admin, "calls", 1, 40_000);
     await eventually(() => caught.length === 1, 5000, "the failure at Catch");
     assert.equal(run!.outcome, "failure");
     assert.equal(run!.run_key, day);
@@ -147,7 +133,7 @@ describe("runs of the call-log export (goto-call-logs)", function () {
 
   it("records a day another instance exported as skipped, naming it", async () => {
     const day = "2026-05-07";
-    const db = await Database.open({ kind: "server", connection: testDb.connection }, { warn: () => undefined });
+    const db = await Database.open({ kind: "server", connection: suite.testDb.connection }, { warn: () => undefined });
     try {
       const claimed = await new OnceRuns(db, "goto-call-logs:calls").claim(day);
       assert.ok("claim" in claimed);
@@ -158,11 +144,11 @@ describe("runs of the call-log export (goto-call-logs)", function () {
     }
     await load();
     helper.getNode("calls").receive({ payload: { from: day } });
-    const [run] = await waitForRuns(admin, "calls", 1);
+    const [run] = await waitForRuns(suite.admin, "calls", 1);
     assert.equal(run!.outcome, "skipped");
     assert.deepEqual(run!.details, { doneBy: "replica-b pid 7" });
     assert.equal(run!.requests, 0);
-    const [node] = (await admin.query("SELECT * FROM gluework_run_nodes WHERE node_id = 'calls'")).rows;
+    const [node] = (await suite.admin.query("SELECT * FROM gluework_run_nodes WHERE node_id = 'calls'")).rows;
     assert.ok(node.last_outcome !== "skipped", "a skipped run is not the node's latest");
   });
 
@@ -172,8 +158,8 @@ describe("runs of the call-log export (goto-call-logs)", function () {
     await load();
     // The first run creates the table; then it goes away, as on a database that refuses the write.
     helper.getNode("calls").receive({ payload: { from: day } });
-    const before = (await waitForRuns(admin, "calls", 1, 40_000)).length;
-    await admin.query("ALTER TABLE gluework_runs RENAME TO gluework_runs_away");
+    const before = (await waitForRuns(suite.admin, "calls", 1, 40_000)).length;
+    await suite.admin.query("ALTER TABLE gluework_runs RENAME TO gluework_runs_away");
     try {
       out = [];
       helper.getNode("calls").receive({ payload: { from: day } });
@@ -185,11 +171,11 @@ describe("runs of the call-log export (goto-call-logs)", function () {
       assert.equal(caught.length, 0, "no failure reached Catch");
       assert.equal(warnings.filter((w) => /could not be recorded/.test(w)).length, 1, `one warning: ${JSON.stringify(warnings)}`);
     } finally {
-      await admin.query("ALTER TABLE gluework_runs_away RENAME TO gluework_runs");
+      await suite.admin.query("ALTER TABLE gluework_runs_away RENAME TO gluework_runs");
     }
     helper.getNode("calls").receive({ payload: { from: day } });
-    await waitForRuns(admin, "calls", before + 1, 40_000);
+    await waitForRuns(suite.admin, "calls", before + 1, 40_000);
     await eventually(() => warnings.some((w) => w === "runs are recorded again (2 could not be)"), 5000, "the line that says so");
-    assert.equal((await runsOf(admin, "calls")).length, before + 1);
+    assert.equal((await runsOf(suite.admin, "calls")).length, before + 1);
   });
 });

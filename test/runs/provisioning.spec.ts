@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import pg from "pg";
 import gotoCredentials from "../../src/nodes/goto-credentials";
 import gotoProvisionUser from "../../src/nodes/goto-provision-user";
 import pipelineRuns from "../../src/nodes/pipeline-runs";
@@ -8,37 +7,24 @@ import postgresDatabase from "../../src/nodes/postgres-database";
 import { GOTO_DEMO_CLIENT, Sandbox } from "../../src/sandbox";
 import { SANDBOX_LICENSES as L } from "../../src/sandbox/goto-admin";
 import { eventually, nodeRed } from "../support/node-red";
-import { TestDatabase, createTestDatabase } from "../support/pg";
-import { countsOf, waitForRuns } from "../support/runs";
+import { countsOf, runsSuite, waitForRuns } from "../support/runs";
 
 const helper = nodeRed();
 
 describe("runs of GoTo provisioning (goto-provision-user)", function () {
   this.timeout(60_000);
   const sandbox = new Sandbox({ goto: { rotateEvery: 1_000_000 } });
-  let testDb: TestDatabase;
-  let admin: pg.Client;
+  const suite = runsSuite(sandbox, "gw_runs_prov");
   let answers: any[];
   let emitted: any[];
 
-  before(async () => {
-    await sandbox.listen();
-    testDb = await createTestDatabase("gw_runs_prov");
-    admin = new pg.Client(testDb.connection);
-    await admin.connect();
-  });
-  after(async () => {
-    await admin.end();
-    await testDb.drop();
-    await sandbox.close();
-  });
   beforeEach(() => {
     sandbox.goto.admin.reset();
     sandbox.goto.admin.rateLimit = 10;
   });
   afterEach(async () => {
     await helper.unload();
-    await admin.query("TRUNCATE gluework_runs, gluework_run_nodes").catch(() => undefined);
+    await suite.admin.query("TRUNCATE gluework_runs, gluework_run_nodes").catch(() => undefined);
   });
 
   async function load(): Promise<void> {
@@ -47,7 +33,7 @@ describe("runs of GoTo provisioning (goto-provision-user)", function () {
     sandbox.goto.oauth.registerClient(clientId, GOTO_DEMO_CLIENT.clientSecret);
     const flow = [
       { id: "tab", type: "tab", label: "provisioning" },
-      { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: testDb.name, ssl: "disable", poolSize: "4" },
+      { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: suite.testDb.name, ssl: "disable", poolSize: "4" },
       { id: "goto", type: "goto-credentials", authHost: `${sandbox.url}/goto/auth`, apiHost: `${sandbox.url}/goto/api`, store: "postgres", database: "db", accountKey: sandbox.goto.accountKey, requestsPerSecond: "10" },
       { id: "prov", type: "goto-provision-user", z: "tab", x: 100, y: 100, goto: "goto", action: "item", welcomeEmail: true, wires: [["answers"], ["answers"]] },
       { id: "answers", type: "helper", z: "tab", x: 300, y: 100, wires: [] },
@@ -78,7 +64,7 @@ describe("runs of GoTo provisioning (goto-provision-user)", function () {
     sandbox.server.resetStats();
     const answer = await send({ requestId: "hr-4711", payload: user("fien.peeters@example.com") });
     assert.equal(answer.statusCode, 200);
-    const [run] = await waitForRuns(admin, "prov", 1);
+    const [run] = await waitForRuns(suite.admin, "prov", 1);
     assert.equal(run!.outcome, "success");
     assert.equal(run!.pipeline, "provisioning");
     assert.equal(run!.run_key, "hr-4711");
@@ -95,7 +81,7 @@ describe("runs of GoTo provisioning (goto-provision-user)", function () {
     sandbox.server.resetStats();
     const answer = await send({ requestId: "batch-1", payload: items });
     assert.equal(answer.statusCode, 207);
-    const [run] = await waitForRuns(admin, "prov", 1);
+    const [run] = await waitForRuns(suite.admin, "prov", 1);
     assert.equal(run!.outcome, "partial");
     assert.equal(run!.rows, 3);
     assert.deepEqual(run!.details, { items: 4, failed: 1 });
@@ -112,7 +98,7 @@ describe("runs of GoTo provisioning (goto-provision-user)", function () {
     await load();
     const answer = await send({ requestId: "late-1", payload: user("late@example.com", [L.meetingBusiness]) });
     assert.equal(answer.statusCode, 409);
-    const [run] = await waitForRuns(admin, "prov", 1);
+    const [run] = await waitForRuns(suite.admin, "prov", 1);
     assert.equal(run!.outcome, "failure");
     assert.equal(run!.error_code, "GW_GOTO_NO_FREE_SEAT");
     assert.match(run!.error_message ?? "", /no free seat on license 7288486601101397003/);
@@ -125,7 +111,7 @@ describe("runs of GoTo provisioning (goto-provision-user)", function () {
     sandbox.server.resetStats();
     const again = await send({ requestId: "twice", payload: user("twice@example.com") });
     assert.equal(again.statusCode, 200);
-    const [first, second] = await waitForRuns(admin, "prov", 2);
+    const [first, second] = await waitForRuns(suite.admin, "prov", 2);
     assert.equal(first!.outcome, "success");
     assert.equal(second!.outcome, "skipped");
     assert.equal(second!.run_key, "twice");

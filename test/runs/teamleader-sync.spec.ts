@@ -1,13 +1,11 @@
 import assert from "node:assert/strict";
-import pg from "pg";
 import pipelineRuns from "../../src/nodes/pipeline-runs";
 import postgresDatabase from "../../src/nodes/postgres-database";
 import teamleaderConnection from "../../src/nodes/teamleader-connection";
 import teamleaderQuery from "../../src/nodes/teamleader-query";
 import { Sandbox } from "../../src/sandbox";
 import { eventually, nodeRed } from "../support/node-red";
-import { TestDatabase, createTestDatabase } from "../support/pg";
-import { countsOf, waitForRuns } from "../support/runs";
+import { countsOf, runsSuite, waitForRuns } from "../support/runs";
 import { sandboxClient } from "../support/teamleader";
 
 const helper = nodeRed();
@@ -16,25 +14,13 @@ const VOLUMES = { companies: 230, contacts: 40, departments: 3, events: 20, invo
 describe("runs of the Teamleader sync (teamleader-query)", function () {
   this.timeout(60_000);
   const sandbox = new Sandbox({ teamleader: { volumes: VOLUMES } });
-  let testDb: TestDatabase;
-  let admin: pg.Client;
+  const suite = runsSuite(sandbox, "gw_runs_tl");
   let prefixes = 0;
   let outputs: any[];
   let caught: any[];
   let emitted: any[];
   let statuses: string[];
 
-  before(async () => {
-    await sandbox.listen();
-    testDb = await createTestDatabase("gw_runs_tl");
-    admin = new pg.Client(testDb.connection);
-    await admin.connect();
-  });
-  after(async () => {
-    await admin.end();
-    await testDb.drop();
-    await sandbox.close();
-  });
   beforeEach(() => {
     sandbox.teamleader.data.reset(VOLUMES);
     sandbox.server.clearFaults();
@@ -43,14 +29,14 @@ describe("runs of the Teamleader sync (teamleader-query)", function () {
   });
   afterEach(async () => {
     await helper.unload();
-    await admin.query("TRUNCATE gluework_runs, gluework_run_nodes").catch(() => undefined);
+    await suite.admin.query("TRUNCATE gluework_runs, gluework_run_nodes").catch(() => undefined);
   });
 
   async function load(query: Record<string, unknown>): Promise<void> {
     const client = sandboxClient(sandbox);
     const flow = [
       { id: "tab", type: "tab", label: "teamleader" },
-      { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: testDb.name, poolSize: "4" },
+      { id: "db", type: "postgres-database", mode: "server", host: "127.0.0.1", port: "5432", database: suite.testDb.name, poolSize: "4" },
       { id: "conn", type: "teamleader-connection", name: "Main", database: "db", redirectUri: "http://127.0.0.1:1880/teamleader/oauth", authHost: `${sandbox.url}/teamleader/auth`, apiHost: `${sandbox.url}/teamleader/api` },
       { id: "sync", type: "teamleader-query", z: "tab", x: 100, y: 100, connection: "conn", mode: "sync", syncMode: "full", tablePrefix: `r${++prefixes}_`, ...query, wires: [["out"]] },
       { id: "out", type: "helper", z: "tab", x: 300, y: 100, wires: [] },
@@ -81,7 +67,7 @@ describe("runs of the Teamleader sync (teamleader-query)", function () {
     sandbox.server.inject({ path: "/teamleader/api/companies.list", status: 429, headers: { "retry-after": "0" }, json: { errors: [{ title: "Too Many Requests" }] } });
     helper.getNode("sync").receive({ payload: {} });
     const summary = (await eventually(() => outputs[0], 30_000, "the summary")).payload;
-    const [companies, users] = await waitForRuns(admin, "sync", 2);
+    const [companies, users] = await waitForRuns(suite.admin, "sync", 2);
     assert.deepEqual([companies!.run_key, users!.run_key], ["companies", "users"]);
     assert.ok(users!.started_at.getTime() >= companies!.ended_at.getTime(), "one after the other");
     assert.deepEqual(countsOf(companies!), {
@@ -109,12 +95,12 @@ describe("runs of the Teamleader sync (teamleader-query)", function () {
   it("records a sweep whose lookups could not tell as partial, with what they got", async () => {
     await load({ resources: "projects", projectsModule: "legacy" });
     helper.getNode("sync").receive({ payload: {} });
-    await waitForRuns(admin, "sync", 1, 30_000);
+    await waitForRuns(suite.admin, "sync", 1, 30_000);
     sandbox.teamleader.goneInfoStatus = 400;
     sandbox.teamleader.data.remove("projects", 2);
     sandbox.server.resetStats();
     helper.getNode("sync").receive({ payload: {} });
-    const [, run] = await waitForRuns(admin, "sync", 2, 30_000);
+    const [, run] = await waitForRuns(suite.admin, "sync", 2, 30_000);
     assert.equal(run!.outcome, "partial");
     assert.equal(run!.run_key, "projects");
     assert.equal(run!.error_code, "GW_TEAMLEADER_UNRESOLVED");
@@ -128,7 +114,7 @@ describe("runs of the Teamleader sync (teamleader-query)", function () {
     await load({ resources: "invoices" });
     sandbox.server.inject({ path: "/teamleader/api/invoices.list", status: 403, json: { errors: [{ code: 403, title: "Forbidden", status: 403, meta: { hint: "the integration has no invoices scope" } }] } });
     helper.getNode("sync").receive({ payload: {} });
-    const [run] = await waitForRuns(admin, "sync", 1);
+    const [run] = await waitForRuns(suite.admin, "sync", 1);
     const err = await eventually(() => caught[0], 10_000, "the Catch node");
     assert.equal(run!.outcome, "failure");
     assert.equal(run!.run_key, "invoices");
@@ -144,7 +130,7 @@ describe("runs of the Teamleader sync (teamleader-query)", function () {
     helper.getNode("sync").receive({ payload: {} });
     await eventually(() => statuses.some((s) => /^companies \d/.test(s)), 10_000, "the first sync to run");
     helper.getNode("sync").receive({ payload: {} });
-    const runs = await waitForRuns(admin, "sync", 2, 30_000);
+    const runs = await waitForRuns(suite.admin, "sync", 2, 30_000);
     assert.deepEqual(runs.map((r) => r.outcome).sort(), ["skipped", "success"]);
     const skipped = runs.find((r) => r.outcome === "skipped")!;
     assert.equal(skipped.requests, 0);

@@ -1,5 +1,24 @@
-import type pg from "pg";
+import pg from "pg";
+import type { Sandbox } from "../../src/sandbox";
 import { eventually } from "./node-red";
+import { TestDatabase, createTestDatabase } from "./pg";
+
+/** What every runs suite sets up for its whole life: `sandbox` listening, a fresh database, and a client on it. */
+export function runsSuite(sandbox: Sandbox, prefix: string): { testDb: TestDatabase; admin: pg.Client } {
+  const suite = {} as { testDb: TestDatabase; admin: pg.Client };
+  before(async () => {
+    await sandbox.listen();
+    suite.testDb = await createTestDatabase(prefix);
+    suite.admin = new pg.Client(suite.testDb.connection);
+    await suite.admin.connect();
+  });
+  after(async () => {
+    await suite.admin.end();
+    await suite.testDb.drop();
+    await sandbox.close();
+  });
+  return suite;
+}
 
 /** A row of gluework_runs as a test compares it: counts as numbers, times as dates. */
 export interface RunRow {
